@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,9 @@ for lambda_root in sorted((ROOT / "lib" / "lambda").iterdir()):
         sys.path.insert(0, str(lambda_root))
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# jsii runs on the Node 22 that package.json pins (the machine's Node 20 is end-of-life).
+if (ROOT / "node_modules" / ".bin" / "node").exists():
+    os.environ.setdefault("JSII_NODE", str(ROOT / "node_modules" / ".bin" / "node"))
 
 from tests.support.moto_server import MotoServer  # noqa: E402
 from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
@@ -41,3 +47,32 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
     for name, value in moto_server.environment.items():
         monkeypatch.setenv(name, value)
     return moto_server
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """The dev app, synthesized once: each stack's Terraform JSON and the manifest."""
+
+    stacks: dict[str, dict]
+    manifest: dict
+
+    def stack(self, area: str) -> dict:
+        return self.stacks[f"{area}-dev"]
+
+    def resources(self, area: str, resource_type: str) -> dict[str, dict]:
+        return self.stack(area).get("resource", {}).get(resource_type, {})
+
+    def data(self, area: str, data_type: str) -> dict[str, dict]:
+        return self.stack(area).get("data", {}).get(data_type, {})
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """One synthesis per session (loading the provider bindings alone costs ~11 s)."""
+    from lib.app import build_app
+    from lib.config import CONFIG_DIR, parse_config
+
+    outdir = tmp_path_factory.mktemp("cdktf.out")
+    build_app(parse_config((CONFIG_DIR / "dev.toml").read_text()), outdir=str(outdir)).synth()
+    stacks = {path.parent.name: json.loads(path.read_text()) for path in (outdir / "stacks").glob("*/cdk.tf.json")}
+    return Synthesized(stacks=stacks, manifest=json.loads((outdir / "manifest.json").read_text()))

@@ -1,0 +1,58 @@
+# payment-migration — every target installs what it needs; a second run skips the installs.
+# Environment: PAYMENT_MIGRATION_ENV=<env> selects config/<env>.toml (default dev).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+PIPENV_VERSION := 2026.10.3
+VENV := .venv
+PY := $(VENV)/bin/python
+NODE_BIN := $(CURDIR)/node_modules/.bin
+
+# The jsii runtime and the cdktf CLI run on the Node 22 LTS that package.json pins, not the
+# machine's Node (an end-of-life Node makes jsii print a banner on every run).
+export PATH := $(NODE_BIN):$(PATH)
+export JSII_NODE := $(NODE_BIN)/node
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_VERBOSITY := -1
+export PIPENV_NOSPIN := 1
+
+.PHONY: help install synth test scan bench bundles clean
+
+help:
+	@echo "make synth   synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
+	@echo "make test    run the test suite (installs everything first)"
+	@echo "make scan    synthesize, then run checkov on cdktf.out/stacks"
+	@echo "make bench   run the benchmarks and print their figures"
+	@echo "make clean   remove build output (cdktf.out, build/)"
+
+install: $(VENV)/.synced node_modules/.package-lock.json
+
+$(VENV)/.synced: Pipfile.lock
+	@echo "==> installing Python dependencies from Pipfile.lock into $(VENV)"
+	@$(PYTHON_BOOTSTRAP) -m pipenv --version >/dev/null 2>&1 || \
+		$(PYTHON_BOOTSTRAP) -m pip install --quiet --disable-pip-version-check "pipenv==$(PIPENV_VERSION)"
+	$(PYTHON_BOOTSTRAP) -m pipenv sync --dev
+	@touch $@
+
+node_modules/.package-lock.json: package-lock.json package.json
+	@echo "==> installing cdktf-cli and Node 22 from package-lock.json"
+	npm ci --no-audit --no-fund
+	@touch $@
+
+synth: install
+	$(PY) main.py
+	@echo "==> wrote $$(ls cdktf.out/stacks | tr '\n' ' ')"
+
+test: install postgres
+	$(PY) -m pytest
+
+# The tests start their own PostgreSQL server with initdb/pg_ctl; install the binaries if absent.
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ echo "==> installing PostgreSQL server binaries"; apt-get update -qq && apt-get install -y -qq postgresql; }
+
+clean:
+	rm -rf cdktf.out build

@@ -1,0 +1,406 @@
+"""Typed, validated configuration: the only place that reads `config/<env>.toml`.
+
+`load_config(env)` parses the file into frozen dataclasses and checks every value before any
+construct exists. A bad value raises `ConfigError` naming the key (`network.vpc_cidr`); `main.py`
+prints that one message and exits non-zero without writing `cdktf.out`.
+
+The environment is chosen by `PAYMENT_MIGRATION_ENV` (default `dev`); `PAYMENT_MIGRATION_CONFIG`
+points at a file directly (tests use it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+ENV_VARIABLE = "PAYMENT_MIGRATION_ENV"
+FILE_VARIABLE = "PAYMENT_MIGRATION_CONFIG"
+
+_DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]{0,18}[a-z0-9])?$")
+_REGION = re.compile(r"^[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+PHASE_WEIGHTS = {"legacy-sync": 0, "canary": 10, "split": 50, "aws-primary": 100}
+# Aurora PostgreSQL majors AWS supports today (standard support); older majors are refused.
+SUPPORTED_AURORA_MAJORS = (13, 14, 15, 16, 17)
+SUPPORTED_LAMBDA_RUNTIMES = ("python3.12", "python3.13")
+# The retention values CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and what is expected."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks shared by the sections. Each raises ConfigError for its key (relative to its section).
+
+def _network(key: str, value: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ConfigError(key, f"{value!r} is not a valid IPv4 CIDR ({error})") from None
+
+
+def _require(condition: bool, key: str, problem: str) -> None:
+    if not condition:
+        raise ConfigError(key, problem)
+
+
+def _in_range(key: str, value: int | float, low: int | float, high: int | float) -> None:
+    _require(low <= value <= high, key, f"{value} is outside {low}–{high}")
+
+
+def _arn(key: str, value: str | None, service: str) -> None:
+    if value is not None:
+        _require(bool(_ARN.match(value)) and value.split(":")[2] == service, key,
+                 f"{value!r} is not a {service} ARN")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Where Terraform state lives: one S3 object per stack, `<env>/<stack>.tfstate`."""
+
+    bucket: str
+    region: str
+    kms_key_arn: str | None = None  # encrypt state with this CMK instead of the bucket default
+
+    def __post_init__(self) -> None:
+        _require(bool(_BUCKET.match(self.bucket)), "bucket", f"{self.bucket!r} is not a valid S3 bucket name")
+        _require(bool(_REGION.match(self.region)), "region", f"{self.region!r} is not an AWS region name")
+        _arn("kms_key_arn", self.kms_key_arn, "kms")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    vpc_cidr: str
+    public_subnet_cidrs: tuple[str, ...]
+    private_subnet_cidrs: tuple[str, ...]
+    nat_gateway_mode: Literal["single", "per_az"] = "per_az"
+
+    def __post_init__(self) -> None:
+        vpc = _network("vpc_cidr", self.vpc_cidr)
+        _require(16 <= vpc.prefixlen <= 24, "vpc_cidr", f"prefix /{vpc.prefixlen} is outside /16–/24")
+        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        for name in ("public_subnet_cidrs", "private_subnet_cidrs"):
+            cidrs = getattr(self, name)
+            _require(len(cidrs) == 3, name, f"needs exactly 3 CIDRs (one per availability zone), got {len(cidrs)}")
+            for index, cidr in enumerate(cidrs):
+                key = f"{name}[{index}]"
+                subnet = _network(key, cidr)
+                _require(subnet.subnet_of(vpc), key, f"{cidr} is outside vpc_cidr {self.vpc_cidr}")
+                for other_key, other in seen:
+                    _require(not subnet.overlaps(other), key, f"{cidr} overlaps {other_key} {other}")
+                seen.append((key, subnet))
+
+
+@dataclass(frozen=True)
+class OnPremConfig:
+    """The on-premises side: its networks, the path to them, its database and application."""
+
+    cidrs: tuple[str, ...]
+    db_host: str
+    db_name: str
+    db_engine_version: str  # PostgreSQL major of the source, e.g. "15"
+    vpn_gateway_id: str | None = None
+    transit_gateway_id: str | None = None
+    db_port: int = 5432
+    db_secret_arn: str | None = None  # an existing secret; else the security stack creates an empty one
+    db_secret_kms_key_arn: str | None = None  # the key of that existing secret
+    app_ip_addresses: tuple[str, ...] = ()  # the on-prem application's public IPv4 addresses
+    app_hostname: str | None = None  # or its DNS name, when it has no fixed address
+    app_health_check_path: str = "/health"
+    app_port: int = 443
+
+    def __post_init__(self) -> None:
+        _require(len(self.cidrs) >= 1, "cidrs", "needs at least one on-prem CIDR")
+        for index, cidr in enumerate(self.cidrs):
+            _network(f"cidrs[{index}]", cidr)
+        gateways = [g for g in (self.vpn_gateway_id, self.transit_gateway_id) if g]
+        _require(len(gateways) == 1, "vpn_gateway_id",
+                 "set exactly one of vpn_gateway_id and transit_gateway_id (the path to on-prem)")
+        if self.vpn_gateway_id:
+            _require(bool(re.match(r"^vgw-[0-9a-f]{8,17}$", self.vpn_gateway_id)), "vpn_gateway_id",
+                     f"{self.vpn_gateway_id!r} is not a VPN gateway id (vgw-…)")
+        if self.transit_gateway_id:
+            _require(bool(re.match(r"^tgw-[0-9a-f]{8,17}$", self.transit_gateway_id)), "transit_gateway_id",
+                     f"{self.transit_gateway_id!r} is not a transit gateway id (tgw-…)")
+        _require(_is_host(self.db_host), "db_host", f"{self.db_host!r} is neither an IPv4 address nor a hostname")
+        _in_range("db_port", self.db_port, 1, 65535)
+        _in_range("app_port", self.app_port, 1, 65535)
+        _require(bool(re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", self.db_name)), "db_name",
+                 f"{self.db_name!r} is not a PostgreSQL database name")
+        _require(self.db_engine_version.isdigit() and 10 <= int(self.db_engine_version) <= 17,
+                 "db_engine_version", f"{self.db_engine_version!r} is not a PostgreSQL major version DMS reads (10–17)")
+        _arn("db_secret_arn", self.db_secret_arn, "secretsmanager")
+        _arn("db_secret_kms_key_arn", self.db_secret_kms_key_arn, "kms")
+        _require((self.db_secret_arn is None) == (self.db_secret_kms_key_arn is None), "db_secret_kms_key_arn",
+                 "set together with db_secret_arn (the Lambdas and DMS need to decrypt that secret)")
+        _require(bool(self.app_ip_addresses) != bool(self.app_hostname), "app_ip_addresses",
+                 "set exactly one of app_ip_addresses and app_hostname (the on-prem member of the weighted record)")
+        for index, address in enumerate(self.app_ip_addresses):
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise ConfigError(f"app_ip_addresses[{index}]", f"{address!r} is not an IPv4 address") from None
+        if self.app_hostname:
+            _require(bool(_HOSTNAME.match(self.app_hostname)), "app_hostname", f"{self.app_hostname!r} is not a hostname")
+        _require(self.app_health_check_path.startswith("/"), "app_health_check_path", "must start with /")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    waf_rate_limit: int = 2000  # requests per client IP in any 5-minute window
+    kms_deletion_window_days: int = 30
+
+    def __post_init__(self) -> None:
+        _in_range("waf_rate_limit", self.waf_rate_limit, 10, 2_000_000_000)
+        _in_range("kms_deletion_window_days", self.kms_deletion_window_days, 7, 30)
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    engine_version: str  # Aurora PostgreSQL version, e.g. "16.6"
+    min_acu: float
+    max_acu: float
+    database_name: str = "payments"
+    master_username: str = "payments_admin"
+    backup_retention_days: int = 7
+    preferred_backup_window: str = "02:00-03:00"
+    preferred_maintenance_window: str = "sun:03:30-sun:04:30"
+    deletion_protection: bool = True
+    performance_insights_retention_days: int = 7
+
+    @property
+    def engine_major(self) -> int:
+        return int(self.engine_version.split(".")[0])
+
+    def __post_init__(self) -> None:
+        _require(bool(re.match(r"^\d{2}\.\d{1,2}$", self.engine_version)), "engine_version",
+                 f"{self.engine_version!r} is not an Aurora PostgreSQL version like 16.6")
+        _require(self.engine_major in SUPPORTED_AURORA_MAJORS, "engine_version",
+                 f"major {self.engine_major} is not a supported Aurora PostgreSQL major {SUPPORTED_AURORA_MAJORS}")
+        _in_range("min_acu", self.min_acu, 0, 256)
+        _in_range("max_acu", self.max_acu, 1, 256)
+        _require(self.min_acu <= self.max_acu, "min_acu", f"{self.min_acu} is greater than max_acu {self.max_acu}")
+        _require((self.min_acu * 2).is_integer() and (self.max_acu * 2).is_integer(), "min_acu",
+                 "ACUs go in steps of 0.5")
+        _in_range("backup_retention_days", self.backup_retention_days, 1, 35)
+        _require(bool(re.match(r"^[a-z][a-z0-9_]{0,62}$", self.database_name)), "database_name",
+                 f"{self.database_name!r} is not a PostgreSQL database name")
+        _require(bool(re.match(r"^[a-z][a-z0-9_]{0,15}$", self.master_username)), "master_username",
+                 f"{self.master_username!r} is not a valid master user name")
+        _require(self.master_username not in ("postgres", "admin", "rdsadmin"), "master_username",
+                 f"{self.master_username!r} is reserved by RDS")
+        _require(bool(re.match(r"^\d{2}:\d{2}-\d{2}:\d{2}$", self.preferred_backup_window)),
+                 "preferred_backup_window", "expects hh24:mi-hh24:mi (UTC)")
+        _require(self.performance_insights_retention_days == 7 or self.performance_insights_retention_days % 31 == 0,
+                 "performance_insights_retention_days", "must be 7 or a multiple of 31")
+
+
+@dataclass(frozen=True)
+class LogsConfig:
+    retention_days: int = 365
+
+    def __post_init__(self) -> None:
+        _require(self.retention_days in LOG_RETENTION_DAYS, "retention_days",
+                 f"{self.retention_days} is not a CloudWatch Logs retention ({', '.join(map(str, LOG_RETENTION_DAYS))})")
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """The public hosted zone and the service name users resolve."""
+
+    zone_name: str
+    record_name: str
+    zone_id: str | None = None  # an existing zone; when unset the zone is created (create_zone = true)
+    create_zone: bool = False
+
+    def __post_init__(self) -> None:
+        _require(bool(_HOSTNAME.match(self.zone_name)), "zone_name", f"{self.zone_name!r} is not a DNS name")
+        _require(bool(_HOSTNAME.match(self.record_name)), "record_name", f"{self.record_name!r} is not a DNS name")
+        _require(self.record_name == self.zone_name or self.record_name.endswith("." + self.zone_name),
+                 "record_name", f"{self.record_name} is not inside zone {self.zone_name}")
+        _require((self.zone_id is not None) != self.create_zone, "zone_id",
+                 "set zone_id (an existing zone) or create_zone = true, not both or neither")
+        if self.zone_id is not None:
+            _require(bool(re.match(r"^Z[A-Z0-9]{4,31}$", self.zone_id)), "zone_id",
+                     f"{self.zone_id!r} is not a Route 53 hosted zone id")
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Cutover: the phase sets the AWS share of traffic; `aws_weight` overrides it explicitly."""
+
+    phase: str = "legacy-sync"
+    aws_weight: int | None = None
+    onprem_set_identifier: str = "onprem"
+    aws_set_identifier: str = "aws"
+    ttl_seconds: int = 60
+
+    @property
+    def weights(self) -> tuple[int, int]:
+        """(AWS weight, on-prem weight) out of 100."""
+        aws = self.aws_weight if self.aws_weight is not None else PHASE_WEIGHTS[self.phase]
+        return aws, 100 - aws
+
+    def __post_init__(self) -> None:
+        _require(self.phase in PHASE_WEIGHTS, "phase",
+                 f"{self.phase!r} is not a cutover phase ({', '.join(PHASE_WEIGHTS)})")
+        if self.aws_weight is not None:
+            _in_range("aws_weight", self.aws_weight, 0, 100)
+        _require(self.onprem_set_identifier != self.aws_set_identifier, "aws_set_identifier",
+                 "must differ from onprem_set_identifier")
+        for key in ("onprem_set_identifier", "aws_set_identifier"):
+            value = getattr(self, key)
+            _require(bool(re.match(r"^[A-Za-z0-9_-]{1,128}$", value)), key, f"{value!r} is not a set identifier")
+        _in_range("ttl_seconds", self.ttl_seconds, 0, 60)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    region: str
+    state: StateConfig
+    network: NetworkConfig
+    onprem: OnPremConfig
+    database: DatabaseConfig
+    dns: DnsConfig
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(bool(_DNS_LABEL.match(self.name)), "name",
+                 f"{self.name!r} is not DNS-safe (lowercase letters, digits, '-', 1–20 characters, starting with a letter)")
+        _require(bool(_REGION.match(self.region)), "region", f"{self.region!r} is not an AWS region name like eu-west-1")
+        vpc = ipaddress.IPv4Network(self.network.vpc_cidr)
+        for index, cidr in enumerate(self.onprem.cidrs):
+            _require(not ipaddress.IPv4Network(cidr).overlaps(vpc), f"onprem.cidrs[{index}]",
+                     f"{cidr} overlaps network.vpc_cidr {self.network.vpc_cidr}")
+        for key, value in self.tags.items():
+            _require(not key.lower().startswith("aws:"), f"tags.{key}", "tag keys starting with aws: are reserved")
+            _require(0 < len(value) <= 256, f"tags.{key}", "tag values take 1–256 characters")
+
+    @property
+    def default_tags(self) -> dict[str, str]:
+        return {"Project": "payment-migration", "Environment": self.name, "ManagedBy": "cdktf", **self.tags}
+
+
+def _is_host(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: TOML tables → dataclasses, with the key path on every error.
+
+
+def _convert(value: typing.Any, hint: typing.Any, key: str) -> typing.Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(key, "expected a table")
+        return _build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _convert(value, options[0], key)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        _require(value in allowed, key, f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(key, "expected a list")
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_convert(item, item_hint, f"{key}[{index}]") for index, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, "expected a table")
+        return {str(k): _convert(v, str, f"{key}.{k}") for k, v in value.items()}
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(key, f"expected a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")
+
+
+def _build(cls: type, table: dict, prefix: str = "") -> typing.Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    path = (prefix + ".") if prefix else ""
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"{path}{key}", f"unknown key (known: {', '.join(sorted(fields))})")
+    values = {}
+    for name, spec in fields.items():
+        if name in table:
+            values[name] = _convert(table[name], hints[name], f"{path}{name}")
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{path}{name}", "missing required key")
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}{error.key}", error.problem) from None
+
+
+def config_path(env: str | None = None) -> Path:
+    if os.environ.get(FILE_VARIABLE):
+        return Path(os.environ[FILE_VARIABLE])
+    env = env or os.environ.get(ENV_VARIABLE, "dev")
+    _require(bool(_DNS_LABEL.match(env)), ENV_VARIABLE, f"{env!r} is not an environment name")
+    return CONFIG_DIR / f"{env}.toml"
+
+
+def parse_config(text: str) -> Config:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("(file)", f"not valid TOML: {error}") from None
+    return _build(Config, table)
+
+
+def load_config(env: str | None = None) -> Config:
+    path = config_path(env)
+    if not path.is_file():
+        raise ConfigError(ENV_VARIABLE, f"no config file {path} (environments: "
+                          f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.toml')))})")
+    return parse_config(path.read_text())

@@ -1,0 +1,46 @@
+"""What every stack shares: its own AWS provider (region, default tags) and its own S3 backend,
+so that each stack plans and deploys alone with `cdktf deploy <area>-<env>`."""
+
+from __future__ import annotations
+
+from cdktf import S3Backend, TerraformStack
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
+from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
+from constructs import Construct
+
+from lib.config import Config
+
+
+class BaseStack(TerraformStack):
+    """A stack named `<area>-<env>` with state at `s3://<bucket>/<env>/<area>.tfstate`."""
+
+    def __init__(self, scope: Construct, area: str, *, config: Config) -> None:
+        super().__init__(scope, f"{area}-{config.name}")
+        self.area = area
+        self.env_name = config.name
+        self.region = config.region
+        AwsProvider(self, "aws", region=config.region,
+                    default_tags=[AwsProviderDefaultTags(tags={**config.default_tags, "Stack": area})])
+        backend = S3Backend(self, bucket=config.state.bucket, key=f"{config.name}/{area}.tfstate",
+                            region=config.state.region, encrypt=True, kms_key_id=config.state.kms_key_arn)
+        # S3-native locking (Terraform ≥ 1.10); cdktf 0.21's S3Backend predates the option.
+        backend.add_override("use_lockfile", True)
+        self._identity: DataAwsCallerIdentity | None = None
+        self._partition: DataAwsPartition | None = None
+
+    def resource_name(self, suffix: str) -> str:
+        """Names AWS resources `payment-<suffix>-<env>`: unique per environment in one account."""
+        return f"payment-{suffix}-{self.env_name}"
+
+    @property
+    def account_id(self) -> str:
+        if self._identity is None:
+            self._identity = DataAwsCallerIdentity(self, "caller")
+        return self._identity.account_id
+
+    @property
+    def partition(self) -> str:
+        if self._partition is None:
+            self._partition = DataAwsPartition(self, "partition")
+        return self._partition.partition

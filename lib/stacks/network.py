@@ -1,0 +1,128 @@
+"""network: the VPC, its subnets over three AZs, egress, the path to on-prem, and flow logs."""
+
+from __future__ import annotations
+
+from cdktf import Fn
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
+    DataAwsAvailabilityZones,
+    DataAwsAvailabilityZonesFilter,
+)
+from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
+from cdktf_cdktf_provider_aws.ec2_transit_gateway_vpc_attachment import Ec2TransitGatewayVpcAttachment
+from cdktf_cdktf_provider_aws.eip import Eip
+from cdktf_cdktf_provider_aws.flow_log import FlowLog
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
+from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
+from cdktf_cdktf_provider_aws.route import Route
+from cdktf_cdktf_provider_aws.route_table import RouteTable
+from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
+from cdktf_cdktf_provider_aws.subnet import Subnet
+from cdktf_cdktf_provider_aws.vpc import Vpc
+from cdktf_cdktf_provider_aws.vpn_gateway_attachment import VpnGatewayAttachment
+from constructs import Construct
+
+from lib.config import Config
+from lib.constructs.iam import allow, assume_role_policy, policy_document
+from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.stacks.base import BaseStack
+
+AZ_COUNT = 3
+
+
+class NetworkStack(BaseStack):
+    """Public subnets hold the ALB and NAT gateways; private subnets hold Aurora, the Lambdas and
+    DMS, and route to on-prem through the configured VPN or transit gateway."""
+
+    def __init__(self, scope: Construct, *, config: Config) -> None:
+        super().__init__(scope, "network", config=config)
+        net = config.network
+        zones = DataAwsAvailabilityZones(
+            self, "zones", state="available",
+            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
+        )
+        self.availability_zones = [Fn.element(zones.names, index) for index in range(AZ_COUNT)]
+
+        self.vpc = Vpc(self, "vpc", cidr_block=net.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                       tags={"Name": self.resource_name("vpc")})
+        # The default group is attached to nothing we create; with no rules it admits and emits nothing.
+        DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc.id, ingress=[], egress=[],
+                             tags={"Name": self.resource_name("default-locked")})
+
+        public = [self._subnet("public", index, cidr) for index, cidr in enumerate(net.public_subnet_cidrs)]
+        private = [self._subnet("private", index, cidr) for index, cidr in enumerate(net.private_subnet_cidrs)]
+        self.public_subnet_ids = [subnet.id for subnet in public]
+        self.private_subnet_ids = [subnet.id for subnet in private]
+
+        igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": self.resource_name("igw")})
+        public_routes = RouteTable(self, "public-rt", vpc_id=self.vpc.id, tags={"Name": self.resource_name("public")})
+        Route(self, "public-default", route_table_id=public_routes.id, destination_cidr_block="0.0.0.0/0",
+              gateway_id=igw.id)
+        for index, subnet in enumerate(public):
+            RouteTableAssociation(self, f"public-rta-{index}", subnet_id=subnet.id, route_table_id=public_routes.id)
+
+        nat_count = AZ_COUNT if net.nat_gateway_mode == "per_az" else 1
+        nats = []
+        for index in range(nat_count):
+            eip = Eip(self, f"nat-eip-{index}", domain="vpc", tags={"Name": self.resource_name(f"nat-{index}")})
+            nats.append(NatGateway(self, f"nat-{index}", allocation_id=eip.allocation_id, subnet_id=public[index].id,
+                                   tags={"Name": self.resource_name(f"nat-{index}")}, depends_on=[igw]))
+
+        onprem_gateway = self._onprem_gateway(config, private)
+        self.private_route_table_ids = []
+        for index, subnet in enumerate(private):
+            table = RouteTable(self, f"private-rt-{index}", vpc_id=self.vpc.id,
+                               tags={"Name": self.resource_name(f"private-{index}")})
+            self.private_route_table_ids.append(table.id)
+            RouteTableAssociation(self, f"private-rta-{index}", subnet_id=subnet.id, route_table_id=table.id)
+            Route(self, f"private-default-{index}", route_table_id=table.id, destination_cidr_block="0.0.0.0/0",
+                  nat_gateway_id=nats[index % nat_count].id)
+            for cidr_index, cidr in enumerate(config.onprem.cidrs):
+                Route(self, f"private-onprem-{index}-{cidr_index}", route_table_id=table.id,
+                      destination_cidr_block=cidr, **onprem_gateway)
+
+        self._flow_logs(config)
+
+    def _subnet(self, tier: str, index: int, cidr: str) -> Subnet:
+        return Subnet(self, f"{tier}-{index}", vpc_id=self.vpc.id, cidr_block=cidr,
+                      availability_zone=self.availability_zones[index], map_public_ip_on_launch=False,
+                      tags={"Name": self.resource_name(f"{tier}-{index}"), "Tier": tier})
+
+    def _onprem_gateway(self, config: Config, private: list[Subnet]) -> dict:
+        """Attach the configured gateway to this VPC; returns the route target for on-prem CIDRs."""
+        onprem = config.onprem
+        if onprem.vpn_gateway_id:
+            attachment = VpnGatewayAttachment(self, "vgw-attachment", vpc_id=self.vpc.id,
+                                              vpn_gateway_id=onprem.vpn_gateway_id)
+            return {"gateway_id": onprem.vpn_gateway_id, "depends_on": [attachment]}
+        attachment = Ec2TransitGatewayVpcAttachment(
+            self, "tgw-attachment", vpc_id=self.vpc.id, transit_gateway_id=onprem.transit_gateway_id,
+            subnet_ids=[subnet.id for subnet in private], dns_support="enable",
+            tags={"Name": self.resource_name("tgw")})
+        return {"transit_gateway_id": onprem.transit_gateway_id, "depends_on": [attachment]}
+
+    def _flow_logs(self, config: Config) -> None:
+        """Every accepted and rejected flow, to a log group under a key of this stack's own (the
+        security stack's keys come later in the graph)."""
+        key = EncryptionKey(
+            self, "flow-logs-key", alias=self.resource_name("flow-logs"),
+            description=f"VPC flow logs of payment-migration {config.name}",
+            account_id=self.account_id, partition=self.partition,
+            deletion_window_days=config.security.kms_deletion_window_days,
+            statements=[cloudwatch_logs_statement(region=config.region, account_id=self.account_id,
+                                                  partition=self.partition)],
+        )
+        log_group = CloudwatchLogGroup(self, "flow-logs", name=f"/payment-migration/{config.name}/vpc-flow-logs",
+                                       kms_key_id=key.arn, retention_in_days=config.logs.retention_days)
+        trust = assume_role_policy(self, "flow-logs-trust", "vpc-flow-logs.amazonaws.com", account_id=self.account_id)
+        role = IamRole(self, "flow-logs-role", name=self.resource_name("vpc-flow-logs"),
+                       assume_role_policy=trust.json)
+        delivery = policy_document(self, "flow-logs-delivery", [
+            allow(["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                  [log_group.arn, f"{log_group.arn}:*"]),
+        ])
+        IamRolePolicy(self, "flow-logs-policy", role=role.id, name="deliver-flow-logs", policy=delivery.json)
+        FlowLog(self, "flow-log", vpc_id=self.vpc.id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
+                log_destination=log_group.arn, iam_role_arn=role.arn, max_aggregation_interval=60)

@@ -1,0 +1,155 @@
+"""security: KMS keys, security groups, the WAF web ACL, and the on-prem database secret."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from cdktf_cdktf_provider_aws.wafv2_web_acl import (
+    Wafv2WebAcl,
+    Wafv2WebAclDefaultAction,
+    Wafv2WebAclRule,
+    Wafv2WebAclRuleAction,
+    Wafv2WebAclRuleOverrideAction,
+    Wafv2WebAclRuleVisibilityConfig,
+    Wafv2WebAclVisibilityConfig,
+)
+from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
+    Wafv2WebAclLoggingConfiguration,
+    Wafv2WebAclLoggingConfigurationRedactedFields,
+    Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader,
+)
+from constructs import Construct
+
+from lib.config import Config
+from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.stacks.base import BaseStack
+from lib.stacks.network import NetworkStack
+
+POSTGRES_PORT = 5432
+# AWS managed rule groups, in evaluation order. KnownBadInputs carries the Log4j (CVE-2021-44228) rules.
+MANAGED_RULE_GROUPS = (
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesSQLiRuleSet",
+)
+
+
+class SecurityStack(BaseStack):
+    def __init__(self, scope: Construct, *, config: Config, network: NetworkStack) -> None:
+        super().__init__(scope, "security", config=config)
+        self._config = config
+        self._keys()
+        self._security_groups(config, network)
+        self._web_acl(config)
+        self._onprem_secret(config)
+
+    def _keys(self) -> None:
+        config = self._config
+        common = dict(account_id=self.account_id, partition=self.partition,
+                      deletion_window_days=config.security.kms_deletion_window_days)
+        # Aurora storage, Performance Insights, the RDS-managed master secret, the on-prem secret, DMS.
+        self.data_key = EncryptionKey(self, "data-key", alias=self.resource_name("data"),
+                                      description=f"payment-migration {config.name}: payment data at rest",
+                                      **common)
+        self.logs_key = EncryptionKey(
+            self, "logs-key", alias=self.resource_name("logs"),
+            description=f"payment-migration {config.name}: CloudWatch log groups",
+            statements=[cloudwatch_logs_statement(region=config.region, account_id=self.account_id,
+                                                  partition=self.partition)],
+            **common)
+
+    def _security_groups(self, config: Config, network: NetworkStack) -> None:
+        def group(id_: str, description: str) -> SecurityGroup:
+            return SecurityGroup(self, id_, name=self.resource_name(id_), description=description,
+                                 vpc_id=network.vpc.id, tags={"Name": self.resource_name(id_)})
+
+        alb = group("alb", "Internet-facing ALB of the payment API")
+        api = group("lambda", "Payment API Lambda")
+        validation = group("validation", "Validation Lambda: reads on-prem and Aurora")
+        database = group("database", "Aurora PostgreSQL cluster")
+        dms = group("dms", "DMS replication instance")
+
+        for port in (443, 80):
+            VpcSecurityGroupIngressRule(self, f"alb-in-{port}", security_group_id=alb.id, ip_protocol="tcp",
+                                        from_port=port, to_port=port, cidr_ipv4="0.0.0.0/0",
+                                        description=f"Clients on {port} (80 only redirects to 443)")
+        # ALB → Lambda targets goes through the Lambda service, not the VPC: the ALB needs no egress.
+
+        for client, name in ((api, "lambda"), (validation, "validation"), (dms, "dms")):
+            VpcSecurityGroupIngressRule(self, f"database-in-{name}", security_group_id=database.id,
+                                        ip_protocol="tcp", from_port=POSTGRES_PORT, to_port=POSTGRES_PORT,
+                                        referenced_security_group_id=client.id,
+                                        description=f"PostgreSQL from the {name} group")
+            VpcSecurityGroupEgressRule(self, f"{name}-out-database", security_group_id=client.id,
+                                       ip_protocol="tcp", from_port=POSTGRES_PORT, to_port=POSTGRES_PORT,
+                                       referenced_security_group_id=database.id,
+                                       description="PostgreSQL to Aurora")
+            VpcSecurityGroupEgressRule(self, f"{name}-out-https", security_group_id=client.id, ip_protocol="tcp",
+                                       from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
+                                       description="HTTPS to AWS APIs (Secrets Manager, CloudWatch) via NAT")
+
+        port = config.onprem.db_port
+        for client, name in ((validation, "validation"), (dms, "dms")):
+            for index, cidr in enumerate(config.onprem.cidrs):
+                VpcSecurityGroupEgressRule(self, f"{name}-out-onprem-{index}", security_group_id=client.id,
+                                           ip_protocol="tcp", from_port=port, to_port=port, cidr_ipv4=cidr,
+                                           description=f"On-prem PostgreSQL in {cidr}")
+
+        self.alb_security_group_id = alb.id
+        self.lambda_security_group_id = api.id
+        self.validation_security_group_id = validation.id
+        self.database_security_group_id = database.id
+        self.dms_security_group_id = dms.id
+
+    def _web_acl(self, config: Config) -> None:
+        def visibility(metric: str) -> Wafv2WebAclRuleVisibilityConfig:
+            return Wafv2WebAclRuleVisibilityConfig(cloudwatch_metrics_enabled=True, metric_name=metric,
+                                                   sampled_requests_enabled=True)
+
+        rules = [
+            Wafv2WebAclRule(name=group, priority=index, override_action=Wafv2WebAclRuleOverrideAction(none={}),
+                            visibility_config=visibility(group),
+                            statement={"managed_rule_group_statement": {"name": group, "vendor_name": "AWS"}})
+            for index, group in enumerate(MANAGED_RULE_GROUPS)
+        ]
+        rules.append(Wafv2WebAclRule(
+            name="RateLimitPerIp", priority=len(rules), action=Wafv2WebAclRuleAction(block={}),
+            visibility_config=visibility("RateLimitPerIp"),
+            statement={"rate_based_statement": {"limit": config.security.waf_rate_limit,
+                                                "aggregate_key_type": "IP"}}))
+        self.web_acl = Wafv2WebAcl(
+            self, "web-acl", name=self.resource_name("api"), scope="REGIONAL",
+            description="Payment API: AWS managed rules and a per-IP rate limit",
+            default_action=Wafv2WebAclDefaultAction(allow={}), rule=rules,
+            visibility_config=Wafv2WebAclVisibilityConfig(cloudwatch_metrics_enabled=True,
+                                                          metric_name=self.resource_name("api"),
+                                                          sampled_requests_enabled=True))
+        # WAF only delivers to log groups whose name starts with aws-waf-logs-.
+        log_group = CloudwatchLogGroup(self, "waf-logs", name=f"aws-waf-logs-{self.resource_name('api')}",
+                                       kms_key_id=self.logs_key.arn, retention_in_days=config.logs.retention_days)
+        Wafv2WebAclLoggingConfiguration(
+            self, "waf-logging", resource_arn=self.web_acl.arn, log_destination_configs=[log_group.arn],
+            redacted_fields=[Wafv2WebAclLoggingConfigurationRedactedFields(
+                single_header=Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader(name=header))
+                for header in ("authorization", "cookie")])
+
+    def _onprem_secret(self, config: Config) -> None:
+        """The on-prem database credentials. Terraform creates the secret but never its value: the
+        operator puts {"username", "password"} with `aws secretsmanager put-secret-value` (README),
+        so no password reaches code, plan or state. An existing secret can be named in config."""
+        onprem = config.onprem
+        if onprem.db_secret_arn:
+            self.onprem_secret_arn = onprem.db_secret_arn
+            self.onprem_secret_key_arn = onprem.db_secret_kms_key_arn
+            return
+        secret = SecretsmanagerSecret(
+            self, "onprem-db-secret", name=f"payment-migration/{config.name}/onprem-db",
+            description="On-prem PostgreSQL credentials for DMS and validation: {\"username\", \"password\"}; "
+                        "value set by the operator",
+            kms_key_id=self.data_key.arn, recovery_window_in_days=30)
+        self.onprem_secret_arn = secret.arn
+        self.onprem_secret_key_arn = self.data_key.arn
+

@@ -1,0 +1,24 @@
+#!/usr/bin/env python
+"""Synthesizes every stack of one environment: PAYMENT_MIGRATION_ENV=<env> (default dev) selects
+config/<env>.toml. The config is validated before any construct exists; an error names the key,
+exits 2 and writes nothing."""
+
+import sys
+
+from lib.config import ConfigError, config_path, load_config
+
+
+def main() -> int:
+    try:
+        config = load_config()
+    except ConfigError as error:
+        print(f"config error in {config_path()}: {error}", file=sys.stderr)
+        return 2
+    from lib.app import build_app  # the provider bindings load only for a valid config (~11 s)
+
+    build_app(config).synth()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
