@@ -1,0 +1,102 @@
+"""security stack: keys, security groups, WAF and the on-prem secret."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _key_resource(synthesized, fragment):
+    (name,) = [n for n in synthesized.resources("security", "aws_kms_key") if fragment in n]
+    return name, synthesized.resources("security", "aws_kms_key")[name]
+
+
+@pytest.mark.parametrize("fragment", ["data-key", "logs-key"])
+def test_keys_rotate_and_carry_an_explicit_policy(synthesized, fragment):
+    _, key = _key_resource(synthesized, fragment)
+    assert key["enable_key_rotation"] is True
+    assert key["deletion_window_in_days"] == 30
+    assert key["policy"].startswith("${data.aws_iam_policy_document.")
+
+
+def test_cloudwatch_logs_may_use_the_logs_key_for_this_accounts_log_groups_only(synthesized):
+    documents = synthesized.data("security", "aws_iam_policy_document")
+    (logs_policy,) = [d for n, d in documents.items() if n.startswith("logs-key")]
+    (statement,) = [s for s in logs_policy["statement"] if s.get("sid") == "CloudWatchLogs"]
+    assert statement["principals"] == [{"type": "Service", "identifiers": ["logs.eu-west-1.amazonaws.com"]}]
+    (condition,) = statement["condition"]
+    assert condition["variable"] == "kms:EncryptionContext:aws:logs:arn"
+    assert condition["values"][0].startswith("arn:${data.aws_partition.partition.partition}:logs:eu-west-1:")
+    (data_policy,) = [d for n, d in documents.items() if n.startswith("data-key")]
+    assert "logs.eu-west-1.amazonaws.com" not in json.dumps(data_policy)
+
+
+def _rules(synthesized, kind):
+    return synthesized.resources("security", f"aws_vpc_security_group_{kind}_rule")
+
+
+def test_every_rule_is_a_separate_resource_with_a_description(synthesized):
+    for group in synthesized.resources("security", "aws_security_group").values():
+        assert "ingress" not in group and "egress" not in group
+    for kind in ("ingress", "egress"):
+        for name, rule in _rules(synthesized, kind).items():
+            assert rule.get("description"), f"{kind} rule {name} has no description"
+
+
+def test_database_reachable_on_5432_only_from_lambda_validation_and_dms_groups(synthesized):
+    ingress = [r for r in _rules(synthesized, "ingress").values()
+               if r["security_group_id"] == "${aws_security_group.database.id}"]
+    assert {r["referenced_security_group_id"] for r in ingress} == {
+        "${aws_security_group.lambda.id}", "${aws_security_group.validation.id}", "${aws_security_group.dms.id}"}
+    assert all(r["from_port"] == r["to_port"] == 5432 and "cidr_ipv4" not in r for r in ingress)
+    assert not [r for r in _rules(synthesized, "egress").values()
+                if r["security_group_id"] == "${aws_security_group.database.id}"]
+
+
+def test_dms_egress_to_onprem_cidrs_on_the_source_port(synthesized):
+    rules = _rules(synthesized, "egress")
+    onprem = rules["dms-out-onprem-0"]
+    assert (onprem["cidr_ipv4"], onprem["from_port"], onprem["to_port"]) == ("172.16.0.0/16", 5432, 5432)
+    assert onprem["security_group_id"] == "${aws_security_group.dms.id}"
+
+
+def test_api_lambda_cannot_reach_onprem(synthesized):
+    api_rules = [r for r in _rules(synthesized, "egress").values()
+                 if r["security_group_id"] == "${aws_security_group.lambda.id}"]
+    assert {r.get("cidr_ipv4") for r in api_rules} <= {None, "0.0.0.0/0"}
+    assert all(r["from_port"] in (443, 5432) for r in api_rules)
+
+
+def test_alb_open_on_443_and_80_only(synthesized):
+    alb = [r for r in _rules(synthesized, "ingress").values()
+           if r["security_group_id"] == "${aws_security_group.alb.id}"]
+    assert sorted((r["from_port"], r["cidr_ipv4"]) for r in alb) == [(80, "0.0.0.0/0"), (443, "0.0.0.0/0")]
+
+
+def test_web_acl_has_managed_groups_and_rate_limit_from_config(synthesized):
+    (acl,) = synthesized.resources("security", "aws_wafv2_web_acl").values()
+    assert acl["scope"] == "REGIONAL"
+    managed = [r["statement"]["managed_rule_group_statement"]["name"] for r in acl["rule"]
+               if "managed_rule_group_statement" in r["statement"]]
+    assert managed == ["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+                       "AWSManagedRulesSQLiRuleSet"]
+    (rate,) = [r for r in acl["rule"] if "rate_based_statement" in r["statement"]]
+    assert rate["statement"]["rate_based_statement"]["limit"] == 2000
+    assert rate["action"] == {"block": {}}
+    assert len({r["priority"] for r in acl["rule"]}) == len(acl["rule"])
+
+
+def test_waf_logs_to_an_encrypted_log_group_with_credentials_redacted(synthesized):
+    (logging,) = synthesized.resources("security", "aws_wafv2_web_acl_logging_configuration").values()
+    assert logging["log_destination_configs"] == ["${aws_cloudwatch_log_group.waf-logs.arn}"]
+    assert {f["single_header"]["name"] for f in logging["redacted_fields"]} == {"authorization", "cookie"}
+    group = synthesized.resources("security", "aws_cloudwatch_log_group")["waf-logs"]
+    assert group["name"].startswith("aws-waf-logs-")
+    assert group["kms_key_id"].startswith("${aws_kms_key.logs-key")
+
+
+def test_onprem_secret_is_encrypted_and_has_no_value_in_code(synthesized):
+    (secret,) = synthesized.resources("security", "aws_secretsmanager_secret").values()
+    assert secret["kms_key_id"].startswith("${aws_kms_key.data-key")
+    assert not synthesized.resources("security", "aws_secretsmanager_secret_version")

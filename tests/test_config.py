@@ -1,0 +1,109 @@
+"""Config validation: each bad value stops `main.py` with one message naming the key, a non-zero
+exit and no cdktf.out — checked end to end on the real entry point, plus the loader's typing."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lib.config import CONFIG_DIR, ConfigError, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = (CONFIG_DIR / "dev.toml").read_text()
+
+
+def edited(pattern: str, replacement: str) -> str:
+    """The dev config with one line changed (the pattern must match exactly once)."""
+    text, count = re.subn(pattern, replacement, DEV, count=1, flags=re.MULTILINE)
+    assert count == 1, f"pattern {pattern!r} not found in dev.toml"
+    return text
+
+
+BAD_CONFIGS = {
+    "unknown key": (edited(r"^waf_rate_limit = .*$", "waf_rate_limit = 2000\nwaf_rate_limt = 10"),
+                    "security.waf_rate_limt", "unknown key"),
+    "missing required key": (edited(r"^vpc_cidr = .*$", ""), "network.vpc_cidr", "missing required key"),
+    "invalid CIDR": (edited(r'^vpc_cidr = .*$', 'vpc_cidr = "10.20.0.0/33"'), "network.vpc_cidr",
+                     "not a valid IPv4 CIDR"),
+    "CIDR with host bits": (edited(r'^vpc_cidr = .*$', 'vpc_cidr = "10.20.0.1/16"'), "network.vpc_cidr",
+                            "not a valid IPv4 CIDR"),
+    "subnet outside the VPC": (edited(r'"10.20.11.0/24"', '"10.99.11.0/24"'), "network.private_subnet_cidrs[1]",
+                               "outside vpc_cidr"),
+    "overlapping subnets": (edited(r'"10.20.12.0/24"', '"10.20.1.0/24"'), "network.private_subnet_cidrs[2]",
+                            "overlaps public_subnet_cidrs[1]"),
+    "on-prem CIDR overlapping the VPC": (edited(r'^cidrs = .*$', 'cidrs = ["10.20.128.0/20"]'), "onprem.cidrs[0]",
+                                         "overlaps network.vpc_cidr"),
+    "AWS weight above 100": (edited(r"^# aws_weight = 25.*$", "aws_weight = 101"), "routing.aws_weight",
+                             "outside 0–100"),
+    "AWS weight below 0": (edited(r"^# aws_weight = 25.*$", "aws_weight = -1"), "routing.aws_weight",
+                           "outside 0–100"),
+    "unknown cutover phase": (edited(r'^phase = .*$', 'phase = "big-bang"'), "routing.phase",
+                              "not a cutover phase"),
+    "min ACU above max ACU": (edited(r"^min_acu = .*$", "min_acu = 8"), "database.min_acu",
+                              "greater than max_acu"),
+    "malformed region": (edited(r'^region = "eu-west-1"(\s+#.*)$', 'region = "europe-west"'), "region",
+                         "not an AWS region name"),
+    "environment name not DNS-safe": (edited(r'^name = "dev"', 'name = "Dev_1"'), "name", "not DNS-safe"),
+    "backup retention below 1": (edited(r"^backup_retention_days = .*$", "backup_retention_days = 0"),
+                                 "database.backup_retention_days", "outside 1–35"),
+    "wrong type": (edited(r"^min_acu = .*$", 'min_acu = "half"'), "database.min_acu", "expected a number"),
+    "both on-prem gateways": (edited(r'^vpn_gateway_id = .*$',
+                                     'vpn_gateway_id = "vgw-0a1b2c3d4e5f60718"\ntransit_gateway_id = "tgw-0a1b2c3d4e5f60718"'),
+                              "onprem.vpn_gateway_id", "exactly one"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=list(BAD_CONFIGS))
+def test_bad_config_stops_synth_naming_the_key(case: str, tmp_path: Path) -> None:
+    text, key, problem = BAD_CONFIGS[case]
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text(text)
+    run = subprocess.run([sys.executable, str(ROOT / "main.py")], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PAYMENT_MIGRATION_CONFIG": str(config_file)}, timeout=120)
+    assert run.returncode == 2, f"{case}: exit {run.returncode}, stderr: {run.stderr}"
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{case}: expected one message, got: {run.stderr}"
+    assert f": {key}: " in lines[0] and problem in lines[0], f"{case}: message does not name {key}: {lines[0]}"
+    assert not (tmp_path / "cdktf.out").exists(), f"{case}: cdktf.out was written"
+
+
+def test_dev_config_loads_with_documented_values() -> None:
+    config = parse_config(DEV)
+    assert config.name == "dev"
+    assert config.routing.weights == (0, 100)
+    assert config.database.deletion_protection is False
+    assert config.network.nat_gateway_mode == "single"
+    assert config.default_tags["Environment"] == "dev"
+
+
+@pytest.mark.parametrize("phase,aws", [("legacy-sync", 0), ("canary", 10), ("split", 50), ("aws-primary", 100)])
+def test_phase_sets_aws_weight(phase: str, aws: int) -> None:
+    config = parse_config(edited(r'^phase = .*$', f'phase = "{phase}"'))
+    assert config.routing.weights == (aws, 100 - aws)
+
+
+def test_explicit_weight_overrides_phase() -> None:
+    config = parse_config(edited(r"^# aws_weight = 25.*$", "aws_weight = 25"))
+    assert config.routing.weights == (25, 75)
+
+
+def test_deletion_protection_defaults_on() -> None:
+    config = parse_config(edited(r"^deletion_protection = false.*$", ""))
+    assert config.database.deletion_protection is True
+
+
+def test_config_is_frozen() -> None:
+    config = parse_config(DEV)
+    with pytest.raises(AttributeError):
+        config.name = "prod"  # type: ignore[misc]
+
+
+def test_error_carries_key_and_problem() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config(edited(r"^max_acu = .*$", "max_acu = 0.25"))
+    assert raised.value.key == "database.max_acu"
