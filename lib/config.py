@@ -280,6 +280,114 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """The payment API Lambda."""
+
+    runtime: str = "python3.12"
+    memory_mb: int = 512
+    timeout_seconds: int = 15
+    reserved_concurrency: int = 50
+
+    @property
+    def python_version(self) -> str:
+        return self.runtime.removeprefix("python")
+
+    def __post_init__(self) -> None:
+        _require(self.runtime in SUPPORTED_LAMBDA_RUNTIMES, "runtime",
+                 f"{self.runtime!r} is not a supported Lambda runtime ({', '.join(SUPPORTED_LAMBDA_RUNTIMES)})")
+        _in_range("memory_mb", self.memory_mb, 128, 10240)
+        _in_range("timeout_seconds", self.timeout_seconds, 1, 60)
+        _in_range("reserved_concurrency", self.reserved_concurrency, 1, 1000)
+
+
+@dataclass(frozen=True)
+class LoadBalancerConfig:
+    ssl_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    deletion_protection: bool = True
+    idle_timeout_seconds: int = 60
+    access_log_expiration_days: int = 365
+
+    def __post_init__(self) -> None:
+        _require(self.ssl_policy.startswith(("ELBSecurityPolicy-TLS13-1-2", "ELBSecurityPolicy-TLS-1-2",
+                                             "ELBSecurityPolicy-FS-1-2")), "ssl_policy",
+                 f"{self.ssl_policy!r} allows TLS older than 1.2; use an ELBSecurityPolicy-TLS13-1-2-* policy")
+        _in_range("idle_timeout_seconds", self.idle_timeout_seconds, 1, 4000)
+        _in_range("access_log_expiration_days", self.access_log_expiration_days, 1, 3650)
+
+
+@dataclass(frozen=True)
+class MigrationConfig:
+    """DMS: the forward task (on-prem → Aurora) and the fallback task (Aurora → on-prem)."""
+
+    create_account_roles: bool  # create dms-vpc-role / dms-cloudwatch-logs-role (once per account)
+    instance_class: str = "dms.r6i.large"
+    allocated_storage_gb: int = 100
+    engine_version: str = "3.5.4"
+    multi_az: bool = True
+    schema: str = "public"
+    tables: tuple[str, ...] = ("customers", "payments", "transactions", "audit_log")
+    lob_max_size_kb: int = 64
+
+    def __post_init__(self) -> None:
+        _require(bool(re.match(r"^dms\.[a-z0-9]+\.[a-z0-9]+$", self.instance_class)), "instance_class",
+                 f"{self.instance_class!r} is not a DMS instance class like dms.r6i.large")
+        _in_range("allocated_storage_gb", self.allocated_storage_gb, 5, 6144)
+        _require(bool(re.match(r"^3\.(5\.[3-9]|[6-9]\.\d+)$", self.engine_version)), "engine_version",
+                 f"{self.engine_version!r}: DMS 3.5.3 or later is needed for PostgreSQL 16 and 17")
+        _require(bool(re.match(r"^[a-z_][a-z0-9_]*$", self.schema)), "schema", f"{self.schema!r} is not a schema name")
+        _require(len(self.tables) >= 1, "tables", "needs at least one table")
+        for index, table in enumerate(self.tables):
+            _require(bool(re.match(r"^[a-z_%][a-z0-9_%]*$", table)), f"tables[{index}]",
+                     f"{table!r} is not a table name or DMS pattern")
+        _in_range("lob_max_size_kb", self.lob_max_size_kb, 1, 102400)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Alarm thresholds. Each alarm notifies the topic; those marked in README trigger rollback."""
+
+    alarm_emails: tuple[str, ...] = ()
+    alb_5xx_percent: float = 1.0
+    alb_p95_latency_seconds: float = 1.0
+    lambda_errors: int = 5
+    lambda_throttles: int = 1
+    aurora_cpu_percent: float = 80.0
+    aurora_connections: int = 500
+    dms_cdc_latency_seconds: int = 60
+    evaluation_periods: int = 3
+
+    def __post_init__(self) -> None:
+        for index, email in enumerate(self.alarm_emails):
+            _require(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an e-mail address")
+        _in_range("alb_5xx_percent", self.alb_5xx_percent, 0.01, 100)
+        _in_range("alb_p95_latency_seconds", self.alb_p95_latency_seconds, 0.01, 60)
+        _in_range("lambda_errors", self.lambda_errors, 1, 100000)
+        _in_range("lambda_throttles", self.lambda_throttles, 1, 100000)
+        _in_range("aurora_cpu_percent", self.aurora_cpu_percent, 1, 100)
+        _in_range("aurora_connections", self.aurora_connections, 1, 100000)
+        _in_range("dms_cdc_latency_seconds", self.dms_cdc_latency_seconds, 1, 86400)
+        _in_range("evaluation_periods", self.evaluation_periods, 1, 60)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """The scheduled validation Lambda and the rollback Lambda."""
+
+    schedule: str = "rate(1 hour)"
+    max_diffs_per_table: int = 100
+    memory_mb: int = 1024
+    timeout_seconds: int = 900
+    automatic_rollback: bool = True
+
+    def __post_init__(self) -> None:
+        _require(bool(re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$", self.schedule)),
+                 "schedule", f"{self.schedule!r} is not an EventBridge rate(…) or cron(…) expression")
+        _in_range("max_diffs_per_table", self.max_diffs_per_table, 1, 10000)
+        _in_range("memory_mb", self.memory_mb, 128, 10240)
+        _in_range("timeout_seconds", self.timeout_seconds, 30, 900)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     region: str
@@ -288,7 +396,12 @@ class Config:
     onprem: OnPremConfig
     database: DatabaseConfig
     dns: DnsConfig
+    migration: MigrationConfig
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
+    load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     tags: dict[str, str] = field(default_factory=dict)
@@ -301,6 +414,9 @@ class Config:
         for index, cidr in enumerate(self.onprem.cidrs):
             _require(not ipaddress.IPv4Network(cidr).overlaps(vpc), f"onprem.cidrs[{index}]",
                      f"{cidr} overlaps network.vpc_cidr {self.network.vpc_cidr}")
+        if self.onprem.app_hostname:
+            _require(self.dns.record_name != self.dns.zone_name, "dns.record_name",
+                     "with onprem.app_hostname both members are CNAMEs, which cannot sit at the zone apex")
         for key, value in self.tags.items():
             _require(not key.lower().startswith("aws:"), f"tags.{key}", "tag keys starting with aws: are reserved")
             _require(0 < len(value) <= 256, f"tags.{key}", "tag values take 1–256 characters")
