@@ -1,0 +1,172 @@
+"""The database connection: where it is (environment), who we are (the RDS-managed master secret),
+and one connection kept across invocations of a warm Lambda and re-established when it breaks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg2
+from aws_lambda_powertools import Logger
+
+from payment_api.errors import ConfigurationError, DatabaseUnavailable
+
+T = TypeVar("T")
+logger = Logger(service="payment-api", child=True)
+
+# TLS is not optional: only modes that refuse a plaintext connection are accepted.
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+APPLICATION_NAME = "payment-api"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    secret_arn: str
+    host: str
+    dbname: str
+    port: int = 5432
+    sslmode: str = "require"
+    sslrootcert: str | None = None  # CA bundle for verify-ca / verify-full
+    connect_timeout_seconds: int = 3
+    statement_timeout_ms: int = 5000
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> DatabaseSettings:
+        """DB_SECRET_ARN, DB_HOST and DB_NAME are required; DB_PORT, DB_SSLMODE, DB_SSLROOTCERT,
+        DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS are optional."""
+
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise ConfigurationError(f"configuration incomplete: {name} is not set")
+            return value
+
+        def integer(name: str, default: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) <= 0:
+                raise ConfigurationError(f"configuration invalid: {name} must be a positive integer")
+            return int(raw)
+
+        sslmode = environ.get("DB_SSLMODE", "").strip() or cls.sslmode
+        if sslmode not in TLS_SSLMODES:
+            raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
+        return cls(
+            secret_arn=required("DB_SECRET_ARN"),
+            host=required("DB_HOST"),
+            port=integer("DB_PORT", cls.port),
+            dbname=required("DB_NAME"),
+            sslmode=sslmode,
+            sslrootcert=environ.get("DB_SSLROOTCERT", "").strip() or None,
+            connect_timeout_seconds=integer("DB_CONNECT_TIMEOUT", cls.connect_timeout_seconds),
+            statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms),
+        )
+
+
+class Database:
+    """Hands out one live connection. Credentials are read from Secrets Manager on first use and
+    again after a failed connect (the RDS-managed password may have rotated)."""
+
+    def __init__(self, settings: DatabaseSettings, secrets_client: Any = None) -> None:
+        self.settings = settings
+        self._secrets_client = secrets_client
+        self._credentials: tuple[str, str] | None = None
+        self._conn = None
+
+    def run(self, operation: Callable[[Any], T]) -> T:
+        """Call `operation(connection)`. If a kept connection turns out to be broken (the server
+        restarted, a failover, an idle timeout), reconnect and call it once more: every operation
+        of the core is a single transaction that is safe to repeat (create is idempotent by key)."""
+        conn, reused = self._connection()
+        try:
+            return operation(conn)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if not conn.closed:
+                # The connection still works: the statement failed (e.g. statement timeout).
+                raise DatabaseUnavailable(f"database query failed ({type(exc).__name__})") from exc
+            self._discard()
+            if not reused:
+                raise DatabaseUnavailable("database connection lost") from exc
+            logger.warning("kept database connection was broken; reconnecting", extra={"error": type(exc).__name__})
+        conn, _ = self._connection()
+        try:
+            return operation(conn)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if conn.closed:
+                self._discard()
+            raise DatabaseUnavailable(f"database query failed ({type(exc).__name__})") from exc
+
+    def close(self) -> None:
+        self._discard()
+
+    def _connection(self) -> tuple[Any, bool]:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn, True
+        self._conn = self._connect()
+        return self._conn, False
+
+    def _connect(self):
+        user, password = self._read_credentials()
+        settings = self.settings
+        try:
+            return psycopg2.connect(
+                host=settings.host,
+                port=settings.port,
+                dbname=settings.dbname,
+                user=user,
+                password=password,
+                sslmode=settings.sslmode,
+                sslrootcert=settings.sslrootcert,
+                connect_timeout=settings.connect_timeout_seconds,
+                application_name=APPLICATION_NAME,
+                options=f"-c statement_timeout={settings.statement_timeout_ms}",
+                keepalives=1,
+                keepalives_idle=30,
+            )
+        except psycopg2.OperationalError as exc:
+            # Forget the credentials so the next attempt re-reads a possibly rotated secret.
+            self._credentials = None
+            # psycopg2's message names host and user, never the password; log it, answer generically.
+            logger.error("cannot connect to the database", extra={"host": settings.host, "port": settings.port,
+                                                                   "detail": str(exc).strip()})
+            raise DatabaseUnavailable("database unreachable") from exc
+
+    def _read_credentials(self) -> tuple[str, str]:
+        if self._credentials is None:
+            self._credentials = self._fetch_credentials()
+        return self._credentials
+
+    def _fetch_credentials(self) -> tuple[str, str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._secrets().get_secret_value(SecretId=self.settings.secret_arn)
+        except (BotoCoreError, ClientError) as exc:
+            logger.error("cannot read the database secret", extra={"error": type(exc).__name__,
+                                                                   "secret_arn": self.settings.secret_arn})
+            raise DatabaseUnavailable("database credentials unavailable") from exc
+        try:
+            secret = json.loads(response["SecretString"])
+            return str(secret["username"]), str(secret["password"])
+        except (KeyError, TypeError, ValueError):
+            # Say nothing about the content: it is a secret.
+            raise DatabaseUnavailable("database secret is not JSON with username and password") from None
+
+    def _secrets(self):
+        if self._secrets_client is None:
+            import boto3  # in the Lambda runtime; imported on first use to keep cold start short
+
+            self._secrets_client = boto3.client("secretsmanager")
+        return self._secrets_client
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+            self._conn = None

@@ -1,0 +1,88 @@
+"""Domain errors. Each carries the HTTP status the handler answers with and a message a client
+(or an operator reading the log) can act on. No message ever contains a credential or request data
+beyond the names of fields."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class PaymentApiError(Exception):
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict:
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidRequest(PaymentApiError):
+    """The request is malformed; `errors` names every offending field with what is wrong."""
+
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid_request"
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in errors))
+
+    @classmethod
+    def field(cls, field: str, problem: str) -> InvalidRequest:
+        return cls([(field, problem)])
+
+    def to_body(self) -> dict:
+        return {
+            **super().to_body(),
+            "fields": [field for field, _ in self.errors],
+            "errors": [{"field": field, "message": problem} for field, problem in self.errors],
+        }
+
+
+class UnknownCustomer(PaymentApiError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "unknown_customer"
+
+    def __init__(self, customer_id: object) -> None:
+        super().__init__(f"customer_id: no customer {customer_id}")
+
+    def to_body(self) -> dict:
+        return {**super().to_body(), "fields": ["customer_id"]}
+
+
+class IdempotencyConflict(PaymentApiError):
+    status = HTTPStatus.CONFLICT
+    code = "idempotency_conflict"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Idempotency-Key was already used for a different request body; "
+            "use a new key for a new payment, or resend the original body"
+        )
+
+
+class PaymentNotFound(PaymentApiError):
+    status = HTTPStatus.NOT_FOUND
+    code = "payment_not_found"
+
+    def __init__(self, payment_id: object) -> None:
+        super().__init__(f"no payment {payment_id}")
+
+
+class DatabaseUnavailable(PaymentApiError):
+    """The database cannot be reached or used right now; `reason` is safe to show to callers."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "database_unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ConfigurationError(DatabaseUnavailable):
+    """The function's environment is incomplete: a deployment fault, reported as unavailable."""
+
+    code = "configuration_error"

@@ -1,0 +1,169 @@
+"""Lambda entry point behind the ALB (`payment_api.handler.lambda_handler`).
+
+GET  /health          200 {"status": "ok"} | 503 {"status": "unavailable", "reason": ...}
+POST /payments        201 created | 200 replay of the same Idempotency-Key and body (header
+                      Idempotent-Replayed: true) | 400 bad header/body, naming the field |
+                      409 key reused with another body | 422 unknown customer_id | 503
+GET  /payments/{id}   200 | 400 id is not a UUID | 404 | 503
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from http import HTTPStatus
+from uuid import UUID
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import ALBResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+
+from payment_api import payments
+from payment_api.database import Database, DatabaseSettings
+from payment_api.errors import DatabaseUnavailable, IdempotencyConflict, InvalidRequest, PaymentApiError
+from payment_api.models import PaymentRequest
+
+SERVICE = "payment-api"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# the schema allows 1..255 characters; visible ASCII keeps keys unambiguous in logs and headers
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE)
+app = ALBResolver()
+
+_database: Database | None = None
+
+
+def database() -> Database:
+    """The connection holder, created on first use so a warm function keeps its connection."""
+    global _database
+    if _database is None:
+        _database = Database(DatabaseSettings.from_environment())
+    return _database
+
+
+@app.get("/health")
+def health() -> Response:
+    try:
+        database().run(payments.check_database)
+    except DatabaseUnavailable as exc:
+        metrics.add_metric(name="HealthCheckFailed", unit=MetricUnit.Count, value=1)
+        return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": exc.reason})
+    except Exception as exc:  # noqa: BLE001 - any failure of the check means "not healthy"
+        logger.exception("health check failed")
+        metrics.add_metric(name="HealthCheckFailed", unit=MetricUnit.Count, value=1)
+        return _json(HTTPStatus.SERVICE_UNAVAILABLE,
+                     {"status": "unavailable", "reason": f"database check failed ({type(exc).__name__})"})
+    return _json(HTTPStatus.OK, {"status": "ok"})
+
+
+@app.post("/payments")
+def create_payment() -> Response:
+    idempotency_key = _idempotency_key()
+    request = _payment_request(app.current_event.decoded_body)
+    try:
+        result = database().run(lambda conn: payments.create_payment(conn, request, idempotency_key))
+    except IdempotencyConflict:
+        metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
+        raise
+    payment = result.payment
+    logger.append_keys(payment_id=payment.payment_id)
+    if result.created:
+        metrics.add_metric(name="PaymentCreated", unit=MetricUnit.Count, value=1)
+        logger.info("payment created", extra={"currency": payment.currency})
+        return _json(HTTPStatus.CREATED, payment.to_json(), Location=f"/payments/{payment.payment_id}")
+    metrics.add_metric(name="PaymentReplayed", unit=MetricUnit.Count, value=1)
+    logger.info("idempotent retry answered with the existing payment")
+    return _json(HTTPStatus.OK, payment.to_json(), Location=f"/payments/{payment.payment_id}",
+                 **{"Idempotent-Replayed": "true"})
+
+
+@app.get("/payments/<payment_id>")
+def get_payment(payment_id: str) -> Response:
+    try:
+        parsed_id = UUID(payment_id)
+    except ValueError:
+        raise InvalidRequest.field("payment_id", "must be a UUID") from None
+    payment = database().run(lambda conn: payments.get_payment(conn, parsed_id))
+    return _json(HTTPStatus.OK, payment.to_json())
+
+
+@app.exception_handler(PaymentApiError)
+def _domain_error(exc: PaymentApiError) -> Response:
+    if isinstance(exc, DatabaseUnavailable):
+        metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
+        logger.warning("database unavailable", extra={"reason": exc.reason})
+    elif exc.status >= 500:
+        logger.error("request failed", extra={"error": exc.code})
+    else:
+        logger.info("request refused", extra={"error": exc.code, "status": int(exc.status)})
+    return _json(exc.status, exc.to_body())
+
+
+@app.not_found
+def _no_route(exc: Exception) -> Response:
+    return _json(HTTPStatus.NOT_FOUND, {"error": "not_found", "message": "no such route"})
+
+
+@app.exception_handler(Exception)
+def _unexpected_error(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return _json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal_error", "message": "internal error"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.APPLICATION_LOAD_BALANCER, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict, context) -> dict:
+    return app.resolve(event, context)
+
+
+def _idempotency_key() -> str:
+    value = app.current_event.resolved_headers_field.get(IDEMPOTENCY_HEADER)
+    if isinstance(value, list):  # target group with multi-value headers
+        if len(value) > 1:
+            raise InvalidRequest.field(IDEMPOTENCY_HEADER, "must be given once")
+        value = value[0] if value else None
+    if not value:
+        raise InvalidRequest.field(IDEMPOTENCY_HEADER, "header is required: a unique key per payment, reused on retry")
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(value):
+        raise InvalidRequest.field(IDEMPOTENCY_HEADER, "must be 1 to 255 visible ASCII characters")
+    return value
+
+
+def _payment_request(body: str | None) -> PaymentRequest:
+    try:
+        document = json.loads(body or "")
+    except ValueError:
+        raise InvalidRequest.field("body", "must be a JSON object") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest.field("body", "must be a JSON object")
+    try:
+        return parse(event=document, model=PaymentRequest)
+    except ValidationError as exc:
+        # Only field names and what is wrong: never echo the input (it could be anything).
+        raise InvalidRequest([
+            (".".join(str(part) for part in error["loc"]) or "body", _problem(error))
+            for error in exc.errors(include_url=False, include_input=False)
+        ]) from None
+
+
+def _problem(error: dict) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of a payment"
+    if kind.startswith("uuid"):
+        return "must be a UUID"
+    if kind == "string_pattern_mismatch":
+        return "must look like tok_ followed by 8 to 64 letters, digits or underscores"
+    return error["msg"]
+
+
+def _json(status: int, body: dict, **headers: str) -> Response:
+    return Response(status_code=int(status), content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps(body), headers=headers or None)
