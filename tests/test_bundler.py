@@ -1,0 +1,187 @@
+"""The Lambda bundler: the real API bundle built from PyPI for the runtime's platform (twice, into
+two fresh directories, to compare bytes), and small local folders for the cache and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lib import bundler
+from lib.bundler import BundleError, build_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+API_DIR = ROOT / "lib" / "lambda" / "api"
+
+
+@pytest.fixture(scope="module")
+def api_zips(tmp_path_factory) -> tuple[Path, Path]:
+    """The API bundle built twice from scratch (separate output dirs, so no cache hit); pip's
+    download cache is shared with `make synth` so wheels are fetched once per machine."""
+    base = tmp_path_factory.mktemp("api-bundles")
+    first = build_bundle(API_DIR, base / "first", pip_cache_dir=bundler.DEFAULT_PIP_CACHE_DIR)
+    second = build_bundle(API_DIR, base / "second", pip_cache_dir=bundler.DEFAULT_PIP_CACHE_DIR)
+    return first, second
+
+
+@pytest.fixture
+def small_lambda(tmp_path: Path) -> Path:
+    """A Lambda folder without dependencies (no pip), with everything the bundler must leave out."""
+    folder = tmp_path / "src" / "small"
+    (folder / "small_pkg").mkdir(parents=True)
+    (folder / "small_pkg" / "__init__.py").write_text("")
+    (folder / "small_pkg" / "handler.py").write_text("def lambda_handler(event, context):\n    return event\n")
+    (folder / "bootstrap").write_text("#!/bin/sh\nexec python3 -m small_pkg\n")
+    os.chmod(folder / "bootstrap", 0o755)
+    (folder / "small_pkg" / "__pycache__").mkdir()
+    (folder / "small_pkg" / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"stale")
+    (folder / "small_pkg" / "old.pyc").write_bytes(b"stale")
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_small.py").write_text("def test(): pass\n")
+    (folder / "requirements.txt").write_text("# no dependencies\n")
+    return folder
+
+
+# --- the real API bundle ------------------------------------------------------------------------
+
+def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api_zips):
+    with zipfile.ZipFile(api_zips[0]) as archive:
+        names = set(archive.namelist())
+    for expected in ("payment_api/__init__.py", "payment_api/handler.py", "payment_api/payments.py",
+                     "psycopg2/_psycopg.cpython-312-x86_64-linux-gnu.so",
+                     "pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so",
+                     "aws_lambda_powertools/event_handler/api_gateway.py"):
+        assert expected in names, f"{expected} is missing from the API bundle"
+    assert any(name.startswith("psycopg2_binary.libs/libpq") for name in names), "libpq is not bundled"
+    extensions = [name for name in names if ".cpython-" in name]
+    assert all("cpython-312-x86_64-linux-gnu" in name for name in extensions), \
+        f"extension modules for another Python or platform: {extensions}"
+    assert not any(name.startswith("boto3/") or name.startswith("botocore/") for name in names), \
+        "boto3 is in the runtime and must not be bundled"
+
+
+def test_api_bundle_is_byte_identical_when_rebuilt(api_zips):
+    first, second = api_zips
+    assert first.read_bytes() == second.read_bytes(), "rebuilding the API bundle changed its bytes"
+    assert (first.parent / "api.zip.json").read_text() == (second.parent / "api.zip.json").read_text()
+
+
+def test_api_bundle_entries_are_normalized(api_zips):
+    with zipfile.ZipFile(api_zips[0]) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        assert names == sorted(names), "entries are not sorted"
+        assert {info.date_time for info in infos} == {bundler.ZIP_TIMESTAMP}
+        assert {info.external_attr >> 16 for info in infos} <= {0o100644, 0o100755}
+        assert {info.compress_type for info in infos} == {zipfile.ZIP_DEFLATED}
+        leftovers = [name for name in names if "__pycache__" in name or name.endswith(".pyc")
+                     or name.startswith("bin/") or name == "requirements.txt"
+                     or (".dist-info/" in name and name.rsplit("/", 1)[1] in bundler.SKIPPED_DIST_INFO_FILES)]
+        assert not leftovers, f"build leftovers in the bundle: {leftovers[:10]}"
+        leaking = [info.filename for info in infos if b"bundle-api-" in archive.read(info)]
+        assert not leaking, f"files that name the build's temporary directory: {leaking}"
+
+
+def test_api_bundle_manifest_records_inputs_and_zip(api_zips):
+    manifest = json.loads((api_zips[0].parent / "api.zip.json").read_text())
+    assert manifest["python_version"] == "3.12"
+    assert manifest["platform"] == "manylinux2014_x86_64"
+    assert manifest["zip_sha256"] == bundler._file_sha256(api_zips[0])
+
+
+def test_api_bundle_is_not_rebuilt_when_nothing_changed(api_zips, monkeypatch, capsys):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the bundler reinstalled or rezipped an up-to-date bundle")
+
+    monkeypatch.setattr(bundler, "_pip_install", must_not_run)
+    monkeypatch.setattr(bundler, "_write_zip", must_not_run)
+    before = api_zips[0].stat().st_mtime_ns
+    assert build_bundle(API_DIR, api_zips[0].parent) == api_zips[0]
+    assert api_zips[0].stat().st_mtime_ns == before
+    assert "api: up to date" in capsys.readouterr().err
+
+
+# --- the zip and the cache, on a folder without dependencies -------------------------------------
+
+def test_bundle_leaves_out_caches_tests_and_requirements(small_lambda, tmp_path):
+    with zipfile.ZipFile(build_bundle(small_lambda, tmp_path / "out")) as archive:
+        assert archive.namelist() == ["bootstrap", "small_pkg/__init__.py", "small_pkg/handler.py"]
+        modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
+    assert modes["bootstrap"] == 0o100755, "an executable lost its mode"
+    assert modes["small_pkg/handler.py"] == 0o100644
+
+
+def test_bundle_bytes_ignore_mtimes_and_file_modes(small_lambda, tmp_path):
+    first = build_bundle(small_lambda, tmp_path / "one").read_bytes()
+    handler = small_lambda / "small_pkg" / "handler.py"
+    os.utime(handler, (1_700_000_000, 1_700_000_000))
+    os.chmod(handler, 0o600)
+    second = build_bundle(small_lambda, tmp_path / "two").read_bytes()
+    assert first == second
+
+
+def test_bundle_is_rebuilt_when_its_code_or_target_changes(small_lambda, tmp_path, capsys):
+    out = tmp_path / "out"
+    zip_path = build_bundle(small_lambda, out)
+    original = zip_path.read_bytes()
+    build_bundle(small_lambda, out)
+    assert "small: up to date" in capsys.readouterr().err
+
+    (small_lambda / "small_pkg" / "handler.py").write_text("def lambda_handler(event, context):\n    return 1\n")
+    changed = build_bundle(small_lambda, out).read_bytes()
+    assert changed != original and "small: wrote" in capsys.readouterr().err
+
+    build_bundle(small_lambda, out, python_version="3.13")
+    assert "small: wrote" in capsys.readouterr().err, "a new Python version did not rebuild"
+
+
+def test_a_damaged_bundle_is_rebuilt(small_lambda, tmp_path):
+    zip_path = build_bundle(small_lambda, tmp_path / "out")
+    good = zip_path.read_bytes()
+    zip_path.write_bytes(good[:-10])
+    assert build_bundle(small_lambda, tmp_path / "out").read_bytes() == good
+
+
+def test_use_cache_false_always_rebuilds(small_lambda, tmp_path, capsys):
+    build_bundle(small_lambda, tmp_path / "out")
+    build_bundle(small_lambda, tmp_path / "out", use_cache=False)
+    assert capsys.readouterr().err.count("small: wrote") == 2
+
+
+def test_pip_failure_is_a_bundle_error_with_pip_s_message(small_lambda, tmp_path):
+    (small_lambda / "requirements.txt").write_text("this is not a requirement!\n")
+    with pytest.raises(BundleError, match=r"(?s)bundling small: pip could not install .*Invalid requirement"):
+        build_bundle(small_lambda, tmp_path / "out", pip_cache_dir=None)
+    assert not (tmp_path / "out" / "small.zip").exists()
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+def test_cli_builds_every_folder_with_requirements(small_lambda, tmp_path, capsys):
+    root = small_lambda.parent
+    (root / "no_requirements").mkdir()
+    (root / "no_requirements" / "code.py").write_text("")
+    out = tmp_path / "out"
+    assert bundler.main(["--lambda-root", str(root), "--out", str(out)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == ["small.zip", "small.zip.json"]
+    assert "bundling small: wrote" in capsys.readouterr().err
+
+
+def test_cli_fails_clearly_on_an_unknown_name(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "lib.bundler", "--out", str(tmp_path / "out"), "no-such-lambda"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    assert "bundler: error: no Lambda folder no-such-lambda" in result.stderr, result.stderr
+
+
+def test_cli_fails_when_a_build_fails(small_lambda, tmp_path, capsys):
+    (small_lambda / "requirements.txt").write_text("this is not a requirement!\n")
+    assert bundler.main(["--lambda-root", str(small_lambda.parent), "--out", str(tmp_path / "out")]) == 1
+    assert "bundler: error: bundling small: pip could not install" in capsys.readouterr().err
