@@ -4,17 +4,32 @@ cdktf turns each value that crosses stacks into an output of its producer and a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cdktf import App
 
+from lib.bundler import DEFAULT_OUT_DIR, LAMBDA_ROOT, build_bundle
 from lib.config import Config
+from lib.stacks.compute import ComputeStack
 from lib.stacks.database import DatabaseStack
+from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.security import SecurityStack
 
 
-def build_app(config: Config, *, outdir: str = "cdktf.out") -> App:
+def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, Path]:
+    """The Lambda zips for the configured runtime (rebuilt only when their inputs change)."""
+    return {name: build_bundle(LAMBDA_ROOT / name, out_dir, python_version=config.compute.python_version)
+            for name in ("api", "validation", "rollback")}
+
+
+def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, Path] | None = None) -> App:
+    bundles = bundles if bundles is not None else build_bundles(config)
     app = App(outdir=outdir)
     network = NetworkStack(app, config=config)
     security = SecurityStack(app, config=config, network=network)
-    DatabaseStack(app, config=config, network=network, security=security)
+    database = DatabaseStack(app, config=config, network=network, security=security)
+    compute = ComputeStack(app, config=config, bundle=bundles["api"], network=network, security=security,
+                           database=database)
+    LoadBalancerStack(app, config=config, network=network, security=security, compute=compute)
     return app

@@ -17,6 +17,7 @@ from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
 from cdktf_cdktf_provider_aws.route import Route
+from cdktf_cdktf_provider_aws.route53_zone import Route53Zone
 from cdktf_cdktf_provider_aws.route_table import RouteTable
 from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
 from cdktf_cdktf_provider_aws.subnet import Subnet
@@ -84,6 +85,17 @@ class NetworkStack(BaseStack):
                       destination_cidr_block=cidr, **onprem_gateway)
 
         self._flow_logs(config)
+        self._hosted_zone(config)
+
+    def _hosted_zone(self, config: Config) -> None:
+        """The public zone of the service name. A created zone lives here, upstream of both the
+        load-balancer stack (certificate validation) and the routing stack (weighted records)."""
+        if config.dns.zone_id:
+            self.zone_id = config.dns.zone_id
+            return
+        zone = Route53Zone(self, "zone", name=config.dns.zone_name,
+                           comment=f"payment-migration {config.name}: service name and certificate validation")
+        self.zone_id = zone.zone_id
 
     def _subnet(self, tier: str, index: int, cidr: str) -> Subnet:
         return Subnet(self, f"{tier}-{index}", vpc_id=self.vpc.id, cidr_block=cidr,

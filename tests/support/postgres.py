@@ -103,8 +103,8 @@ class PostgresServer:
             conn.close()
 
     def stop(self) -> None:
-        """Stop the server at once (as a crash would); `start()` brings it back."""
-        self._pg_ctl("-m", "immediate", "stop", check=False)
+        """Stop the server (fast shutdown: clients cut off, data kept); `start()` brings it back."""
+        self._pg_ctl("-w", "-m", "fast", "stop", check=False)
 
     def start(self) -> None:
         self._pg_ctl("-w", "-t", "60", "-l", str(self.root / "server.log"), "start", check=True)

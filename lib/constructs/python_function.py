@@ -1,0 +1,92 @@
+"""A Python Lambda done once, right: the bundled zip as an asset, its own role, its own encrypted
+log group, VPC placement, X-Ray, env encrypted with a CMK — and a role that can do exactly what the
+function needs plus what the caller grants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdktf import AssetType, TerraformAsset
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.lambda_function import (
+    LambdaFunction,
+    LambdaFunctionEnvironment,
+    LambdaFunctionLoggingConfig,
+    LambdaFunctionTracingConfig,
+    LambdaFunctionVpcConfig,
+)
+from constructs import Construct
+
+from lib.constructs.iam import allow, assume_role_policy, policy_document
+
+
+@dataclass(frozen=True)
+class FunctionPlacement:
+    """Where the function runs and how its logs and environment are protected."""
+
+    subnet_ids: Sequence[str]
+    security_group_ids: Sequence[str]
+    logs_key_arn: str
+    environment_key_arn: str
+    log_retention_days: int
+
+
+class PythonFunction(Construct):
+    def __init__(self, scope: Construct, id_: str, *, function_name: str, description: str, bundle: Path,
+                 handler: str, runtime: str, memory_mb: int, timeout_seconds: int, placement: FunctionPlacement,
+                 region: str, account_id: str, partition: str, environment: dict[str, str],
+                 statements: Sequence[DataAwsIamPolicyDocumentStatement] = (),
+                 reserved_concurrency: int | None = None) -> None:
+        super().__init__(scope, id_)
+        if not bundle.is_file():
+            raise FileNotFoundError(f"{function_name}: bundle {bundle} is missing (build it with `make synth`)")
+        asset = TerraformAsset(self, "bundle", path=str(bundle), type=AssetType.FILE)
+
+        self.log_group = CloudwatchLogGroup(self, "logs", name=f"/aws/lambda/{function_name}",
+                                            kms_key_id=placement.logs_key_arn,
+                                            retention_in_days=placement.log_retention_days)
+        self.role = IamRole(self, "role", name=function_name,
+                            description=f"Execution role of {function_name}",
+                            assume_role_policy=assume_role_policy(self, "trust", "lambda.amazonaws.com",
+                                                                  account_id=account_id).json)
+        vpc_resources = [f"arn:{partition}:ec2:{region}:{account_id}:network-interface/*",
+                         *(f"arn:{partition}:ec2:{region}:{account_id}:subnet/{subnet}"
+                           for subnet in placement.subnet_ids),
+                         *(f"arn:{partition}:ec2:{region}:{account_id}:security-group/{group}"
+                           for group in placement.security_group_ids)]
+        baseline = [
+            allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{self.log_group.arn}:*"], sid="OwnLogGroup"),
+            # ENIs in the configured subnets with the configured groups only.
+            allow(["ec2:CreateNetworkInterface"], vpc_resources, sid="VpcNetworkInterfaces"),
+            allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+                  [f"arn:{partition}:ec2:{region}:{account_id}:network-interface/*"], sid="VpcNetworkInterfaceLifecycle"),
+            # Describe calls and X-Ray segments have no resource-level permissions in IAM.
+            allow(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+                   "xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"], sid="UnscopableReads"),
+            allow(["kms:Decrypt"], [placement.environment_key_arn], sid="DecryptEnvironment",
+                  conditions=[("StringEquals", "kms:ViaService", [f"lambda.{region}.amazonaws.com"])]),
+        ]
+        IamRolePolicy(self, "policy", role=self.role.id, name="function",
+                      policy=policy_document(self, "permissions", [*baseline, *statements]).json)
+
+        self.function = LambdaFunction(
+            self, "function", function_name=function_name, description=description,
+            filename=asset.path, source_code_hash=asset.asset_hash,
+            handler=handler, runtime=runtime, architectures=["x86_64"],
+            memory_size=memory_mb, timeout=timeout_seconds, role=self.role.arn,
+            reserved_concurrent_executions=reserved_concurrency,
+            kms_key_arn=placement.environment_key_arn,
+            environment=LambdaFunctionEnvironment(variables=environment) if environment else None,
+            vpc_config=LambdaFunctionVpcConfig(subnet_ids=list(placement.subnet_ids),
+                                               security_group_ids=list(placement.security_group_ids)),
+            tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+            logging_config=LambdaFunctionLoggingConfig(log_format="JSON", log_group=self.log_group.name),
+            depends_on=[self.log_group],
+        )
+        self.function_name = self.function.function_name
+        self.arn = self.function.arn
