@@ -13,7 +13,9 @@ from lib.config import Config
 from lib.stacks.compute import ComputeStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
+from lib.stacks.migration import MigrationStack
 from lib.stacks.network import NetworkStack
+from lib.stacks.routing import RoutingStack
 from lib.stacks.security import SecurityStack
 
 
@@ -31,5 +33,7 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
     database = DatabaseStack(app, config=config, network=network, security=security)
     compute = ComputeStack(app, config=config, bundle=bundles["api"], network=network, security=security,
                            database=database)
-    LoadBalancerStack(app, config=config, network=network, security=security, compute=compute)
+    load_balancer = LoadBalancerStack(app, config=config, network=network, security=security, compute=compute)
+    MigrationStack(app, config=config, network=network, security=security, database=database)
+    RoutingStack(app, config=config, network=network, load_balancer=load_balancer)
     return app

@@ -341,6 +341,11 @@ class MigrationConfig:
                      f"{table!r} is not a table name or DMS pattern")
         _in_range("lob_max_size_kb", self.lob_max_size_kb, 1, 102400)
 
+    @property
+    def max_postgres_major(self) -> int:
+        """The newest PostgreSQL major this DMS engine reads and writes (3.5.3 added 16, 3.6 added 17)."""
+        return 16 if self.engine_version.startswith("3.5.") else 17
+
 
 @dataclass(frozen=True)
 class MonitoringConfig:
@@ -414,6 +419,11 @@ class Config:
         for index, cidr in enumerate(self.onprem.cidrs):
             _require(not ipaddress.IPv4Network(cidr).overlaps(vpc), f"onprem.cidrs[{index}]",
                      f"{cidr} overlaps network.vpc_cidr {self.network.vpc_cidr}")
+        for key, major in (("database.engine_version", self.database.engine_major),
+                           ("onprem.db_engine_version", int(self.onprem.db_engine_version))):
+            _require(major <= self.migration.max_postgres_major, key,
+                     f"PostgreSQL {major} is newer than DMS {self.migration.engine_version} supports "
+                     f"(up to {self.migration.max_postgres_major}); raise migration.engine_version")
         if self.onprem.app_hostname:
             _require(self.dns.record_name != self.dns.zone_name, "dns.record_name",
                      "with onprem.app_hostname both members are CNAMEs, which cannot sit at the zone apex")

@@ -67,12 +67,30 @@ class Synthesized:
 
 
 @pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    """One synthesis per session (loading the provider bindings alone costs ~11 s)."""
-    from lib.app import build_app
-    from lib.config import CONFIG_DIR, parse_config
+def synthesize(tmp_path_factory: pytest.TempPathFactory):
+    """Synthesizes the app for a config text. The first call loads the provider bindings (~11 s);
+    later ones, for variants of the config, take about a second."""
+    from lib.app import build_app, build_bundles
+    from lib.config import parse_config
 
-    outdir = tmp_path_factory.mktemp("cdktf.out")
-    build_app(parse_config((CONFIG_DIR / "dev.toml").read_text()), outdir=str(outdir)).synth()
-    stacks = {path.parent.name: json.loads(path.read_text()) for path in (outdir / "stacks").glob("*/cdk.tf.json")}
-    return Synthesized(stacks=stacks, manifest=json.loads((outdir / "manifest.json").read_text()))
+    bundles = {}
+
+    def run(config_text: str) -> Synthesized:
+        config = parse_config(config_text)
+        if not bundles:
+            bundles.update(build_bundles(config))
+        outdir = tmp_path_factory.mktemp("cdktf.out")
+        build_app(config, outdir=str(outdir), bundles=bundles).synth()
+        stacks = {path.parent.name: json.loads(path.read_text())
+                  for path in (outdir / "stacks").glob("*/cdk.tf.json")}
+        return Synthesized(stacks=stacks, manifest=json.loads((outdir / "manifest.json").read_text()))
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def synthesized(synthesize) -> Synthesized:
+    """The dev app, synthesized once per session and shared by every synth assertion."""
+    from lib.config import CONFIG_DIR
+
+    return synthesize((CONFIG_DIR / "dev.toml").read_text())

@@ -4,24 +4,17 @@ exit and no cdktf.out — checked end to end on the real entry point, plus the l
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lib.config import CONFIG_DIR, ConfigError, parse_config
+from lib.config import ConfigError, parse_config
+from tests.support.configs import DEV_CONFIG as DEV
+from tests.support.configs import edited
 
 ROOT = Path(__file__).resolve().parents[1]
-DEV = (CONFIG_DIR / "dev.toml").read_text()
-
-
-def edited(pattern: str, replacement: str) -> str:
-    """The dev config with one line changed (the pattern must match exactly once)."""
-    text, count = re.subn(pattern, replacement, DEV, count=1, flags=re.MULTILINE)
-    assert count == 1, f"pattern {pattern!r} not found in dev.toml"
-    return text
 
 
 BAD_CONFIGS = {

@@ -1,0 +1,204 @@
+"""The SQL the comparison runs against one table: the same statement on source and target.
+
+Identifiers (schemas, tables, columns, types) are composed with psycopg2.sql; key values travel as
+text parameters and are cast back to the key column's type inside PostgreSQL, so a key read on one
+side can bound a range on the other. Text types in keys are ordered with COLLATE "C" (byte order),
+which both sides agree on whatever their locales; other key types have one order everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from psycopg2 import sql
+
+from .catalog import Column, TableSchema
+
+Key = tuple[str, ...]  # a primary key value: the text of each key column, in key order
+
+_BYTE_ORDER = sql.SQL(' COLLATE "C"')
+
+# Types whose hash function (the one hash_record_extended calls per column) separates every two
+# values that print differently. Any other type is hashed through its text: numeric (1.0 vs 1.00),
+# float (-0 vs 0), interval ('1 day' vs '24:00:00'), jsonb (numbers), enums (hashed by OID, which
+# differs between databases), domains, arrays and types without a hash function (json, point).
+_EXACTLY_HASHED_TYPES = frozenset({
+    "bool", "char", "int2", "int4", "int8", "oid", "uuid", "date", "time", "timestamp",
+    "timestamptz", "bytea", "text", "varchar", "bpchar", "name",
+})
+
+
+class RowHash(Enum):
+    """How a row becomes a 64-bit hash, chosen from the older server's version."""
+
+    # PostgreSQL 14+: each column's own binary hash, no formatting: several times faster.
+    RECORD = "hash_record_extended"
+    # PostgreSQL 11-13: the hash of the row's text (record_out) under the pinned settings.
+    TEXT = "hashtextextended"
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Primary keys k with lower <= k < upper; None leaves that end open."""
+
+    lower: Key | None = None
+    upper: Key | None = None
+
+
+Query = tuple[sql.Composable, list]
+
+
+class TableQueries:
+    def __init__(self, table: TableSchema, columns: Sequence[Column], row_hash: RowHash):
+        """`columns`: the columns to hash (those both sides share), which include the key."""
+        self._table = sql.Identifier(table.schema, table.name)
+        self._key_columns = tuple(table.column(name) for name in table.primary_key)
+        self._columns = tuple(columns)
+        self._row_hash_method = row_hash
+
+    @property
+    def key_columns(self) -> tuple[Column, ...]:
+        return self._key_columns
+
+    def estimated_rows(self) -> Query:
+        """The planner's row estimate (reads no rows); its JSON plan is parsed by `parse_estimate`."""
+        return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(self._table), []
+
+    @staticmethod
+    def parse_estimate(plan) -> int:
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def sampled_keys(self, percent: float) -> Query:
+        """Keys of a random sample of the table's pages (cheap: reads only those pages), sorted."""
+        return sql.SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM (%s) ORDER BY {}").format(
+            self._key_text(), self._table, self._key_order()
+        ), [percent]
+
+    def boundaries(self, key_range: KeyRange, every: int) -> Query:
+        """Every `every`-th key of the range in key order: bucket bounds of about `every` rows."""
+        condition, params = self._range_condition(key_range)
+        aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
+        query = sql.SQL(
+            "SELECT {aliases} FROM ("
+            " SELECT {key_text}, row_number() OVER (ORDER BY {order}) AS position"
+            " FROM {table} WHERE {condition}"
+            ") AS numbered WHERE mod(position, %s) = 0 ORDER BY position"
+        ).format(
+            aliases=sql.SQL(", ").join(aliases),
+            key_text=sql.SQL(", ").join(
+                sql.SQL("{} AS {}").format(text, alias) for text, alias in zip(self._key_texts(), aliases)
+            ),
+            order=self._key_order(),
+            table=self._table,
+            condition=condition,
+        )
+        return query, [*params, every]
+
+    def bucket_hashes(self, key_range: KeyRange, bounds: Sequence[Key]) -> Query:
+        """Per bucket of the range: (bucket, row count, sum of row hashes as text). Bucket i holds
+        the keys from bounds[i-1] (inclusive) to bounds[i] (exclusive), width_bucket's numbering:
+        0 is below bounds[0], len(bounds) from bounds[-1] on. One pass over the range."""
+        condition, params = self._range_condition(key_range)
+        if bounds:
+            bucket = sql.SQL("pg_catalog.width_bucket({}, {})").format(self._key(), self._bounds_array())
+            bucket_params = [[key[i] for key in bounds] for i in range(len(self._key_columns))]
+        else:
+            bucket, bucket_params = sql.SQL("0"), []
+        # OFFSET 0 keeps the hashing in the scan below the aggregate (measured: faster).
+        query = sql.SQL(
+            "SELECT bucket, count(*), sum(row_hash)::text FROM ("
+            " SELECT {bucket} AS bucket, {row_hash} AS row_hash FROM {table} WHERE {condition} OFFSET 0"
+            ") AS hashed GROUP BY bucket"
+        ).format(bucket=bucket, row_hash=self._row_hash(), table=self._table, condition=condition)
+        return query, [*bucket_params, *params]
+
+    def row_hashes(self, key_ranges: Sequence[KeyRange]) -> Query:
+        """(key text…, row hash) of every row in the ranges, in key order."""
+        conditions, params = [], []
+        for key_range in key_ranges:
+            condition, range_params = self._range_condition(key_range)
+            conditions.append(sql.SQL("({})").format(condition))
+            params += range_params
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE {} ORDER BY {}").format(
+            self._key_text(), self._row_hash(), self._table, sql.SQL(" OR ").join(conditions), self._key_order()
+        )
+        return query, params
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _ordered(self, column: Column) -> sql.Composable:
+        identifier = sql.Identifier(column.name)
+        return sql.Composed([identifier, _BYTE_ORDER]) if column.collatable else identifier
+
+    def _key(self) -> sql.Composable:
+        """The key as one comparable value: the column, or ROW(…) of a composite key."""
+        parts = [self._ordered(column) for column in self._key_columns]
+        return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+
+    def _key_literal(self) -> sql.Composable:
+        """Placeholders for one key value, cast to the key's types."""
+        parts = [sql.SQL("CAST(%s AS {})").format(_type(column)) for column in self._key_columns]
+        return parts[0] if len(parts) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+
+    def _bounds_array(self) -> sql.Composable:
+        """An array of keys rebuilt from one text array per key column, in their given order."""
+        columns = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
+        elements = [
+            sql.Composed([sql.SQL("CAST(u.{} AS {})").format(name, _type(column)),
+                          _BYTE_ORDER if column.collatable else sql.SQL("")])
+            for name, column in zip(columns, self._key_columns)
+        ]
+        element = elements[0] if len(elements) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(elements))
+        return sql.SQL(
+            "(SELECT pg_catalog.array_agg({element} ORDER BY u.position)"
+            " FROM unnest({arrays}) WITH ORDINALITY AS u({columns}, position))"
+        ).format(
+            element=element,
+            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+            columns=sql.SQL(", ").join(columns),
+        )
+
+    def _range_condition(self, key_range: KeyRange) -> Query:
+        parts, params = [], []
+        if key_range.lower is not None:
+            parts.append(sql.SQL("{} >= {}").format(self._key(), self._key_literal()))
+            params += key_range.lower
+        if key_range.upper is not None:
+            parts.append(sql.SQL("{} < {}").format(self._key(), self._key_literal()))
+            params += key_range.upper
+        return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
+
+    def _key_texts(self) -> list[sql.Composable]:
+        return [sql.SQL("CAST({} AS text)").format(sql.Identifier(column.name)) for column in self._key_columns]
+
+    def _key_text(self) -> sql.Composable:
+        return sql.SQL(", ").join(self._key_texts())
+
+    def _key_order(self) -> sql.Composable:
+        return sql.SQL(", ").join(self._ordered(column) for column in self._key_columns)
+
+    def _row_hash(self) -> sql.Composable:
+        """A 64-bit hash of the compared columns that tells NULL from '' and any two values that
+        print differently under the pinned session settings."""
+        if self._row_hash_method is RowHash.TEXT:
+            columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in self._columns)
+            return sql.SQL('pg_catalog.hashtextextended(CAST(ROW({}) AS text) COLLATE "C", 0)').format(columns)
+        # hash_record_extended hashes NULL as 0 and every value with its type's hash function.
+        return sql.SQL("pg_catalog.hash_record_extended(ROW({}), 0)").format(
+            sql.SQL(", ").join(self._hashable(column) for column in self._columns)
+        )
+
+    def _hashable(self, column: Column) -> sql.Composable:
+        if column.type_schema == "pg_catalog" and column.type_name in _EXACTLY_HASHED_TYPES:
+            # byte-wise hashing for text, whatever collation the column has
+            return self._ordered(column)
+        return sql.SQL('CAST({} AS text) COLLATE "C"').format(sql.Identifier(column.name))
+
+
+def _type(column: Column) -> sql.Composable:
+    return sql.Identifier(column.type_schema, column.type_name)

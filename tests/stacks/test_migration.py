@@ -1,0 +1,103 @@
+"""migration stack: DMS instance, endpoints with Secrets Manager and TLS, forward and fallback tasks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.configs import edited
+
+
+def _endpoints(synthesized):
+    return synthesized.resources("migration", "aws_dms_endpoint")
+
+
+def _tasks(synthesized):
+    return synthesized.resources("migration", "aws_dms_replication_task")
+
+
+def test_replication_instance_private_encrypted_and_upgraded(synthesized):
+    (instance,) = synthesized.resources("migration", "aws_dms_replication_instance").values()
+    assert instance["publicly_accessible"] is False
+    assert "aws_kms_keydata-key" in instance["kms_key_arn"]
+    assert instance["multi_az"] is False, "dev config turns multi-AZ off"
+    assert instance["engine_version"] == "3.5.4"
+    assert instance["auto_minor_version_upgrade"] is True
+    (group,) = synthesized.resources("migration", "aws_dms_replication_subnet_group").values()
+    assert "private-" in json.dumps(group["subnet_ids"])
+
+
+def test_account_roles_have_the_names_dms_requires(synthesized):
+    roles = synthesized.resources("migration", "aws_iam_role")
+    assert {"dms-vpc-role", "dms-cloudwatch-logs-role"} <= {role["name"] for role in roles.values()}
+
+
+def test_account_roles_are_skipped_when_the_account_has_them(synthesize):
+    variant = synthesize(edited(r"^create_account_roles = true.*$", "create_account_roles = false"))
+    names = {role["name"] for role in variant.resources("migration", "aws_iam_role").values()}
+    assert not names & {"dms-vpc-role", "dms-cloudwatch-logs-role"}
+    assert variant.resources("migration", "aws_dms_replication_instance")
+
+
+@pytest.mark.parametrize("name", ["onprem-source", "aurora-target", "aurora-source", "onprem-target"])
+def test_endpoints_use_secrets_manager_and_tls_with_no_credentials(synthesized, name):
+    endpoint = _endpoints(synthesized)[name]
+    assert endpoint["ssl_mode"] == "require"
+    assert endpoint["secrets_manager_arn"] and endpoint["secrets_manager_access_role_arn"]
+    for credential in ("username", "password", "server_name", "port"):
+        assert credential not in endpoint, f"{name} carries {credential} in code"
+
+
+def test_onprem_endpoints_read_the_security_stacks_secret(synthesized):
+    for name in ("onprem-source", "onprem-target"):
+        assert "aws_secretsmanager_secretonprem-db-secret" in _endpoints(synthesized)[name]["secrets_manager_arn"]
+    for name in ("aurora-source", "aurora-target"):
+        assert _endpoints(synthesized)[name]["secrets_manager_arn"] == "${aws_secretsmanager_secret.aurora-dms-secret.arn}"
+
+
+def test_forward_task_full_load_and_cdc_with_validation_and_logging_not_started(synthesized):
+    forward = _tasks(synthesized)["forward"]
+    assert forward["migration_type"] == "full-load-and-cdc"
+    assert forward["start_replication_task"] is False
+    settings = json.loads(forward["replication_task_settings"])
+    assert settings["ValidationSettings"]["EnableValidation"] is True
+    assert settings["Logging"]["EnableLogging"] is True
+    assert settings["FullLoadSettings"]["TargetTablePrepMode"] == "DO_NOTHING"
+    assert settings["TargetMetadata"]["LimitedSizeLobMode"] is True
+    assert settings["ErrorBehavior"]["DataErrorPolicy"] == "STOP_TASK"
+
+
+def test_table_mappings_include_the_configured_tables(synthesized):
+    rules = json.loads(_tasks(synthesized)["forward"]["table_mappings"])["rules"]
+    assert [(r["object-locator"]["schema-name"], r["object-locator"]["table-name"], r["rule-action"]) for r in rules] \
+        == [("public", t, "include") for t in ("customers", "payments", "transactions", "audit_log")]
+
+
+def test_fallback_task_is_cdc_only_in_the_reverse_direction_and_not_started(synthesized):
+    forward, fallback = _tasks(synthesized)["forward"], _tasks(synthesized)["fallback"]
+    assert fallback["migration_type"] == "cdc"
+    assert fallback["start_replication_task"] is False
+    assert forward["source_endpoint_arn"] == "${aws_dms_endpoint.onprem-source.endpoint_arn}"
+    assert forward["target_endpoint_arn"] == "${aws_dms_endpoint.aurora-target.endpoint_arn}"
+    assert fallback["source_endpoint_arn"] == "${aws_dms_endpoint.aurora-source.endpoint_arn}"
+    assert fallback["target_endpoint_arn"] == "${aws_dms_endpoint.onprem-target.endpoint_arn}"
+    endpoints = _endpoints(synthesized)
+    assert endpoints["aurora-source"]["endpoint_type"] == "source"
+    assert endpoints["onprem-target"]["endpoint_type"] == "target"
+    assert json.loads(fallback["replication_task_settings"])["ValidationSettings"]["EnableValidation"] is True
+
+
+def test_secrets_access_role_reads_exactly_the_two_endpoint_secrets(synthesized):
+    document = synthesized.data("migration", "aws_iam_policy_document")["secrets-access-permissions"]
+    statements = {s["sid"]: s for s in document["statement"]}
+    read = statements["ReadEndpointSecrets"]
+    assert len(read["resources"]) == 2 and "*" not in read["resources"]
+    trust = synthesized.data("migration", "aws_iam_policy_document")["secrets-trust"]
+    assert trust["statement"][0]["principals"][0]["identifiers"] == ["dms.eu-west-1.amazonaws.com"]
+
+
+def test_task_logs_go_to_an_encrypted_log_group_named_for_the_instance(synthesized):
+    group = synthesized.resources("migration", "aws_cloudwatch_log_group")["task-logs"]
+    assert group["name"] == "dms-tasks-payment-dms-dev"
+    assert "aws_kms_keylogs-key" in group["kms_key_id"]
