@@ -14,9 +14,11 @@ from lib.stacks.compute import ComputeStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.migration import MigrationStack
+from lib.stacks.monitoring import MonitoringStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.routing import RoutingStack
 from lib.stacks.security import SecurityStack
+from lib.stacks.validation import ValidationStack
 
 
 def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, Path]:
@@ -34,6 +36,10 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
     compute = ComputeStack(app, config=config, bundle=bundles["api"], network=network, security=security,
                            database=database)
     load_balancer = LoadBalancerStack(app, config=config, network=network, security=security, compute=compute)
-    MigrationStack(app, config=config, network=network, security=security, database=database)
-    RoutingStack(app, config=config, network=network, load_balancer=load_balancer)
+    migration = MigrationStack(app, config=config, network=network, security=security, database=database)
+    routing = RoutingStack(app, config=config, network=network, load_balancer=load_balancer)
+    monitoring = MonitoringStack(app, config=config, compute=compute, load_balancer=load_balancer,
+                                 database=database, migration=migration)
+    ValidationStack(app, config=config, bundles=bundles, network=network, security=security, database=database,
+                    migration=migration, routing=routing, monitoring=monitoring)
     return app

@@ -27,13 +27,14 @@ from lib.constructs.iam import allow, assume_role_policy, policy_document
 
 @dataclass(frozen=True)
 class FunctionPlacement:
-    """Where the function runs and how its logs and environment are protected."""
+    """Where the function runs and how its logs and environment are protected. Without subnets
+    the function runs outside any VPC (and its role gets no network-interface permissions)."""
 
-    subnet_ids: Sequence[str]
-    security_group_ids: Sequence[str]
     logs_key_arn: str
     environment_key_arn: str
     log_retention_days: int
+    subnet_ids: Sequence[str] = ()
+    security_group_ids: Sequence[str] = ()
 
 
 class PythonFunction(Construct):
@@ -54,23 +55,28 @@ class PythonFunction(Construct):
                             description=f"Execution role of {function_name}",
                             assume_role_policy=assume_role_policy(self, "trust", "lambda.amazonaws.com",
                                                                   account_id=account_id).json)
-        vpc_resources = [f"arn:{partition}:ec2:{region}:{account_id}:network-interface/*",
-                         *(f"arn:{partition}:ec2:{region}:{account_id}:subnet/{subnet}"
-                           for subnet in placement.subnet_ids),
-                         *(f"arn:{partition}:ec2:{region}:{account_id}:security-group/{group}"
-                           for group in placement.security_group_ids)]
+        in_vpc = bool(placement.subnet_ids)
         baseline = [
             allow(["logs:CreateLogStream", "logs:PutLogEvents"], [f"{self.log_group.arn}:*"], sid="OwnLogGroup"),
-            # ENIs in the configured subnets with the configured groups only.
-            allow(["ec2:CreateNetworkInterface"], vpc_resources, sid="VpcNetworkInterfaces"),
-            allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
-                  [f"arn:{partition}:ec2:{region}:{account_id}:network-interface/*"], sid="VpcNetworkInterfaceLifecycle"),
-            # Describe calls and X-Ray segments have no resource-level permissions in IAM.
-            allow(["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
-                   "xray:PutTraceSegments", "xray:PutTelemetryRecords"], ["*"], sid="UnscopableReads"),
             allow(["kms:Decrypt"], [placement.environment_key_arn], sid="DecryptEnvironment",
                   conditions=[("StringEquals", "kms:ViaService", [f"lambda.{region}.amazonaws.com"])]),
         ]
+        unscopable = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+        if in_vpc:
+            ec2 = f"arn:{partition}:ec2:{region}:{account_id}"
+            baseline += [
+                # ENIs in the configured subnets with the configured groups only.
+                allow(["ec2:CreateNetworkInterface"],
+                      [f"{ec2}:network-interface/*", *(f"{ec2}:subnet/{subnet}" for subnet in placement.subnet_ids),
+                       *(f"{ec2}:security-group/{group}" for group in placement.security_group_ids)],
+                      sid="VpcNetworkInterfaces"),
+                allow(["ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
+                       "ec2:UnassignPrivateIpAddresses"], [f"{ec2}:network-interface/*"],
+                      sid="VpcNetworkInterfaceLifecycle"),
+            ]
+            unscopable = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs", *unscopable]
+        # Describe calls and X-Ray segments have no resource-level permissions in IAM.
+        baseline.append(allow(unscopable, ["*"], sid="UnscopableReads"))
         IamRolePolicy(self, "policy", role=self.role.id, name="function",
                       policy=policy_document(self, "permissions", [*baseline, *statements]).json)
 
@@ -83,7 +89,8 @@ class PythonFunction(Construct):
             kms_key_arn=placement.environment_key_arn,
             environment=LambdaFunctionEnvironment(variables=environment) if environment else None,
             vpc_config=LambdaFunctionVpcConfig(subnet_ids=list(placement.subnet_ids),
-                                               security_group_ids=list(placement.security_group_ids)),
+                                               security_group_ids=list(placement.security_group_ids))
+            if in_vpc else None,
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
             logging_config=LambdaFunctionLoggingConfig(log_format="JSON", log_group=self.log_group.name),
             depends_on=[self.log_group],

@@ -135,12 +135,15 @@ class MigrationStack(BaseStack):
         mappings = table_mappings(migration)
         self.forward_task = DmsReplicationTask(
             self, "forward", replication_task_id=self.resource_name("forward"), migration_type="full-load-and-cdc",
+            # Also the end of the task ARN and the ReplicationTaskIdentifier dimension of its metrics.
+            resource_identifier=self.resource_name("forward"),
             replication_instance_arn=self.instance.replication_instance_arn,
             source_endpoint_arn=onprem_source.endpoint_arn, target_endpoint_arn=aurora_target.endpoint_arn,
             table_mappings=mappings, replication_task_settings=task_settings(migration, full_load=True),
             start_replication_task=False, depends_on=account_roles)
         self.fallback_task = DmsReplicationTask(
             self, "fallback", replication_task_id=self.resource_name("fallback"), migration_type="cdc",
+            resource_identifier=self.resource_name("fallback"),
             replication_instance_arn=self.instance.replication_instance_arn,
             source_endpoint_arn=aurora_source.endpoint_arn, target_endpoint_arn=onprem_target.endpoint_arn,
             table_mappings=mappings, replication_task_settings=task_settings(migration, full_load=False),
@@ -149,6 +152,7 @@ class MigrationStack(BaseStack):
         self.replication_instance_id = self.instance.replication_instance_id
         self.forward_task_arn = self.forward_task.replication_task_arn
         self.forward_task_id = self.forward_task.replication_task_id
+        self.forward_task_resource_identifier = self.forward_task.resource_identifier
         self.fallback_task_arn = self.fallback_task.replication_task_arn
         self.fallback_task_id = self.fallback_task.replication_task_id
 

@@ -1,0 +1,197 @@
+"""monitoring: the alarm topic, the cutover dashboard, alarms, and the composite "cutover
+unhealthy" alarm that drives automatic rollback."""
+
+from __future__ import annotations
+
+import json
+
+from cdktf_cdktf_provider_aws.cloudwatch_composite_alarm import CloudwatchCompositeAlarm
+from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
+from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from constructs import Construct
+
+from lib.config import Config
+from lib.constructs.iam import allow, policy_document
+from lib.constructs.kms import EncryptionKey
+from lib.stacks.base import BaseStack
+from lib.stacks.compute import METRICS_NAMESPACE, ComputeStack
+from lib.stacks.database import DatabaseStack
+from lib.stacks.load_balancer import LoadBalancerStack
+from lib.stacks.migration import MigrationStack
+
+PERIOD_SECONDS = 60
+# The service name the validation Lambda's metrics carry (Powertools adds it as a dimension).
+VALIDATION_SERVICE = "validation"
+
+
+class MonitoringStack(BaseStack):
+    def __init__(self, scope: Construct, *, config: Config, compute: ComputeStack, load_balancer: LoadBalancerStack,
+                 database: DatabaseStack, migration: MigrationStack) -> None:
+        super().__init__(scope, "monitoring", config=config)
+        self._config = config
+        self.dimensions = {
+            "alb": {"LoadBalancer": load_balancer.arn_suffix},
+            "target_group": {"LoadBalancer": load_balancer.arn_suffix,
+                             "TargetGroup": load_balancer.target_group_arn_suffix},
+            "api": {"FunctionName": compute.function_name},
+            "aurora": {"DBClusterIdentifier": database.cluster_identifier},
+            "dms": {"ReplicationInstanceIdentifier": migration.replication_instance_id,
+                    "ReplicationTaskIdentifier": migration.forward_task_resource_identifier},
+            "validation": {"service": VALIDATION_SERVICE},
+        }
+        self._topics(config)
+        alarms = self._alarms(config)
+        # The alarms whose firing means the AWS side is failing its users: shifting traffic back
+        # to on-prem helps. (Aurora load, DMS lag and validation findings call for a human.)
+        rollback_alarms = [alarms[name] for name in ("alb-5xx", "alb-latency", "api-errors", "api-throttles")]
+        self.cutover_unhealthy = CloudwatchCompositeAlarm(
+            self, "cutover-unhealthy", alarm_name=self.resource_name("cutover-unhealthy"),
+            alarm_description="The AWS side is failing its users: roll traffic back to on-prem",
+            alarm_rule=" OR ".join(f'ALARM("{alarm.alarm_name}")' for alarm in rollback_alarms),
+            alarm_actions=[self.alarm_topic.arn, self.rollback_topic.arn], ok_actions=[self.alarm_topic.arn],
+            actions_enabled=True)
+        self._dashboard(config)
+
+    def _topics(self, config: Config) -> None:
+        """`alarm_topic` reaches people; `rollback_topic` carries only the composite alarm, so the
+        rollback Lambda subscribed to it acts on nothing else."""
+        key = EncryptionKey(
+            self, "alarms-key", alias=self.resource_name("alarms"),
+            description=f"payment-migration {config.name}: alarm notifications",
+            account_id=self.account_id, partition=self.partition,
+            deletion_window_days=config.security.kms_deletion_window_days,
+            statements=[allow(["kms:Decrypt", "kms:GenerateDataKey*"], ["*"], sid="CloudWatchAlarms",
+                              principals={"Service": ["cloudwatch.amazonaws.com"]},
+                              conditions=[("StringEquals", "aws:SourceAccount", [self.account_id])])])
+        self.alarm_key_arn = key.arn
+        self.alarm_topic = self._topic("alarms", key.arn)
+        self.rollback_topic = self._topic("rollback", key.arn)
+        self.alarm_topic_arn = self.alarm_topic.arn
+        self.rollback_topic_arn = self.rollback_topic.arn
+        for index, email in enumerate(config.monitoring.alarm_emails):
+            SnsTopicSubscription(self, f"email-{index}", topic_arn=self.alarm_topic.arn, protocol="email",
+                                 endpoint=email)
+
+    def _topic(self, id_: str, key_arn: str) -> SnsTopic:
+        topic = SnsTopic(self, f"{id_}-topic", name=self.resource_name(id_), kms_master_key_id=key_arn)
+        SnsTopicPolicy(self, f"{id_}-topic-policy", arn=topic.arn, policy=policy_document(self, f"{id_}-topic-access", [
+            allow(["sns:Publish"], [topic.arn], sid="CloudWatchAlarms",
+                  principals={"Service": ["cloudwatch.amazonaws.com"]},
+                  conditions=[("StringEquals", "aws:SourceAccount", [self.account_id])]),
+        ]).json)
+        return topic
+
+    def _alarm(self, id_: str, description: str, *, threshold: float, comparison: str = "GreaterThanThreshold",
+               namespace: str | None = None, metric: str | None = None, dimensions: dict | None = None,
+               statistic: str | None = None, extended_statistic: str | None = None,
+               metric_query: list | None = None, periods: int | None = None,
+               period: int = PERIOD_SECONDS) -> CloudwatchMetricAlarm:
+        periods = periods or self._config.monitoring.evaluation_periods
+        return CloudwatchMetricAlarm(
+            self, id_, alarm_name=self.resource_name(id_), alarm_description=description,
+            namespace=namespace, metric_name=metric, dimensions=dimensions, statistic=statistic,
+            extended_statistic=extended_statistic, metric_query=metric_query,
+            period=None if metric_query else period, threshold=threshold, comparison_operator=comparison,
+            evaluation_periods=periods, datapoints_to_alarm=periods, treat_missing_data="notBreaching",
+            alarm_actions=[self.alarm_topic.arn], ok_actions=[self.alarm_topic.arn])
+
+    def _alarms(self, config: Config) -> dict[str, CloudwatchMetricAlarm]:
+        thresholds, dims = config.monitoring, self.dimensions
+
+        def alb_metric(id_: str, name: str) -> CloudwatchMetricAlarmMetricQuery:
+            return CloudwatchMetricAlarmMetricQuery(id=id_, metric=CloudwatchMetricAlarmMetricQueryMetric(
+                namespace="AWS/ApplicationELB", metric_name=name, dimensions=dims["alb"], period=PERIOD_SECONDS,
+                stat="Sum"))
+
+        alarms = {
+            "alb-5xx": self._alarm(
+                "alb-5xx", f"ALB 5xx responses above {thresholds.alb_5xx_percent}% of requests",
+                threshold=thresholds.alb_5xx_percent, metric_query=[
+                    alb_metric("elb5xx", "HTTPCode_ELB_5XX_Count"),
+                    alb_metric("target5xx", "HTTPCode_Target_5XX_Count"),
+                    alb_metric("requests", "RequestCount"),
+                    CloudwatchMetricAlarmMetricQuery(
+                        id="rate", label="5xx %", return_data=True,
+                        expression="IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0)) / requests, 0)"),
+                ]),
+            "alb-latency": self._alarm(
+                "alb-latency", f"API p95 latency above {thresholds.alb_p95_latency_seconds} s",
+                namespace="AWS/ApplicationELB", metric="TargetResponseTime", dimensions=dims["target_group"],
+                extended_statistic="p95", threshold=thresholds.alb_p95_latency_seconds),
+            "api-errors": self._alarm(
+                "api-errors", "Payment API Lambda errors", namespace="AWS/Lambda", metric="Errors",
+                dimensions=dims["api"], statistic="Sum", threshold=thresholds.lambda_errors,
+                comparison="GreaterThanOrEqualToThreshold"),
+            "api-throttles": self._alarm(
+                "api-throttles", "Payment API Lambda throttled (reserved concurrency exhausted)",
+                namespace="AWS/Lambda", metric="Throttles", dimensions=dims["api"], statistic="Sum",
+                threshold=thresholds.lambda_throttles, comparison="GreaterThanOrEqualToThreshold"),
+            "aurora-cpu": self._alarm(
+                "aurora-cpu", "Aurora CPU high", namespace="AWS/RDS", metric="CPUUtilization",
+                dimensions=dims["aurora"], statistic="Average", threshold=thresholds.aurora_cpu_percent),
+            "aurora-connections": self._alarm(
+                "aurora-connections", "Aurora connections high", namespace="AWS/RDS", metric="DatabaseConnections",
+                dimensions=dims["aurora"], statistic="Maximum", threshold=thresholds.aurora_connections),
+            "validation-failed": self._alarm(
+                "validation-failed", "Validation found on-prem and Aurora different, or could not compare them",
+                namespace=METRICS_NAMESPACE, metric="ValidationFailed", dimensions=dims["validation"],
+                statistic="Maximum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1,
+                period=300),
+        }
+        for source in ("Source", "Target"):
+            alarms[f"dms-cdc-latency-{source.lower()}"] = self._alarm(
+                f"dms-cdc-latency-{source.lower()}", f"Forward replication lag ({source.lower()} side) too high",
+                namespace="AWS/DMS", metric=f"CDCLatency{source}", dimensions=dims["dms"], statistic="Average",
+                threshold=thresholds.dms_cdc_latency_seconds)
+        self.alarms = alarms
+        return alarms
+
+    def _dashboard(self, config: Config) -> None:
+        region, dims = config.region, self.dimensions
+        aws_weight, onprem_weight = config.routing.weights
+
+        def metric(namespace: str, name: str, dimensions: dict, **options) -> list:
+            entry = [namespace, name]
+            for key, value in dimensions.items():
+                entry += [key, value]
+            return entry + ([options] if options else [])
+
+        def widget(title: str, metrics: list, x: int, y: int, stat: str = "Sum", width: int = 12) -> dict:
+            return {"type": "metric", "x": x, "y": y, "width": width, "height": 6,
+                    "properties": {"title": title, "region": region, "stat": stat, "period": PERIOD_SECONDS,
+                                   "view": "timeSeries", "metrics": metrics}}
+
+        phase = (f"explicit {aws_weight}%" if config.routing.aws_weight is not None else config.routing.phase)
+        widgets = [
+            {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
+                f"## Payment migration — {config.name}\nCutover phase **{phase}**: AWS {aws_weight}% / "
+                f"on-prem {onprem_weight}% of DNS answers for `{config.dns.record_name}`.")}},
+            widget("Traffic on AWS (ALB requests)", [
+                metric("AWS/ApplicationELB", "RequestCount", dims["alb"], label="AWS requests")], 0, 2),
+            widget("Errors", [
+                metric("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", dims["alb"]),
+                metric("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", dims["target_group"]),
+                metric("AWS/Lambda", "Errors", dims["api"]),
+                metric("AWS/Lambda", "Throttles", dims["api"])], 12, 2),
+            widget("Latency", [
+                metric("AWS/ApplicationELB", "TargetResponseTime", dims["target_group"], stat="p95"),
+                metric("AWS/Lambda", "Duration", dims["api"], stat="p95")], 0, 8, stat="p95"),
+            widget("Aurora load", [
+                metric("AWS/RDS", "CPUUtilization", dims["aurora"]),
+                metric("AWS/RDS", "DatabaseConnections", dims["aurora"]),
+                metric("AWS/RDS", "ServerlessDatabaseCapacity", dims["aurora"])], 12, 8, stat="Average"),
+            widget("DMS forward replication lag (s)", [
+                metric("AWS/DMS", "CDCLatencySource", dims["dms"]),
+                metric("AWS/DMS", "CDCLatencyTarget", dims["dms"])], 0, 14, stat="Average"),
+            widget("Validation", [
+                metric(METRICS_NAMESPACE, "ValidationFailed", dims["validation"], stat="Maximum")], 12, 14),
+        ]
+        CloudwatchDashboard(self, "dashboard", dashboard_name=self.resource_name("cutover"),
+                            dashboard_body=json.dumps({"widgets": widgets}))

@@ -1,0 +1,124 @@
+"""validation: the scheduled validation Lambda and the rollback Lambda (manual and automatic)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
+from constructs import Construct
+
+from lib.config import Config
+from lib.constructs.iam import allow
+from lib.constructs.python_function import FunctionPlacement, PythonFunction
+from lib.stacks.base import BaseStack
+from lib.stacks.compute import METRICS_NAMESPACE
+from lib.stacks.database import DatabaseStack
+from lib.stacks.migration import MigrationStack
+from lib.stacks.monitoring import VALIDATION_SERVICE, MonitoringStack
+from lib.stacks.network import NetworkStack
+from lib.stacks.routing import RoutingStack
+from lib.stacks.security import SecurityStack
+
+VALIDATION_HANDLER = "payment_validation.handler.lambda_handler"
+ROLLBACK_HANDLER = "payment_rollback.handler.lambda_handler"
+# Worst case of the rollback's bounded retries (Route 53, DMS, SNS) with room to report.
+ROLLBACK_TIMEOUT_SECONDS = 180
+
+
+class ValidationStack(BaseStack):
+    def __init__(self, scope: Construct, *, config: Config, bundles: dict[str, Path], network: NetworkStack,
+                 security: SecurityStack, database: DatabaseStack, migration: MigrationStack,
+                 routing: RoutingStack, monitoring: MonitoringStack) -> None:
+        super().__init__(scope, "validation", config=config)
+        self._common = dict(region=config.region, account_id=self.account_id, partition=self.partition,
+                            runtime=config.compute.runtime)
+        self._validation(config, bundles["validation"], network, security, database)
+        self._rollback(config, bundles["rollback"], security, migration, routing, monitoring)
+
+    def _validation(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
+                    database: DatabaseStack) -> None:
+        secrets = [security.onprem_secret_arn, database.master_secret_arn]
+        keys = sorted({security.onprem_secret_key_arn, database.master_secret_key_arn}, key=str)
+        self.validator = PythonFunction(
+            self, "validator", function_name=self.resource_name("validation"),
+            description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
+            bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,
+            timeout_seconds=config.validation.timeout_seconds,
+            placement=FunctionPlacement(
+                subnet_ids=network.private_subnet_ids, security_group_ids=[security.validation_security_group_id],
+                logs_key_arn=security.logs_key.arn, environment_key_arn=security.data_key.arn,
+                log_retention_days=config.logs.retention_days),
+            environment={
+                "SOURCE_DB_HOST": config.onprem.db_host,
+                "SOURCE_DB_PORT": str(config.onprem.db_port),
+                "SOURCE_DB_NAME": config.onprem.db_name,
+                "SOURCE_SECRET_ARN": security.onprem_secret_arn,
+                "TARGET_DB_HOST": database.endpoint,
+                "TARGET_DB_PORT": str(database.port),
+                "TARGET_DB_NAME": database.database_name,
+                "TARGET_SECRET_ARN": database.master_secret_arn,
+                "DB_SSLMODE": "require",
+                "SCHEMAS": config.migration.schema,
+                "POWERTOOLS_SERVICE_NAME": VALIDATION_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                allow(["secretsmanager:GetSecretValue"], secrets, sid="ReadDatabaseSecrets"),
+                allow(["kms:Decrypt"], keys, sid="DecryptDatabaseSecrets",
+                      conditions=[("StringEquals", "kms:ViaService", [f"secretsmanager.{config.region}.amazonaws.com"])]),
+            ],
+            **self._common)
+        rule = CloudwatchEventRule(self, "schedule", name=self.resource_name("validation-schedule"),
+                                   description="Runs the validation Lambda",
+                                   schedule_expression=config.validation.schedule)
+        CloudwatchEventTarget(self, "schedule-target", rule=rule.name, arn=self.validator.arn,
+                              input=json.dumps({"max_diffs_per_table": config.validation.max_diffs_per_table}))
+        LambdaPermission(self, "schedule-invoke", statement_id="AllowSchedule", action="lambda:InvokeFunction",
+                         function_name=self.validator.function_name, principal="events.amazonaws.com",
+                         source_arn=rule.arn)
+
+    def _rollback(self, config: Config, bundle: Path, security: SecurityStack, migration: MigrationStack,
+                  routing: RoutingStack, monitoring: MonitoringStack) -> None:
+        zone_arn = f"arn:{self.partition}:route53:::hostedzone/{routing.zone_id}"
+        # Outside the VPC on purpose: the way back must not depend on the network it leaves.
+        self.rollback = PythonFunction(
+            self, "rollback", function_name=self.resource_name("rollback"),
+            description="Shifts all traffic back to on-prem in one Route 53 change, then stops forward DMS",
+            bundle=bundle, handler=ROLLBACK_HANDLER, memory_mb=256, timeout_seconds=ROLLBACK_TIMEOUT_SECONDS,
+            placement=FunctionPlacement(logs_key_arn=security.logs_key.arn,
+                                        environment_key_arn=security.data_key.arn,
+                                        log_retention_days=config.logs.retention_days),
+            environment={
+                "HOSTED_ZONE_ID": routing.zone_id,
+                "RECORD_NAME": routing.record_name,
+                "RECORD_TYPE": routing.record_type,
+                "ONPREM_SET_IDENTIFIER": routing.onprem_set_identifier,
+                "AWS_SET_IDENTIFIER": routing.aws_set_identifier,
+                "DMS_TASK_ARN": migration.forward_task_arn,
+                "FALLBACK_TASK_ARN": migration.fallback_task_arn,
+                "SNS_TOPIC_ARN": monitoring.alarm_topic_arn,
+                "POWERTOOLS_SERVICE_NAME": "rollback",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                allow(["route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets"], [zone_arn],
+                      sid="WeightedRecords"),
+                allow(["route53:GetChange"], [f"arn:{self.partition}:route53:::change/*"], sid="ChangeStatus"),
+                allow(["dms:StopReplicationTask"], [migration.forward_task_arn], sid="StopForwardTask"),
+                # DescribeReplicationTasks supports no resource-level permission.
+                allow(["dms:DescribeReplicationTasks"], ["*"], sid="DescribeTasks"),
+                allow(["sns:Publish"], [monitoring.alarm_topic_arn], sid="Notify"),
+                allow(["kms:GenerateDataKey*", "kms:Decrypt"], [monitoring.alarm_key_arn], sid="EncryptNotification",
+                      conditions=[("StringEquals", "kms:ViaService", [f"sns.{config.region}.amazonaws.com"])]),
+            ],
+            **self._common)
+        if config.validation.automatic_rollback:
+            LambdaPermission(self, "rollback-from-alarm", statement_id="AllowCutoverUnhealthyTopic",
+                             action="lambda:InvokeFunction", function_name=self.rollback.function_name,
+                             principal="sns.amazonaws.com", source_arn=monitoring.rollback_topic_arn)
+            SnsTopicSubscription(self, "rollback-subscription", topic_arn=monitoring.rollback_topic_arn,
+                                 protocol="lambda", endpoint=self.rollback.arn)

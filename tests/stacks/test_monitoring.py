@@ -1,0 +1,100 @@
+"""monitoring stack: topics, alarms with actions, composite alarm, dashboard with real dimensions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+
+def _alarms(synthesized):
+    return synthesized.resources("monitoring", "aws_cloudwatch_metric_alarm")
+
+
+def _dashboard(synthesized):
+    (dashboard,) = synthesized.resources("monitoring", "aws_cloudwatch_dashboard").values()
+    return json.loads(dashboard["dashboard_body"])
+
+
+def test_topics_are_encrypted_with_a_key_cloudwatch_may_use(synthesized):
+    topics = synthesized.resources("monitoring", "aws_sns_topic")
+    assert set(topics) == {"alarms-topic", "rollback-topic"}
+    for topic in topics.values():
+        assert topic["kms_master_key_id"].startswith("${aws_kms_key.alarms-key")
+    (key_policy,) = [d for n, d in synthesized.data("monitoring", "aws_iam_policy_document").items()
+                     if n.startswith("alarms-key")]
+    (statement,) = [s for s in key_policy["statement"] if s.get("sid") == "CloudWatchAlarms"]
+    assert statement["principals"][0]["identifiers"] == ["cloudwatch.amazonaws.com"]
+
+
+def test_every_dashboard_metric_has_its_dimensions(synthesized):
+    required = {
+        "AWS/ApplicationELB": {"LoadBalancer"}, "AWS/Lambda": {"FunctionName"},
+        "AWS/RDS": {"DBClusterIdentifier"},
+        "AWS/DMS": {"ReplicationInstanceIdentifier", "ReplicationTaskIdentifier"},
+        "PaymentMigration": {"service"},
+    }
+    metric_widgets = [w for w in _dashboard(synthesized)["widgets"] if w["type"] == "metric"]
+    assert len(metric_widgets) >= 6
+    for widget in metric_widgets:
+        assert widget["properties"]["region"] == "eu-west-1"
+        for entry in widget["properties"]["metrics"]:
+            namespace, name, *rest = entry
+            pairs = [item for item in rest if not isinstance(item, dict)]
+            assert pairs and len(pairs) % 2 == 0, f"{namespace}/{name} has no dimensions"
+            keys = set(pairs[0::2])
+            assert required[namespace] <= keys, f"{namespace}/{name} lacks {required[namespace] - keys}"
+            assert all(value for value in pairs[1::2]), f"{namespace}/{name} has an empty dimension"
+
+
+def test_dashboard_dimensions_are_the_real_resources(synthesized):
+    references = set(re.findall(r"cross-stack-output-([^}]+)}", json.dumps(_dashboard(synthesized))))
+    expected = ("aws_lbalbarn_suffix", "aws_lb_target_groupapiarn_suffix", "function_name",
+                "aws_rds_clusterclustercluster_identifier",
+                "aws_dms_replication_instanceinstancereplication_instance_id",
+                "aws_dms_replication_taskforwardresource_identifier")
+    for output in expected:
+        assert any(ref.endswith(output) for ref in references), f"dashboard does not use {output}: {references}"
+
+
+def test_every_alarm_has_an_action(synthesized):
+    for name, alarm in _alarms(synthesized).items():
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.alarms-topic.arn}"], f"{name} notifies nobody"
+        assert alarm.get("actions_enabled", True) is True, f"{name} has its actions disabled"
+    (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
+    assert composite["alarm_actions"]
+
+
+@pytest.mark.parametrize("alarm,namespace,metric,threshold", [
+    ("alb-latency", "AWS/ApplicationELB", "TargetResponseTime", 1),
+    ("api-errors", "AWS/Lambda", "Errors", 5),
+    ("api-throttles", "AWS/Lambda", "Throttles", 1),
+    ("aurora-cpu", "AWS/RDS", "CPUUtilization", 80),
+    ("aurora-connections", "AWS/RDS", "DatabaseConnections", 500),
+    ("dms-cdc-latency-source", "AWS/DMS", "CDCLatencySource", 60),
+    ("dms-cdc-latency-target", "AWS/DMS", "CDCLatencyTarget", 60),
+    ("validation-failed", "PaymentMigration", "ValidationFailed", 1),
+])
+def test_alarm_watches_its_metric_with_threshold_from_config(synthesized, alarm, namespace, metric, threshold):
+    body = _alarms(synthesized)[alarm]
+    assert (body["namespace"], body["metric_name"], body["threshold"]) == (namespace, metric, threshold)
+    assert body["dimensions"] and all(body["dimensions"].values())
+
+
+def test_alb_5xx_alarm_is_a_rate_of_requests(synthesized):
+    queries = {q["id"]: q for q in _alarms(synthesized)["alb-5xx"]["metric_query"]}
+    assert {"elb5xx", "target5xx", "requests", "rate"} == set(queries)
+    assert queries["rate"]["return_data"] is True and "/ requests" in queries["rate"]["expression"]
+    assert queries["requests"]["metric"]["dimensions"]["LoadBalancer"]
+
+
+def test_composite_alarm_covers_the_user_facing_alarms_and_reaches_the_rollback_topic(synthesized):
+    (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
+    members = set(re.findall(r'ALARM\("([^"]+)"\)', composite["alarm_rule"]))
+    assert members == {f"${{aws_cloudwatch_metric_alarm.{name}.alarm_name}}"
+                       for name in ("alb-5xx", "alb-latency", "api-errors", "api-throttles")}
+    assert "${aws_sns_topic.rollback-topic.arn}" in composite["alarm_actions"]
+    for alarm in _alarms(synthesized).values():
+        assert "${aws_sns_topic.rollback-topic.arn}" not in alarm["alarm_actions"], \
+            "only the composite alarm may reach the rollback topic"

@@ -1,0 +1,94 @@
+"""validation stack: the validation and rollback Lambdas, their roles, schedule, automatic rollback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.configs import edited
+
+
+def _functions(synthesized):
+    return {f["function_name"]: f for f in synthesized.resources("validation", "aws_lambda_function").values()}
+
+
+def _statements(synthesized, prefix):
+    (document,) = [d for n, d in synthesized.data("validation", "aws_iam_policy_document").items()
+                   if n.startswith(f"{prefix}_permissions")]
+    return {s["sid"]: s for s in document["statement"]}
+
+
+def test_validation_lambda_environment_is_exactly_the_contract(synthesized):
+    function = _functions(synthesized)["payment-validation-dev"]
+    env = function["environment"]["variables"]
+    assert set(env) == {"SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "SOURCE_SECRET_ARN",
+                        "TARGET_DB_HOST", "TARGET_DB_PORT", "TARGET_DB_NAME", "TARGET_SECRET_ARN",
+                        "DB_SSLMODE", "SCHEMAS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    assert (env["SOURCE_DB_HOST"], env["SOURCE_DB_PORT"], env["SOURCE_DB_NAME"]) == ("172.16.10.20", "5432", "payments")
+    assert "onprem-db-secret" in env["SOURCE_SECRET_ARN"] and "master_user_secret" in env["TARGET_SECRET_ARN"]
+    assert function["handler"] == "payment_validation.handler.lambda_handler"
+    assert "validation" in str(function["vpc_config"]["security_group_ids"])
+
+
+def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
+    function = _functions(synthesized)["payment-rollback-dev"]
+    env = function["environment"]["variables"]
+    assert set(env) == {"HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER",
+                        "AWS_SET_IDENTIFIER", "DMS_TASK_ARN", "FALLBACK_TASK_ARN", "SNS_TOPIC_ARN",
+                        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "A")
+    assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
+    assert "replication_taskforward" in env["DMS_TASK_ARN"] and "replication_taskfallback" in env["FALLBACK_TASK_ARN"]
+    assert "alarms-topic" in env["SNS_TOPIC_ARN"]
+    assert "vpc_config" not in function, "the rollback must not depend on the VPC"
+
+
+def test_validation_role_reads_exactly_the_two_secrets(synthesized):
+    statements = _statements(synthesized, "validator")
+    read = statements["ReadDatabaseSecrets"]
+    assert read["actions"] == ["secretsmanager:GetSecretValue"] and len(read["resources"]) == 2
+    assert all("remote_state" in arn for arn in read["resources"])
+
+
+def test_rollback_role_is_scoped_to_exact_arns(synthesized):
+    statements = _statements(synthesized, "rollback")
+    assert statements["WeightedRecords"]["resources"][0].startswith("arn:${data.aws_partition.partition.partition}"
+                                                                     ":route53:::hostedzone/")
+    assert "replication_taskforward" in statements["StopForwardTask"]["resources"][0]
+    assert "alarms-topic" in statements["Notify"]["resources"][0]
+    wildcard = {sid for sid, s in statements.items() if "*" in s["resources"]}
+    assert wildcard == {"DescribeTasks", "UnscopableReads"}, f"wildcard resources beyond the unscopable: {wildcard}"
+    assert statements["DescribeTasks"]["actions"] == ["dms:DescribeReplicationTasks"]
+
+
+def test_validation_runs_on_the_configured_schedule(synthesized):
+    (rule,) = synthesized.resources("validation", "aws_cloudwatch_event_rule").values()
+    assert rule["schedule_expression"] == "rate(1 hour)"
+    (target,) = synthesized.resources("validation", "aws_cloudwatch_event_target").values()
+    assert target["input"] == '{"max_diffs_per_table": 100}'
+    permissions = synthesized.resources("validation", "aws_lambda_permission")
+    assert permissions["schedule-invoke"]["source_arn"] == "${aws_cloudwatch_event_rule.schedule.arn}"
+
+
+def test_composite_alarm_reaches_the_rollback_lambda(synthesized):
+    (subscription,) = synthesized.resources("validation", "aws_sns_topic_subscription").values()
+    assert subscription["protocol"] == "lambda"
+    assert "rollback-topic" in subscription["topic_arn"]
+    assert subscription["endpoint"].startswith("${aws_lambda_function.rollback")
+    permission = synthesized.resources("validation", "aws_lambda_permission")["rollback-from-alarm"]
+    assert permission["principal"] == "sns.amazonaws.com" and "rollback-topic" in permission["source_arn"]
+    (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
+    assert "${aws_sns_topic.rollback-topic.arn}" in composite["alarm_actions"]
+
+
+def test_automatic_rollback_can_be_switched_off(synthesize):
+    variant = synthesize(edited(r"^automatic_rollback = true.*$", "automatic_rollback = false"))
+    assert not variant.resources("validation", "aws_sns_topic_subscription")
+    assert "rollback-from-alarm" not in variant.resources("validation", "aws_lambda_permission")
+    assert any(f["function_name"] == "payment-rollback-dev"
+               for f in variant.resources("validation", "aws_lambda_function").values())
+
+
+@pytest.mark.parametrize("area", ["network", "security", "database", "compute", "load-balancer", "migration",
+                                  "routing", "monitoring", "validation"])
+def test_all_nine_stacks_are_synthesized(synthesized, area):
+    assert synthesized.stack(area)["terraform"]["backend"]["s3"]["key"] == f"dev/{area}.tfstate"
