@@ -7,8 +7,13 @@ SHELL := /bin/bash
 
 PYTHON_BOOTSTRAP ?= python3
 PIPENV_VERSION := 2026.10.3
+CHECKOV_VERSION := 3.3.30
+RELADIFF_VERSION := 0.6.0
 VENV := .venv
 PY := $(VENV)/bin/python
+# Tools that must not share the app's dependency set get their own environments.
+SCAN_VENV := .venv-scan
+BENCH_VENV := .venv-bench
 NODE_BIN := $(CURDIR)/node_modules/.bin
 
 # The jsii runtime and the cdktf CLI run on the Node 22 LTS that package.json pins, not the
@@ -19,7 +24,7 @@ export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 export PIPENV_NOSPIN := 1
 
-.PHONY: help install synth test scan bench bundles clean
+.PHONY: help install synth test scan bench postgres clean
 
 help:
 	@echo "make synth   synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
@@ -45,6 +50,29 @@ node_modules/.package-lock.json: package-lock.json package.json
 synth: install
 	$(PY) main.py
 	@echo "==> wrote $$(ls cdktf.out/stacks | tr '\n' ' ')"
+
+$(SCAN_VENV)/.installed: Makefile
+	@echo "==> installing checkov $(CHECKOV_VERSION) into $(SCAN_VENV)"
+	$(PYTHON_BOOTSTRAP) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
+	@touch $@
+
+# checkov on every synthesized stack; .checkov.yaml holds the settings and each justified skip.
+scan: synth $(SCAN_VENV)/.installed
+	$(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
+
+$(BENCH_VENV)/.installed: Makefile
+	@echo "==> installing reladiff $(RELADIFF_VERSION) into $(BENCH_VENV) (benchmark only)"
+	$(PYTHON_BOOTSTRAP) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check "reladiff==$(RELADIFF_VERSION)" psycopg2-binary
+	@touch $@
+
+# Figures, not tests. BENCH_ROWS sets the validation benchmark's table size (default 10,000,000).
+BENCH_ROWS ?= 10000000
+bench: install postgres $(BENCH_VENV)/.installed
+	$(PY) bench/synth_bench.py
+	$(PY) bench/rollback_bench.py
+	$(PY) bench/validation_bench.py --rows $(BENCH_ROWS) --reladiff $(BENCH_VENV)/bin/reladiff
 
 test: install postgres
 	$(PY) -m pytest

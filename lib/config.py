@@ -96,11 +96,18 @@ class StateConfig:
 @dataclass(frozen=True)
 class NetworkConfig:
     vpc_cidr: str
+    availability_zone_ids: tuple[str, ...]  # AZ ids (e.g. euw1-az1) are the same in every account
     public_subnet_cidrs: tuple[str, ...]
     private_subnet_cidrs: tuple[str, ...]
     nat_gateway_mode: Literal["single", "per_az"] = "per_az"
 
     def __post_init__(self) -> None:
+        _require(len(self.availability_zone_ids) == 3, "availability_zone_ids",
+                 f"needs exactly 3 availability zone ids, got {len(self.availability_zone_ids)}")
+        _require(len(set(self.availability_zone_ids)) == 3, "availability_zone_ids", "zone ids repeat")
+        for index, zone_id in enumerate(self.availability_zone_ids):
+            _require(bool(re.match(r"^[a-z]{2,5}\d-az\d{1,2}$", zone_id)), f"availability_zone_ids[{index}]",
+                     f"{zone_id!r} is not an availability zone id like euw1-az1")
         vpc = _network("vpc_cidr", self.vpc_cidr)
         _require(16 <= vpc.prefixlen <= 24, "vpc_cidr", f"prefix /{vpc.prefixlen} is outside /16–/24")
         seen: list[tuple[str, ipaddress.IPv4Network]] = []
@@ -188,6 +195,7 @@ class DatabaseConfig:
     database_name: str = "payments"
     master_username: str = "payments_admin"
     backup_retention_days: int = 7
+    backup_plan_retention_days: int = 35  # AWS Backup daily snapshots
     preferred_backup_window: str = "02:00-03:00"
     preferred_maintenance_window: str = "sun:03:30-sun:04:30"
     deletion_protection: bool = True
@@ -208,6 +216,7 @@ class DatabaseConfig:
         _require((self.min_acu * 2).is_integer() and (self.max_acu * 2).is_integer(), "min_acu",
                  "ACUs go in steps of 0.5")
         _in_range("backup_retention_days", self.backup_retention_days, 1, 35)
+        _in_range("backup_plan_retention_days", self.backup_plan_retention_days, 1, 36500)
         _require(bool(re.match(r"^[a-z][a-z0-9_]{0,62}$", self.database_name)), "database_name",
                  f"{self.database_name!r} is not a PostgreSQL database name")
         _require(bool(re.match(r"^[a-z][a-z0-9_]{0,15}$", self.master_username)), "master_username",
@@ -415,6 +424,10 @@ class Config:
         _require(bool(_DNS_LABEL.match(self.name)), "name",
                  f"{self.name!r} is not DNS-safe (lowercase letters, digits, '-', 1–20 characters, starting with a letter)")
         _require(bool(_REGION.match(self.region)), "region", f"{self.region!r} is not an AWS region name like eu-west-1")
+        zone_prefix = _zone_id_prefix(self.region)
+        for index, zone_id in enumerate(self.network.availability_zone_ids):
+            _require(zone_id.startswith(zone_prefix + "-"), f"network.availability_zone_ids[{index}]",
+                     f"{zone_id} is not a zone of {self.region} (ids there start with {zone_prefix}-)")
         vpc = ipaddress.IPv4Network(self.network.vpc_cidr)
         for index, cidr in enumerate(self.onprem.cidrs):
             _require(not ipaddress.IPv4Network(cidr).overlaps(vpc), f"onprem.cidrs[{index}]",
@@ -434,6 +447,13 @@ class Config:
     @property
     def default_tags(self) -> dict[str, str]:
         return {"Project": "payment-migration", "Environment": self.name, "ManagedBy": "cdktf", **self.tags}
+
+
+def _zone_id_prefix(region: str) -> str:
+    """The prefix of a region's AZ ids: eu-west-1 → euw1, ap-southeast-2 → apse2, us-gov-west-1 → usgw1."""
+    parts = region.split("-")
+    compound = {"northeast": "ne", "northwest": "nw", "southeast": "se", "southwest": "sw"}
+    return parts[0] + "".join(compound.get(part, part[0]) for part in parts[1:-1]) + parts[-1]
 
 
 def _is_host(value: str) -> bool:

@@ -65,6 +65,11 @@ class Synthesized:
     def data(self, area: str, data_type: str) -> dict[str, dict]:
         return self.stack(area).get("data", {}).get(data_type, {})
 
+    def key_policy(self, area: str, key_fragment: str) -> dict:
+        """The parsed key policy of the one KMS key whose construct id contains `key_fragment`."""
+        (key,) = [k for n, k in self.resources(area, "aws_kms_key").items() if key_fragment in n]
+        return json.loads(key["policy"])
+
 
 @pytest.fixture(scope="session")
 def synthesize(tmp_path_factory: pytest.TempPathFactory):

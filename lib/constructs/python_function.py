@@ -15,11 +15,13 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunction,
+    LambdaFunctionDeadLetterConfig,
     LambdaFunctionEnvironment,
     LambdaFunctionLoggingConfig,
     LambdaFunctionTracingConfig,
     LambdaFunctionVpcConfig,
 )
+from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import Construct
 
 from lib.constructs.iam import allow, assume_role_policy, policy_document
@@ -42,7 +44,7 @@ class PythonFunction(Construct):
                  handler: str, runtime: str, memory_mb: int, timeout_seconds: int, placement: FunctionPlacement,
                  region: str, account_id: str, partition: str, environment: dict[str, str],
                  statements: Sequence[DataAwsIamPolicyDocumentStatement] = (),
-                 reserved_concurrency: int | None = None) -> None:
+                 reserved_concurrency: int | None = None, dead_letter_key_arn: str | None = None) -> None:
         super().__init__(scope, id_)
         if not bundle.is_file():
             raise FileNotFoundError(f"{function_name}: bundle {bundle} is missing (build it with `make synth`)")
@@ -77,6 +79,17 @@ class PythonFunction(Construct):
             unscopable = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs", *unscopable]
         # Describe calls and X-Ray segments have no resource-level permissions in IAM.
         baseline.append(allow(unscopable, ["*"], sid="UnscopableReads"))
+        self.dead_letter_queue = None
+        if dead_letter_key_arn:
+            # Asynchronous invocations that fail every retry land here instead of vanishing.
+            self.dead_letter_queue = SqsQueue(self, "dead-letters", name=f"{function_name}-dead-letters",
+                                              kms_master_key_id=dead_letter_key_arn,
+                                              message_retention_seconds=14 * 24 * 3600)
+            baseline += [
+                allow(["sqs:SendMessage"], [self.dead_letter_queue.arn], sid="DeadLetters"),
+                allow(["kms:GenerateDataKey", "kms:Decrypt"], [dead_letter_key_arn], sid="EncryptDeadLetters",
+                      conditions=[("StringEquals", "kms:ViaService", [f"sqs.{region}.amazonaws.com"])]),
+            ]
         IamRolePolicy(self, "policy", role=self.role.id, name="function",
                       policy=policy_document(self, "permissions", [*baseline, *statements]).json)
 
@@ -92,6 +105,8 @@ class PythonFunction(Construct):
                                                security_group_ids=list(placement.security_group_ids))
             if in_vpc else None,
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
+            dead_letter_config=LambdaFunctionDeadLetterConfig(target_arn=self.dead_letter_queue.arn)
+            if self.dead_letter_queue else None,
             logging_config=LambdaFunctionLoggingConfig(log_format="JSON", log_group=self.log_group.name),
             depends_on=[self.log_group],
         )

@@ -20,14 +20,23 @@ class BaseStack(TerraformStack):
         self.area = area
         self.env_name = config.name
         self.region = config.region
-        AwsProvider(self, "aws", region=config.region,
-                    default_tags=[AwsProviderDefaultTags(tags={**config.default_tags, "Stack": area})])
+        self._tags = {**config.default_tags, "Stack": area}
+        AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(tags=self._tags)])
         backend = S3Backend(self, bucket=config.state.bucket, key=f"{config.name}/{area}.tfstate",
                             region=config.state.region, encrypt=True, kms_key_id=config.state.kms_key_arn)
         # S3-native locking (Terraform ≥ 1.10); cdktf 0.21's S3Backend predates the option.
         backend.add_override("use_lockfile", True)
         self._identity: DataAwsCallerIdentity | None = None
         self._partition: DataAwsPartition | None = None
+        self._us_east_1: AwsProvider | None = None
+
+    @property
+    def us_east_1(self) -> AwsProvider:
+        """A second provider for what AWS keeps in us-east-1 (DNSSEC keys, Route 53 query logs)."""
+        if self._us_east_1 is None:
+            self._us_east_1 = AwsProvider(self, "aws-us-east-1", alias="us_east_1", region="us-east-1",
+                                          default_tags=[AwsProviderDefaultTags(tags=self._tags)])
+        return self._us_east_1
 
     def resource_name(self, suffix: str) -> str:
         """Names AWS resources `payment-<suffix>-<env>`: unique per environment in one account."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from cdktf_cdktf_provider_aws.backup_plan import BackupPlan, BackupPlanRule, BackupPlanRuleLifecycle
+from cdktf_cdktf_provider_aws.backup_selection import BackupSelection
+from cdktf_cdktf_provider_aws.backup_vault import BackupVault
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -29,6 +32,8 @@ CLUSTER_PARAMETERS = (
     ("log_connections", "1", "immediate"),
     ("log_disconnections", "1", "immediate"),
     ("log_min_duration_statement", "1000", "immediate"),  # ms: slow statements in the postgresql log
+    # Schema changes are audited; statements with payment data are not written to logs.
+    ("log_statement", "ddl", "immediate"),
 )
 ENHANCED_MONITORING_SECONDS = 60
 
@@ -95,6 +100,8 @@ class DatabaseStack(BaseStack):
             for index, role in enumerate(("writer", "reader"))
         ]
 
+        self._backup_plan(config, data_key)
+
         self.cluster_identifier = self.cluster.cluster_identifier
         self.endpoint = self.cluster.endpoint
         self.port = POSTGRES_PORT
@@ -102,3 +109,21 @@ class DatabaseStack(BaseStack):
         # The RDS-managed secret ({"username", "password"}) and the key it is encrypted with.
         self.master_secret_arn = self.cluster.master_user_secret.get(0).secret_arn
         self.master_secret_key_arn = data_key
+
+    def _backup_plan(self, config: Config, key_arn: str) -> None:
+        """Daily AWS Backup snapshots into a CMK-encrypted vault, kept longer than the cluster's own
+        automated backups (which cap at 35 days and go with the cluster)."""
+        name = self.resource_name("aurora")
+        vault = BackupVault(self, "backup-vault", name=name, kms_key_arn=key_arn)
+        plan = BackupPlan(self, "backup-plan", name=name, rule=[BackupPlanRule(
+            rule_name="daily", target_vault_name=vault.name, schedule="cron(0 3 * * ? *)",
+            start_window=60, completion_window=360,
+            lifecycle=BackupPlanRuleLifecycle(delete_after=config.database.backup_plan_retention_days))])
+        role = IamRole(self, "backup-role", name=self.resource_name("aurora-backup"),
+                       assume_role_policy=assume_role_policy(self, "backup-trust", "backup.amazonaws.com",
+                                                             account_id=self.account_id).json)
+        for index, managed in enumerate(("AWSBackupServiceRolePolicyForBackup", "AWSBackupServiceRolePolicyForRestores")):
+            IamRolePolicyAttachment(self, f"backup-policy-{index}", role=role.name,
+                                    policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/{managed}")
+        BackupSelection(self, "backup-selection", name=name, plan_id=plan.id, iam_role_arn=role.arn,
+                        resources=[self.cluster.arn])

@@ -19,7 +19,7 @@ from constructs import Construct
 
 from lib.config import Config
 from lib.constructs.iam import allow, policy_document
-from lib.constructs.kms import EncryptionKey
+from lib.constructs.kms import EncryptionKey, key_statement
 from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE, ComputeStack
 from lib.stacks.database import DatabaseStack
@@ -67,9 +67,9 @@ class MonitoringStack(BaseStack):
             description=f"payment-migration {config.name}: alarm notifications",
             account_id=self.account_id, partition=self.partition,
             deletion_window_days=config.security.kms_deletion_window_days,
-            statements=[allow(["kms:Decrypt", "kms:GenerateDataKey*"], ["*"], sid="CloudWatchAlarms",
-                              principals={"Service": ["cloudwatch.amazonaws.com"]},
-                              conditions=[("StringEquals", "aws:SourceAccount", [self.account_id])])])
+            statements=[key_statement("CloudWatchAlarms", service="cloudwatch.amazonaws.com",
+                                      actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                                      conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})])
         self.alarm_key_arn = key.arn
         self.alarm_topic = self._topic("alarms", key.arn)
         self.rollback_topic = self._topic("rollback", key.arn)

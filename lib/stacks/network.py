@@ -17,6 +17,8 @@ from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
 from cdktf_cdktf_provider_aws.route import Route
+from cdktf_cdktf_provider_aws.route53_hosted_zone_dnssec import Route53HostedZoneDnssec
+from cdktf_cdktf_provider_aws.route53_key_signing_key import Route53KeySigningKey
 from cdktf_cdktf_provider_aws.route53_zone import Route53Zone
 from cdktf_cdktf_provider_aws.route_table import RouteTable
 from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
@@ -27,7 +29,7 @@ from constructs import Construct
 
 from lib.config import Config
 from lib.constructs.iam import allow, assume_role_policy, policy_document
-from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement, key_statement
 from lib.stacks.base import BaseStack
 
 AZ_COUNT = 3
@@ -40,9 +42,11 @@ class NetworkStack(BaseStack):
     def __init__(self, scope: Construct, *, config: Config) -> None:
         super().__init__(scope, "network", config=config)
         net = config.network
+        # Pinned by zone id: the same physical zones in every account, and no silent change of the
+        # set when AWS adds a zone. Names (which differ per account) come from the data source.
         zones = DataAwsAvailabilityZones(
             self, "zones", state="available",
-            filter=[DataAwsAvailabilityZonesFilter(name="opt-in-status", values=["opt-in-not-required"])],
+            filter=[DataAwsAvailabilityZonesFilter(name="zone-id", values=list(net.availability_zone_ids))],
         )
         self.availability_zones = [Fn.element(zones.names, index) for index in range(AZ_COUNT)]
 
@@ -96,6 +100,29 @@ class NetworkStack(BaseStack):
         zone = Route53Zone(self, "zone", name=config.dns.zone_name,
                            comment=f"payment-migration {config.name}: service name and certificate validation")
         self.zone_id = zone.zone_id
+        self._dnssec(config, zone)
+
+    def _dnssec(self, config: Config, zone: Route53Zone) -> None:
+        """Signs the created zone. Route 53 signs only with an asymmetric key in us-east-1; the
+        operator publishes the DS record at the parent after the first deploy (README)."""
+        us_east_1 = self.us_east_1
+        source = {"StringEquals": {"aws:SourceAccount": self.account_id}}
+        key = EncryptionKey(
+            self, "dnssec-key", alias=self.resource_name("dnssec"), key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY",
+            description=f"payment-migration {config.name}: DNSSEC key-signing key of {config.dns.zone_name}",
+            account_id=self.account_id, partition=self.partition,
+            deletion_window_days=config.security.kms_deletion_window_days, provider=us_east_1,
+            statements=[
+                key_statement("Route53Dnssec", service="dnssec-route53.amazonaws.com",
+                              actions=["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"], conditions=source),
+                key_statement("Route53DnssecGrant", service="dnssec-route53.amazonaws.com",
+                              actions=["kms:CreateGrant"],
+                              conditions={**source, "Bool": {"kms:GrantIsForAWSResource": "true"}}),
+            ])
+        signing_key = Route53KeySigningKey(self, "ksk", hosted_zone_id=zone.id, key_management_service_arn=key.arn,
+                                           name=f"payment_{config.name.replace('-', '_')}_ksk", status="ACTIVE")
+        Route53HostedZoneDnssec(self, "dnssec", hosted_zone_id=signing_key.hosted_zone_id,
+                                signing_status="SIGNING")
 
     def _subnet(self, tier: str, index: int, cidr: str) -> Subnet:
         return Subnet(self, f"{tier}-{index}", vpc_id=self.vpc.id, cidr_block=cidr,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from cdktf_cdktf_provider_aws.route53_health_check import Route53HealthCheck
 from cdktf_cdktf_provider_aws.route53_query_log import Route53QueryLog
 from cdktf_cdktf_provider_aws.route53_record import (
@@ -86,8 +85,7 @@ class RoutingStack(BaseStack):
 
     def _query_logging(self, config: Config) -> None:
         """Every DNS query for the zone, to an encrypted log group in us-east-1."""
-        us_east_1 = AwsProvider(self, "aws-us-east-1", alias="us_east_1", region=QUERY_LOG_REGION,
-                                default_tags=[AwsProviderDefaultTags(tags={**config.default_tags, "Stack": self.area})])
+        us_east_1 = self.us_east_1
         key = EncryptionKey(
             self, "query-logs-key", alias=self.resource_name("dns-query-logs"),
             description=f"payment-migration {config.name}: Route 53 query logs",

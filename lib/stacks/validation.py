@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
 from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
@@ -27,6 +28,11 @@ VALIDATION_HANDLER = "payment_validation.handler.lambda_handler"
 ROLLBACK_HANDLER = "payment_rollback.handler.lambda_handler"
 # Worst case of the rollback's bounded retries (Route 53, DMS, SNS) with room to report.
 ROLLBACK_TIMEOUT_SECONDS = 180
+# Reserved so that a rollback can run even when the API has used up the account's concurrency;
+# two, so that a manual invoke is not throttled while an automatic one runs.
+ROLLBACK_CONCURRENCY = 2
+# One comparison at a time: overlapping runs would only double the load on both databases.
+VALIDATION_CONCURRENCY = 1
 
 
 class ValidationStack(BaseStack):
@@ -47,7 +53,8 @@ class ValidationStack(BaseStack):
             self, "validator", function_name=self.resource_name("validation"),
             description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
             bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,
-            timeout_seconds=config.validation.timeout_seconds,
+            timeout_seconds=config.validation.timeout_seconds, reserved_concurrency=VALIDATION_CONCURRENCY,
+            dead_letter_key_arn=security.data_key.arn,
             placement=FunctionPlacement(
                 subnet_ids=network.private_subnet_ids, security_group_ids=[security.validation_security_group_id],
                 logs_key_arn=security.logs_key.arn, environment_key_arn=security.data_key.arn,
@@ -89,6 +96,7 @@ class ValidationStack(BaseStack):
             self, "rollback", function_name=self.resource_name("rollback"),
             description="Shifts all traffic back to on-prem in one Route 53 change, then stops forward DMS",
             bundle=bundle, handler=ROLLBACK_HANDLER, memory_mb=256, timeout_seconds=ROLLBACK_TIMEOUT_SECONDS,
+            reserved_concurrency=ROLLBACK_CONCURRENCY, dead_letter_key_arn=security.data_key.arn,
             placement=FunctionPlacement(logs_key_arn=security.logs_key.arn,
                                         environment_key_arn=security.data_key.arn,
                                         log_retention_days=config.logs.retention_days),
@@ -116,6 +124,13 @@ class ValidationStack(BaseStack):
                       conditions=[("StringEquals", "kms:ViaService", [f"sns.{config.region}.amazonaws.com"])]),
             ],
             **self._common)
+        CloudwatchMetricAlarm(
+            self, "rollback-dead-letters", alarm_name=self.resource_name("rollback-dead-letters"),
+            alarm_description="An automatic rollback failed every attempt: roll back by hand (README)",
+            namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": self.rollback.dead_letter_queue.name}, statistic="Maximum", period=60,
+            evaluation_periods=1, threshold=0, comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching", alarm_actions=[monitoring.alarm_topic_arn])
         if config.validation.automatic_rollback:
             LambdaPermission(self, "rollback-from-alarm", statement_id="AllowCutoverUnhealthyTopic",
                              action="lambda:InvokeFunction", function_name=self.rollback.function_name,

@@ -68,3 +68,20 @@ def test_exported_postgresql_log_group_is_encrypted(synthesized):
 def test_no_password_anywhere_in_the_database_stack(synthesized):
     text = json.dumps(synthesized.stack("database"))
     assert '"master_password"' not in text and '"password"' not in text
+
+
+def test_aws_backup_plan_covers_the_cluster_into_an_encrypted_vault(synthesized):
+    (vault,) = synthesized.resources("database", "aws_backup_vault").values()
+    assert "aws_kms_keydata-key" in vault["kms_key_arn"]
+    (plan,) = synthesized.resources("database", "aws_backup_plan").values()
+    (rule,) = plan["rule"]
+    assert rule["target_vault_name"] == "${aws_backup_vault.backup-vault.name}"
+    assert rule["lifecycle"]["delete_after"] == 35
+    (selection,) = synthesized.resources("database", "aws_backup_selection").values()
+    assert selection["resources"] == ["${aws_rds_cluster.cluster.arn}"]
+
+
+def test_schema_changes_are_logged_but_not_every_statement(synthesized):
+    (group,) = synthesized.resources("database", "aws_rds_cluster_parameter_group").values()
+    parameters = {p["name"]: p["value"] for p in group["parameter"]}
+    assert parameters["log_statement"] == "ddl"

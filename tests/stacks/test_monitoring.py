@@ -22,10 +22,10 @@ def test_topics_are_encrypted_with_a_key_cloudwatch_may_use(synthesized):
     assert set(topics) == {"alarms-topic", "rollback-topic"}
     for topic in topics.values():
         assert topic["kms_master_key_id"].startswith("${aws_kms_key.alarms-key")
-    (key_policy,) = [d for n, d in synthesized.data("monitoring", "aws_iam_policy_document").items()
-                     if n.startswith("alarms-key")]
-    (statement,) = [s for s in key_policy["statement"] if s.get("sid") == "CloudWatchAlarms"]
-    assert statement["principals"][0]["identifiers"] == ["cloudwatch.amazonaws.com"]
+    policy = synthesized.key_policy("monitoring", "alarms-key")
+    (statement,) = [s for s in policy["Statement"] if s["Sid"] == "CloudWatchAlarms"]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
 
 
 def test_every_dashboard_metric_has_its_dimensions(synthesized):

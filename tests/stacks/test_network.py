@@ -52,13 +52,12 @@ def test_flow_logs_capture_all_traffic_into_a_kms_encrypted_log_group(synthesize
     assert flow_log["traffic_type"] == "ALL"
     assert flow_log["log_destination"] == "${aws_cloudwatch_log_group.flow-logs.arn}"
     group = synthesized.resources("network", "aws_cloudwatch_log_group")["flow-logs"]
-    (key_name,) = synthesized.resources("network", "aws_kms_key")
+    (key_name,) = [n for n in synthesized.resources("network", "aws_kms_key") if "flow-logs" in n]
     assert group["kms_key_id"] == f"${{aws_kms_key.{key_name}.arn}}"
     assert group["retention_in_days"] == 365
-    (key,) = synthesized.resources("network", "aws_kms_key").values()
-    assert key["enable_key_rotation"] is True
-    policy = json.dumps(synthesized.data("network", "aws_iam_policy_document"))
-    assert "logs.eu-west-1.amazonaws.com" in policy, "CloudWatch Logs may not use the flow-log key"
+    assert synthesized.resources("network", "aws_kms_key")[key_name]["enable_key_rotation"] is True
+    principals = [s["Principal"] for s in synthesized.key_policy("network", "flow-logs")["Statement"]]
+    assert {"Service": "logs.eu-west-1.amazonaws.com"} in principals, "CloudWatch Logs may not use the flow-log key"
 
 
 def test_flow_log_role_writes_only_to_its_log_group(synthesized):
@@ -71,3 +70,20 @@ def test_flow_log_role_writes_only_to_its_log_group(synthesized):
 def test_default_security_group_is_restricted_to_nothing(synthesized):
     (group,) = synthesized.resources("network", "aws_default_security_group").values()
     assert group["ingress"] == [] and group["egress"] == []
+
+
+def test_zones_are_pinned_by_the_configured_zone_ids(synthesized):
+    zones = synthesized.data("network", "aws_availability_zones")["zones"]
+    assert zones["filter"] == [{"name": "zone-id", "values": ["euw1-az1", "euw1-az2", "euw1-az3"]}]
+
+
+def test_created_zone_is_signed_with_dnssec_by_a_us_east_1_key(synthesized):
+    (signing_key,) = synthesized.resources("network", "aws_route53_key_signing_key").values()
+    assert signing_key["status"] == "ACTIVE" and signing_key["hosted_zone_id"] == "${aws_route53_zone.zone.id}"
+    (dnssec,) = synthesized.resources("network", "aws_route53_hosted_zone_dnssec").values()
+    assert dnssec["signing_status"] == "SIGNING"
+    (key,) = [k for n, k in synthesized.resources("network", "aws_kms_key").items() if "dnssec" in n]
+    assert (key["customer_master_key_spec"], key["key_usage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    assert key["provider"] == "aws.us_east_1"
+    statements = {s["Sid"]: s for s in synthesized.key_policy("network", "dnssec")["Statement"]}
+    assert statements["Route53Dnssec"]["Principal"] == {"Service": "dnssec-route53.amazonaws.com"}

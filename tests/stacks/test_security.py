@@ -17,19 +17,20 @@ def test_keys_rotate_and_carry_an_explicit_policy(synthesized, fragment):
     _, key = _key_resource(synthesized, fragment)
     assert key["enable_key_rotation"] is True
     assert key["deletion_window_in_days"] == 30
-    assert key["policy"].startswith("${data.aws_iam_policy_document.")
+    policy = json.loads(key["policy"])
+    (admin,) = [s for s in policy["Statement"] if s["Sid"] == "AccountAdministration"]
+    assert admin["Principal"] == {"AWS": "arn:${data.aws_partition.partition.partition}:iam::"
+                                         "${data.aws_caller_identity.caller.account_id}:root"}
+    assert all(s["Principal"] != "*" and s["Principal"] != {"AWS": "*"} for s in policy["Statement"])
 
 
 def test_cloudwatch_logs_may_use_the_logs_key_for_this_accounts_log_groups_only(synthesized):
-    documents = synthesized.data("security", "aws_iam_policy_document")
-    (logs_policy,) = [d for n, d in documents.items() if n.startswith("logs-key")]
-    (statement,) = [s for s in logs_policy["statement"] if s.get("sid") == "CloudWatchLogs"]
-    assert statement["principals"] == [{"type": "Service", "identifiers": ["logs.eu-west-1.amazonaws.com"]}]
-    (condition,) = statement["condition"]
-    assert condition["variable"] == "kms:EncryptionContext:aws:logs:arn"
-    assert condition["values"][0].startswith("arn:${data.aws_partition.partition.partition}:logs:eu-west-1:")
-    (data_policy,) = [d for n, d in documents.items() if n.startswith("data-key")]
-    assert "logs.eu-west-1.amazonaws.com" not in json.dumps(data_policy)
+    (statement,) = [s for s in synthesized.key_policy("security", "logs-key")["Statement"]
+                    if s["Sid"] == "CloudWatchLogs"]
+    assert statement["Principal"] == {"Service": "logs.eu-west-1.amazonaws.com"}
+    arn_pattern = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert arn_pattern.startswith("arn:${data.aws_partition.partition.partition}:logs:eu-west-1:")
+    assert "logs.eu-west-1.amazonaws.com" not in json.dumps(synthesized.key_policy("security", "data-key"))
 
 
 def _rules(synthesized, kind):

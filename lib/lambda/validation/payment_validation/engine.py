@@ -82,8 +82,8 @@ class QueryFailed(ValidationError):
     """A statement failed on one side (statement timeout, lost connection, permission, …)."""
 
     def __init__(self, side: str, error: psycopg2.Error):
-        detail = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()
-        super().__init__(f"{side} database: {detail[0] if detail else type(error).__name__}")
+        detail = error.diag.message_primary or " ".join(str(error).split()) or type(error).__name__
+        super().__init__(f"{side} database: {detail}")
         self.side = side
         self.error = error
 
@@ -226,8 +226,14 @@ class _Server:
 
 
 def _prepare_session(conn, side: str, statement_timeout_seconds: float) -> _Server:
-    timeout_ms = str(max(1, int(statement_timeout_seconds * 1000)))
-    settings = [*SESSION_SETTINGS, ("statement_timeout", timeout_ms), ("idle_in_transaction_session_timeout", timeout_ms)]
+    timeout_ms = max(1, int(statement_timeout_seconds * 1000))
+    settings = [
+        *SESSION_SETTINGS,
+        ("statement_timeout", str(timeout_ms)),
+        # A session left idle in its transaction (the invoking process died) would hold back vacuum
+        # on the source; a live one idles at most while the other side runs a statement.
+        ("idle_in_transaction_session_timeout", str(2 * timeout_ms + 60_000)),
+    ]
     try:
         conn.rollback()
         conn.autocommit = True  # session-level settings, outside the transaction that follows
