@@ -3,12 +3,13 @@ so that each stack plans and deploys alone with `cdktf deploy <area>-<env>`."""
 
 from __future__ import annotations
 
-from cdktf import S3Backend, TerraformStack
+from cdktf import Aspects, S3Backend, TerraformStack
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
+from lib.aspects import SecureDefaults
 from lib.config import Config
 
 
@@ -20,6 +21,7 @@ class BaseStack(TerraformStack):
         self.area = area
         self.env_name = config.name
         self.region = config.region
+        Aspects.of(self).add(SecureDefaults())
         self._tags = {**config.default_tags, "Stack": area}
         AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(tags=self._tags)])
         backend = S3Backend(self, bucket=config.state.bucket, key=f"{config.name}/{area}.tfstate",

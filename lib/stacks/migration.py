@@ -132,22 +132,19 @@ class MigrationStack(BaseStack):
         aurora_source = endpoint("aurora-source", "source", self.aurora_secret.arn, aurora_db, "source")
         onprem_target = endpoint("onprem-target", "target", security.onprem_secret_arn, onprem_db, "target")
 
-        mappings = table_mappings(migration)
-        self.forward_task = DmsReplicationTask(
-            self, "forward", replication_task_id=self.resource_name("forward"), migration_type="full-load-and-cdc",
-            # Also the end of the task ARN and the ReplicationTaskIdentifier dimension of its metrics.
-            resource_identifier=self.resource_name("forward"),
-            replication_instance_arn=self.instance.replication_instance_arn,
-            source_endpoint_arn=onprem_source.endpoint_arn, target_endpoint_arn=aurora_target.endpoint_arn,
-            table_mappings=mappings, replication_task_settings=task_settings(migration, full_load=True),
-            start_replication_task=False, depends_on=account_roles)
-        self.fallback_task = DmsReplicationTask(
-            self, "fallback", replication_task_id=self.resource_name("fallback"), migration_type="cdc",
-            resource_identifier=self.resource_name("fallback"),
-            replication_instance_arn=self.instance.replication_instance_arn,
-            source_endpoint_arn=aurora_source.endpoint_arn, target_endpoint_arn=onprem_target.endpoint_arn,
-            table_mappings=mappings, replication_task_settings=task_settings(migration, full_load=False),
-            start_replication_task=False, depends_on=account_roles)
+        def task(id_: str, migration_type: str, source: DmsEndpoint, target: DmsEndpoint) -> DmsReplicationTask:
+            name = self.resource_name(id_)
+            return DmsReplicationTask(
+                self, id_, replication_task_id=name, migration_type=migration_type,
+                # Also the end of the task ARN and the ReplicationTaskIdentifier dimension of its metrics.
+                resource_identifier=name, replication_instance_arn=self.instance.replication_instance_arn,
+                source_endpoint_arn=source.endpoint_arn, target_endpoint_arn=target.endpoint_arn,
+                table_mappings=table_mappings(migration),
+                replication_task_settings=task_settings(migration, full_load=migration_type != "cdc"),
+                start_replication_task=False, depends_on=account_roles)
+
+        self.forward_task = task("forward", "full-load-and-cdc", onprem_source, aurora_target)
+        self.fallback_task = task("fallback", "cdc", aurora_source, onprem_target)
 
         self.replication_instance_id = self.instance.replication_instance_id
         self.forward_task_arn = self.forward_task.replication_task_arn

@@ -206,7 +206,7 @@ def validate(source, target, options: ValidationOptions = ValidationOptions()) -
             )
             row_hash = _row_hash_method(source_server, target_server)
             schemas = sorted(set(options.schemas) | {name.split(".", 1)[0] for name in options.tables if "." in name})
-            source_tables, target_tables = sides.call(lambda conn, side: _run(side, read_tables, conn, schemas))
+            source_tables, target_tables = sides.call(lambda conn, side: _call_on(side, read_tables, conn, schemas))
             results = {
                 name: _check_table(sides, source_tables.get(name), target_tables.get(name), row_hash, options)
                 for name in _tables_to_check(options, source_tables, target_tables)
@@ -239,8 +239,10 @@ def _prepare_session(conn, side: str, statement_timeout_seconds: float) -> _Serv
         conn.autocommit = True  # session-level settings, outside the transaction that follows
         conn.set_client_encoding("UTF8")
         with conn.cursor() as cur:
-            for name, value in settings:
-                cur.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+            cur.execute(
+                "SELECT pg_catalog.set_config(name, value, false) FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
+                ([name for name, _ in settings], [value for _, value in settings]),
+            )
             cur.execute("SELECT current_setting('server_version_num')::int, current_setting('server_encoding')")
             version, encoding = cur.fetchone()
         conn.set_session(
@@ -268,7 +270,8 @@ def _row_hash_method(source: _Server, target: _Server) -> RowHash:
 T = TypeVar("T")
 
 
-def _run(side: str, function: Callable[..., T], *args) -> T:
+def _call_on(side: str, function: Callable[..., T], *args) -> T:
+    """function(*args), its database errors reported as the side's."""
     try:
         return function(*args)
     except psycopg2.Error as error:

@@ -55,6 +55,7 @@ class TableQueries:
     def __init__(self, table: TableSchema, columns: Sequence[Column], row_hash: RowHash):
         """`columns`: the columns to hash (those both sides share), which include the key."""
         self._table = sql.Identifier(table.schema, table.name)
+        self._schema_and_table = (table.schema, table.name)
         self._key_columns = tuple(table.column(name) for name in table.primary_key)
         self._columns = tuple(columns)
         self._row_hash_method = row_hash
@@ -131,8 +132,12 @@ class TableQueries:
 
     # -- pieces ---------------------------------------------------------------------------------
 
+    def _column(self, column: Column) -> sql.Identifier:
+        """schema.table.column: never mistaken for an output column of the same name in ORDER BY."""
+        return sql.Identifier(*self._schema_and_table, column.name)
+
     def _ordered(self, column: Column) -> sql.Composable:
-        identifier = sql.Identifier(column.name)
+        identifier = self._column(column)
         return sql.Composed([identifier, _BYTE_ORDER]) if column.collatable else identifier
 
     def _key(self) -> sql.Composable:
@@ -174,7 +179,7 @@ class TableQueries:
         return (sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")), params
 
     def _key_texts(self) -> list[sql.Composable]:
-        return [sql.SQL("CAST({} AS text)").format(sql.Identifier(column.name)) for column in self._key_columns]
+        return [sql.SQL("CAST({} AS text)").format(self._column(column)) for column in self._key_columns]
 
     def _key_text(self) -> sql.Composable:
         return sql.SQL(", ").join(self._key_texts())
@@ -186,7 +191,7 @@ class TableQueries:
         """A 64-bit hash of the compared columns that tells NULL from '' and any two values that
         print differently under the pinned session settings."""
         if self._row_hash_method is RowHash.TEXT:
-            columns = sql.SQL(", ").join(sql.Identifier(column.name) for column in self._columns)
+            columns = sql.SQL(", ").join(self._column(column) for column in self._columns)
             return sql.SQL('pg_catalog.hashtextextended(CAST(ROW({}) AS text) COLLATE "C", 0)').format(columns)
         # hash_record_extended hashes NULL as 0 and every value with its type's hash function.
         return sql.SQL("pg_catalog.hash_record_extended(ROW({}), 0)").format(
@@ -197,7 +202,7 @@ class TableQueries:
         if column.type_schema == "pg_catalog" and column.type_name in _EXACTLY_HASHED_TYPES:
             # byte-wise hashing for text, whatever collation the column has
             return self._ordered(column)
-        return sql.SQL('CAST({} AS text) COLLATE "C"').format(sql.Identifier(column.name))
+        return sql.SQL('CAST({} AS text) COLLATE "C"').format(self._column(column))
 
 
 def _type(column: Column) -> sql.Composable:
