@@ -29,6 +29,7 @@ from lib.stacks.migration import MigrationStack
 PERIOD_SECONDS = 60
 # The service name the validation Lambda's metrics carry (Powertools adds it as a dimension).
 VALIDATION_SERVICE = "validation"
+ROLLBACK_SERVICE = "rollback"
 
 
 class MonitoringStack(BaseStack):
@@ -145,6 +146,14 @@ class MonitoringStack(BaseStack):
                 statistic="Maximum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1,
                 period=300),
         }
+        # A rollback that did not complete (FAILED: traffic not shifted; PARTIAL: a follow-up failed)
+        # needs a human at once, whoever invoked it.
+        for status in ("FAILED", "PARTIAL"):
+            alarms[f"rollback-{status.lower()}"] = self._alarm(
+                f"rollback-{status.lower()}", f"A rollback ended {status}: finish it by hand (README, Rollback)",
+                namespace=METRICS_NAMESPACE, metric="RollbackInvocations",
+                dimensions={"service": ROLLBACK_SERVICE, "Status": status}, statistic="Sum", threshold=1,
+                comparison="GreaterThanOrEqualToThreshold", periods=1)
         for source in ("Source", "Target"):
             alarms[f"dms-cdc-latency-{source.lower()}"] = self._alarm(
                 f"dms-cdc-latency-{source.lower()}", f"Forward replication lag ({source.lower()} side) too high",

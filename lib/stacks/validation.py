@@ -19,7 +19,7 @@ from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE
 from lib.stacks.database import DatabaseStack
 from lib.stacks.migration import MigrationStack
-from lib.stacks.monitoring import VALIDATION_SERVICE, MonitoringStack
+from lib.stacks.monitoring import ROLLBACK_SERVICE, VALIDATION_SERVICE, MonitoringStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.routing import RoutingStack
 from lib.stacks.security import SecurityStack
@@ -109,7 +109,7 @@ class ValidationStack(BaseStack):
                 "DMS_TASK_ARN": migration.forward_task_arn,
                 "FALLBACK_TASK_ARN": migration.fallback_task_arn,
                 "SNS_TOPIC_ARN": monitoring.alarm_topic_arn,
-                "POWERTOOLS_SERVICE_NAME": "rollback",
+                "POWERTOOLS_SERVICE_NAME": ROLLBACK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[

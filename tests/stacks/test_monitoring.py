@@ -75,6 +75,8 @@ def test_every_alarm_has_an_action(synthesized):
     ("dms-cdc-latency-source", "AWS/DMS", "CDCLatencySource", 60),
     ("dms-cdc-latency-target", "AWS/DMS", "CDCLatencyTarget", 60),
     ("validation-failed", "PaymentMigration", "ValidationFailed", 1),
+    ("rollback-failed", "PaymentMigration", "RollbackInvocations", 1),
+    ("rollback-partial", "PaymentMigration", "RollbackInvocations", 1),
 ])
 def test_alarm_watches_its_metric_with_threshold_from_config(synthesized, alarm, namespace, metric, threshold):
     body = _alarms(synthesized)[alarm]

@@ -37,8 +37,10 @@ LEAF_ROWS = 20_000
 # Rows per bucket aimed at when a table or a range is split, and the most buckets in one pass.
 BUCKET_ROWS = 2_500
 MAX_BUCKETS = 4_096
-# Sampled keys per bucket when choosing the first pass's bounds (more: more even buckets).
-SAMPLED_KEYS_PER_BUCKET = 8
+# Sampled keys per bucket when choosing the first pass's bounds. The sample is of whole pages, and
+# keys often follow the order rows were written in: a few dozen keys per bucket put about one
+# sampled page in each bucket, so buckets come out of similar size.
+SAMPLED_KEYS_PER_BUCKET = 32
 # Key ranges read together in one query.
 MAX_RANGES_PER_READ = 256
 
@@ -433,9 +435,8 @@ class _ContentComparison:
         if buckets < 2:
             return []
         percent = min(100.0, 100.0 * buckets * SAMPLED_KEYS_PER_BUCKET / estimate)
-        sample = [tuple(row) for row in self._sides.query_one(side, self._queries.sampled_keys(percent))]
-        bounds = [sample[i * len(sample) // buckets] for i in range(1, buckets)] if len(sample) >= buckets else sample
-        return [key for i, key in enumerate(bounds) if i == 0 or key != bounds[i - 1]]
+        query = self._queries.boundaries(KeyRange(), SAMPLED_KEYS_PER_BUCKET, sample_percent=percent)
+        return [tuple(row) for row in self._sides.query_one(side, query)]
 
     def _hash(self, key_range: KeyRange, bounds: list[Key]) -> tuple[dict, dict]:
         """{bucket: (rows, sum of row hashes)} for each side."""

@@ -74,20 +74,16 @@ class TableQueries:
             plan = json.loads(plan)
         return int(plan[0]["Plan"]["Plan Rows"])
 
-    def sampled_keys(self, percent: float) -> Query:
-        """Keys of a random sample of the table's pages (cheap: reads only those pages), sorted."""
-        return sql.SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM (%s) ORDER BY {}").format(
-            self._key_text(), self._table, self._key_order()
-        ), [percent]
-
-    def boundaries(self, key_range: KeyRange, every: int) -> Query:
-        """Every `every`-th key of the range in key order: bucket bounds of about `every` rows."""
+    def boundaries(self, key_range: KeyRange, every: int, sample_percent: float | None = None) -> Query:
+        """Every `every`-th key of the range in key order: bounds of buckets of about `every` rows.
+        With `sample_percent`, of a sample of that share of the table's pages (reads only those)."""
         condition, params = self._range_condition(key_range)
+        sample = sql.SQL(" TABLESAMPLE SYSTEM (%s)") if sample_percent is not None else sql.SQL("")
         aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
         query = sql.SQL(
             "SELECT {aliases} FROM ("
             " SELECT {key_text}, row_number() OVER (ORDER BY {order}) AS position"
-            " FROM {table} WHERE {condition}"
+            " FROM {table}{sample} WHERE {condition}"
             ") AS numbered WHERE mod(position, %s) = 0 ORDER BY position"
         ).format(
             aliases=sql.SQL(", ").join(aliases),
@@ -96,9 +92,10 @@ class TableQueries:
             ),
             order=self._key_order(),
             table=self._table,
+            sample=sample,
             condition=condition,
         )
-        return query, [*params, every]
+        return query, [*([sample_percent] if sample_percent is not None else []), *params, every]
 
     def bucket_hashes(self, key_range: KeyRange, bounds: Sequence[Key]) -> Query:
         """Per bucket of the range: (bucket, row count, sum of row hashes as text). Bucket i holds
