@@ -3,9 +3,15 @@
 config/<env>.toml. The config is validated before any construct exists; an error names the key,
 exits 2 and writes nothing."""
 
+import os
 import sys
+from pathlib import Path
 
 from lib.config import ConfigError, config_path, load_config
+
+# The jsii runtime runs on the Node 22 LTS that package.json pins, however this is started
+# (make, cdktf deploy, or by hand): the machine's Node may be end-of-life and print a banner.
+PINNED_NODE = Path(__file__).resolve().parent / "node_modules" / ".bin" / "node"
 
 
 def main() -> int:
@@ -14,6 +20,8 @@ def main() -> int:
     except ConfigError as error:
         print(f"config error in {config_path()}: {error}", file=sys.stderr)
         return 2
+    if PINNED_NODE.exists():
+        os.environ.setdefault("JSII_NODE", str(PINNED_NODE))
     from lib.app import build_app  # the provider bindings load only for a valid config (~11 s)
 
     build_app(config).synth()

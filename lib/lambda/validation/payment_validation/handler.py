@@ -41,15 +41,19 @@ def lambda_handler(event: Any, context) -> dict[str, Any]:
         with open_databases(settings, secrets_manager) as (source, target):
             result = validate(source, target, settings.options(request)).to_dict()
     except (InvalidEventError, ConfigurationError, ValidationError) as error:
-        result = {"status": Status.ERROR.value, "message": str(error), "tables": {}}
+        result = error_result(str(error))
     except Exception as error:  # noqa: BLE001 - the alarm must hear of every failure, expected or not
         logger.exception("validation crashed")
-        result = {"status": Status.ERROR.value, "message": f"unexpected {type(error).__name__}: {error}", "tables": {}}
+        result = error_result(f"unexpected {type(error).__name__}: {error}")
     record_metrics(result)
-    log = logger.info if result["status"] == Status.PASSED.value else logger.error
+    log = {Status.PASSED.value: logger.info, Status.FAILED.value: logger.warning}.get(result["status"], logger.error)
     log(result["message"], extra={"status": result["status"],
                                   "tables": {name: table["message"] for name, table in result["tables"].items()}})
     return result
+
+
+def error_result(message: str) -> dict[str, Any]:
+    return {"status": Status.ERROR.value, "message": message, "tables": {}}
 
 
 def record_metrics(result: dict[str, Any]) -> None:
