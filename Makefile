@@ -23,6 +23,8 @@ export JSII_NODE := $(NODE_BIN)/node
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 export PIPENV_NOSPIN := 1
+# No telemetry calls from the cdktf CLI or Terraform.
+export CHECKPOINT_DISABLE := 1
 
 .PHONY: help install synth test scan bench postgres clean
 
