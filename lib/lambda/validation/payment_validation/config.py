@@ -99,7 +99,8 @@ class Settings:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
         schemas = tuple(schema.strip() for schema in environ.get("SCHEMAS", "public").split(","))
         if not all(schemas):
-            raise ConfigurationError(f"SCHEMAS must be a comma-separated list of schema names, got {environ['SCHEMAS']!r}")
+            raise ConfigurationError(
+                f"SCHEMAS must be a comma-separated list of schema names, got {environ['SCHEMAS']!r}")
         return cls(
             source=_database(environ, "SOURCE"),
             target=_database(environ, "TARGET"),

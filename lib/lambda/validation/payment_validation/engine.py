@@ -64,6 +64,9 @@ SESSION_SETTINGS = (
 )
 
 
+DIFFERENCE_KINDS = ("missing_in_target", "extra_in_target", "mismatched")
+
+
 class ValidationError(Exception):
     """The comparison could not be carried out; the message says why and what to change."""
 
@@ -242,7 +245,8 @@ def _prepare_session(conn, side: str, statement_timeout_seconds: float) -> _Serv
         conn.set_client_encoding("UTF8")
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT pg_catalog.set_config(name, value, false) FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
+                "SELECT pg_catalog.set_config(name, value, false)"
+                " FROM unnest(%s::text[], %s::text[]) AS s(name, value)",
                 ([name for name, _ in settings], [value for _, value in settings]),
             )
             cur.execute("SELECT current_setting('server_version_num')::int, current_setting('server_encoding')")
@@ -369,8 +373,7 @@ def _check_table(
     started = time.monotonic()
 
     def result(status: Status, message: str, differences: Sequence[str] = (), **content) -> TableResult:
-        empty = {kind: Differences(options.max_diffs_per_table)
-                 for kind in ("missing_in_target", "extra_in_target", "mismatched")}
+        empty = {kind: Differences(options.max_diffs_per_table) for kind in DIFFERENCE_KINDS}
         return TableResult(status, message, list(differences), **{**empty, **content},
                            seconds=time.monotonic() - started)
 
@@ -411,11 +414,7 @@ class _ContentComparison:
     def __init__(self, sides: _Sides, queries: TableQueries, max_diffs: int):
         self._sides = sides
         self._queries = queries
-        self.differences = {
-            "missing_in_target": Differences(max_diffs),
-            "extra_in_target": Differences(max_diffs),
-            "mismatched": Differences(max_diffs),
-        }
+        self.differences = {kind: Differences(max_diffs) for kind in DIFFERENCE_KINDS}
         self.source_rows = 0
         self.target_rows = 0
 
@@ -486,7 +485,7 @@ class _ContentComparison:
     def _compare_rows(self, ranges: list[KeyRange]) -> None:
         source_rows, target_rows = self._sides.query(self._queries.row_hashes(ranges))
         target = {row[:-1]: row[-1] for row in target_rows}
-        missing, extra, mismatched = (self.differences[kind] for kind in ("missing_in_target", "extra_in_target", "mismatched"))
+        missing, extra, mismatched = (self.differences[kind] for kind in DIFFERENCE_KINDS)
         for row in source_rows:
             key, row_hash = row[:-1], row[-1]
             target_hash = target.pop(key, None)

@@ -1,0 +1,179 @@
+"""Fixtures for the validation Lambda: a source and a target database loaded with the reference
+schema and the same rows, connections to them, and the handler wired to them through moto."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import psycopg2
+import pytest
+
+# Rows in both databases: 40 customers, 300 payments, 1-3 transactions each (composite key),
+# 200 audit entries (identity key). Some emails, tokens and processor refs are NULL.
+SEED_SQL = """
+INSERT INTO customers (customer_id, external_ref, display_name, email, created_at)
+SELECT md5('customer-' || i)::uuid, 'CUST-' || i, 'Customer ' || i,
+       CASE WHEN i % 3 = 0 THEN NULL ELSE 'c' || i || '@mail.test' END,
+       timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour'
+FROM generate_series(1, 40) AS i;
+
+INSERT INTO payments (payment_id, customer_id, amount, currency, status, payment_token,
+                      idempotency_key, request_hash, created_at, updated_at)
+SELECT md5('payment-' || i)::uuid, md5('customer-' || (1 + i % 40))::uuid, (i * 13 % 5000 + 1) / 100.0,
+       (ARRAY['EUR', 'USD', 'GBP'])[1 + i % 3],
+       (ARRAY['pending', 'authorized', 'captured', 'failed', 'refunded'])[1 + i % 5],
+       CASE WHEN i % 4 = 0 THEN NULL ELSE 'tok_' || substr(md5('token-' || i), 1, 16) END,
+       'idem-' || i, md5('request-' || i),
+       timestamptz '2024-02-01 00:00:00+00' + i * interval '1 minute',
+       timestamptz '2024-02-01 00:00:00+00' + i * interval '1 minute' + interval '30 seconds'
+FROM generate_series(1, 300) AS i;
+
+INSERT INTO transactions (payment_id, seq, kind, amount, processor_ref, occurred_at)
+SELECT md5('payment-' || i)::uuid, s, (ARRAY['authorize', 'capture', 'refund'])[s], (i * 13 % 5000 + 1) / 100.0,
+       CASE WHEN s = 2 THEN NULL ELSE 'proc-' || i || '-' || s END,
+       timestamptz '2024-02-01 00:00:00+00' + i * interval '1 minute' + s * interval '1 second'
+FROM generate_series(1, 300) AS i, generate_series(1, 1 + i % 3) AS s;
+
+INSERT INTO audit_log (entity, entity_id, action, detail, recorded_at)
+SELECT 'payment', md5('payment-' || i), 'created', jsonb_build_object('amount', i, 'tags', jsonb_build_array('a', i)),
+       timestamptz '2024-02-01 00:00:00+00' + i * interval '1 minute'
+FROM generate_series(1, 200) AS i;
+"""
+
+TABLES = ("public.audit_log", "public.customers", "public.payments", "public.transactions")
+ROW_COUNTS = {"public.audit_log": 200, "public.customers": 40, "public.payments": 300, "public.transactions": 600}
+
+_database_numbers = itertools.count(1)
+
+
+def payment_id(i: int) -> str:
+    """The id the seed gives payment i (md5('payment-' || i)::uuid)."""
+    return str(uuid.UUID(hashlib.md5(f"payment-{i}".encode()).hexdigest()))
+
+
+def customer_id(i: int) -> str:
+    return str(uuid.UUID(hashlib.md5(f"customer-{i}".encode()).hexdigest()))
+
+
+@dataclass
+class Databases:
+    """A source and a target database on the test server, loaded with the same rows."""
+
+    server: Any
+    source: str
+    target: str
+
+    def on_source(self, statements: str, params=None) -> None:
+        self.server.execute(self.source, statements, params)
+
+    def on_target(self, statements: str, params=None) -> None:
+        self.server.execute(self.target, statements, params)
+
+    def on_both(self, statements: str, params=None) -> None:
+        self.on_source(statements, params)
+        self.on_target(statements, params)
+
+
+@pytest.fixture
+def databases(postgres) -> Databases:
+    number = next(_database_numbers)
+    pair = Databases(postgres, f"validation_source_{number}", f"validation_target_{number}")
+    for name in (pair.source, pair.target):
+        postgres.create_payment_database(name)
+        postgres.execute(name, SEED_SQL)
+    return pair
+
+
+@pytest.fixture
+def connect(postgres) -> Iterator[Callable[..., Any]]:
+    """connect(dbname, **libpq options): an application connection, closed after the test."""
+    opened = []
+
+    def open_connection(dbname: str, **options):
+        conn = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.app_user,
+                                password=postgres.app_password, dbname=dbname, sslmode="require", **options)
+        opened.append(conn)
+        return conn
+
+    yield open_connection
+    for conn in opened:
+        conn.close()
+
+
+class FakeLambdaContext:
+    function_name = "payment-validation-test"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:payment-validation-test"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 900_000
+
+
+@dataclass
+class Lambda:
+    """The handler module, configured for the test's databases, and its environment."""
+
+    handler: Any
+    databases: Databases
+    environment: dict[str, str]
+    password: str
+
+    def reload(self):
+        """Import the handler again, after a test changed the environment it reads at import."""
+        self.handler = importlib.reload(self.handler)
+        self.handler.metrics.clear_metrics()
+        return self.handler
+
+    def invoke(self, event: Any = None) -> dict[str, Any]:
+        result = self.handler.lambda_handler({} if event is None else event, FakeLambdaContext())
+        json.dumps(result)  # the response must be JSON
+        return result
+
+
+@pytest.fixture
+def validation_lambda(aws, postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
+    """Secrets in moto, the environment the stack sets, and a freshly imported handler (its
+    module-level clients are built against this test's moto server)."""
+    secrets = boto3.client("secretsmanager")
+    credentials = json.dumps({"username": postgres.app_user, "password": postgres.app_password})
+    source_arn = secrets.create_secret(Name="onprem-db", SecretString=credentials)["ARN"]
+    target_arn = secrets.create_secret(Name="aurora-db", SecretString=credentials)["ARN"]
+    environment = {
+        "SOURCE_DB_HOST": postgres.host, "SOURCE_DB_PORT": str(postgres.port),
+        "SOURCE_DB_NAME": databases.source, "SOURCE_SECRET_ARN": source_arn,
+        "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
+        "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
+        "DB_SSLMODE": "require",
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for name in ("SCHEMAS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "STATEMENT_TIMEOUT_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    handler = importlib.reload(importlib.import_module("payment_validation.handler"))
+    handler.metrics.clear_metrics()
+    yield Lambda(handler, databases, environment, postgres.app_password)
+    handler.metrics.clear_metrics()
+
+
+def emf_records(stdout: str) -> list[dict[str, Any]]:
+    """The EMF metric blobs Powertools printed."""
+    records = []
+    for line in stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "_aws" in record:
+            records.append(record)
+    return records
