@@ -66,7 +66,7 @@ scan: synth $(SCAN_VENV)/.installed
 $(BENCH_VENV)/.installed: Makefile
 	@echo "==> installing reladiff $(RELADIFF_VERSION) into $(BENCH_VENV) (benchmark only)"
 	$(PYTHON_BOOTSTRAP) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check "reladiff==$(RELADIFF_VERSION)" psycopg2-binary
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check "reladiff==$(RELADIFF_VERSION)" "psycopg2-binary==2.9.13"
 	@touch $@
 
 # Figures, not tests. BENCH_ROWS sets the validation benchmark's table size (default 10,000,000).

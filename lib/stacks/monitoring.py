@@ -146,6 +146,11 @@ class MonitoringStack(BaseStack):
                 statistic="Maximum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1,
                 period=300),
         }
+        # A validation run that crashed or timed out emits no ValidationFailed at all.
+        alarms["validation-errors"] = self._alarm(
+            "validation-errors", "The validation Lambda crashed or timed out: no comparison result",
+            namespace="AWS/Lambda", metric="Errors", dimensions={"FunctionName": self.resource_name("validation")},
+            statistic="Sum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1, period=300)
         # A rollback that did not complete (FAILED: traffic not shifted; PARTIAL: a follow-up failed)
         # needs a human at once, whoever invoked it.
         for status in ("FAILED", "PARTIAL"):

@@ -50,6 +50,7 @@ class ValidationStack(BaseStack):
         secrets = [security.onprem_secret_arn, database.master_secret_arn]
         keys = sorted({security.onprem_secret_key_arn, database.master_secret_key_arn}, key=str)
         self.validator = PythonFunction(
+            # The monitoring stack (upstream) alarms on this name's errors.
             self, "validator", function_name=self.resource_name("validation"),
             description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
             bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,

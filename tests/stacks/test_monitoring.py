@@ -75,6 +75,7 @@ def test_every_alarm_has_an_action(synthesized):
     ("dms-cdc-latency-source", "AWS/DMS", "CDCLatencySource", 60),
     ("dms-cdc-latency-target", "AWS/DMS", "CDCLatencyTarget", 60),
     ("validation-failed", "PaymentMigration", "ValidationFailed", 1),
+    ("validation-errors", "AWS/Lambda", "Errors", 1),
     ("rollback-failed", "PaymentMigration", "RollbackInvocations", 1),
     ("rollback-partial", "PaymentMigration", "RollbackInvocations", 1),
 ])
