@@ -92,3 +92,9 @@ def test_automatic_rollback_can_be_switched_off(synthesize):
                                   "routing", "monitoring", "validation"])
 def test_all_nine_stacks_are_synthesized(synthesized, area):
     assert synthesized.stack(area)["terraform"]["backend"]["s3"]["key"] == f"dev/{area}.tfstate"
+
+
+def test_validator_errors_alarm_watches_this_function(synthesized):
+    alarm = synthesized.resources("monitoring", "aws_cloudwatch_metric_alarm")["validation-errors"]
+    assert alarm["dimensions"] == {"FunctionName": "payment-validation-dev"}
+    assert "payment-validation-dev" in _functions(synthesized)
