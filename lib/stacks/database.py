@@ -86,7 +86,7 @@ class DatabaseStack(BaseStack):
             policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")
 
         # A writer and a reader in different AZs: a failover promotes the reader (tier 1).
-        self.instances = [
+        for index, role in enumerate(("writer", "reader")):
             RdsClusterInstance(
                 self, role, identifier=f"{name}-{role}", cluster_identifier=self.cluster.id,
                 engine=self.cluster.engine, engine_version=self.cluster.engine_version,
@@ -97,8 +97,6 @@ class DatabaseStack(BaseStack):
                 monitoring_interval=ENHANCED_MONITORING_SECONDS, monitoring_role_arn=monitoring_role.arn,
                 ca_cert_identifier="rds-ca-rsa2048-g1", copy_tags_to_snapshot=True,
                 depends_on=[monitoring_role])
-            for index, role in enumerate(("writer", "reader"))
-        ]
 
         self._backup_plan(config, data_key)
 

@@ -148,10 +148,8 @@ class MigrationStack(BaseStack):
 
         self.replication_instance_id = self.instance.replication_instance_id
         self.forward_task_arn = self.forward_task.replication_task_arn
-        self.forward_task_id = self.forward_task.replication_task_id
         self.forward_task_resource_identifier = self.forward_task.resource_identifier
         self.fallback_task_arn = self.fallback_task.replication_task_arn
-        self.fallback_task_id = self.fallback_task.replication_task_id
 
     @staticmethod
     def _postgres_settings(role: str) -> DmsEndpointPostgresSettings:

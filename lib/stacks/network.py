@@ -76,11 +76,9 @@ class NetworkStack(BaseStack):
                                    tags={"Name": self.resource_name(f"nat-{index}")}, depends_on=[igw]))
 
         onprem_gateway = self._onprem_gateway(config, private)
-        self.private_route_table_ids = []
         for index, subnet in enumerate(private):
             table = RouteTable(self, f"private-rt-{index}", vpc_id=self.vpc.id,
                                tags={"Name": self.resource_name(f"private-{index}")})
-            self.private_route_table_ids.append(table.id)
             RouteTableAssociation(self, f"private-rta-{index}", subnet_id=subnet.id, route_table_id=table.id)
             Route(self, f"private-default-{index}", route_table_id=table.id, destination_cidr_block="0.0.0.0/0",
                   nat_gateway_id=nats[index % nat_count].id)

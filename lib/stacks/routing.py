@@ -62,9 +62,6 @@ class RoutingStack(BaseStack):
                      ttl=routing.ttl_seconds, records=[load_balancer.dns_name])
         self.onprem_set_identifier = routing.onprem_set_identifier
         self.aws_set_identifier = routing.aws_set_identifier
-        self.weights = {"aws": aws_weight, "onprem": onprem_weight}
-        self.onprem_health_check_id = onprem_check.id
-        self.aws_health_check_id = aws_check.id
         self._query_logging(config)
 
     def _onprem_health_check(self, config: Config) -> Route53HealthCheck:
