@@ -1,0 +1,52 @@
+"""Domain errors. The class name is the error name Step Functions sees (`errorType`), so a state
+machine can Retry or Catch by it; the message says what is wrong and what to check.
+
+Retryable (the state machine retries the step): ReplicationBehind, SwitchPending, DatabaseUnavailable.
+Not retryable (the state machine aborts): everything else."""
+
+from __future__ import annotations
+
+
+class CutoverError(Exception):
+    """Base class of every error a step raises on purpose."""
+
+
+class InvalidEvent(CutoverError):
+    """The event is not one the step Lambda accepts; nothing was changed."""
+
+
+class ConfigurationError(CutoverError):
+    """The function's environment is incomplete or inconsistent; nothing was changed."""
+
+
+class DatabaseUnavailable(CutoverError):
+    """A database could not be reached or a statement failed on a transient error. Retryable."""
+
+
+class WriterMismatch(CutoverError):
+    """The writer parameter does not name the side the step expects."""
+
+
+class FenceIncomplete(CutoverError):
+    """A side that must be fenced is open (or its fence could not be completed)."""
+
+
+class ReplicationNotRunning(CutoverError):
+    """The replication direction the step needs is not running, or cannot be proven caught up."""
+
+
+class ReplicationLoop(CutoverError):
+    """Both directions run at once: each replicates the other's changes back. Stop one by hand."""
+
+
+class ReplicationBehind(CutoverError):
+    """The marker has not reached the new writer within this invocation's bound. Retryable."""
+
+
+class SwitchPending(CutoverError):
+    """A replication task or worker has not reached the state the switch waits for within this
+    invocation's bound (stopping, starting, a slot still in use). Retryable: the step resumes."""
+
+
+class SequenceError(CutoverError):
+    """A sequence cannot be advanced safely (e.g. a descending sequence)."""

@@ -1,0 +1,143 @@
+"""PostgreSQL logical replication standing in for the DMS tasks (tests, rehearsal).
+
+Each side publishes the payment tables and the marker table (publication `publication`). A direction
+is a subscription on its target, named like its slot on the source: forward = subscription on AWS
+(Aurora) from on-prem's publication, fallback = subscription on on-prem from AWS's publication.
+
+Stopping a direction drops its subscription (detached from its slot, which the step drops on the old
+source); starting one creates the subscription on an existing slot with copy_data = false, so it
+replicates from the slot's position, and waits until the publisher streams to it.
+
+Subscriptions are managed over `admin` connections: on PostgreSQL 15 and older only a superuser may
+create, alter or drop one; from 16 on, payment_controller can (pg_create_subscription, schema/roles.sql).
+`controller` connections read slots and the publisher's walsender state (pg_read_all_stats).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from psycopg2 import sql
+
+from payment_cutover.errors import SwitchPending
+from payment_cutover.replication import ABSENT, RUNNING, STARTING, STOPPED, DirectionState
+from payment_cutover.sides import Direction
+
+POLL_SECONDS = 0.05
+MARKER_TABLE = ("payment_control", "cutover_marker")
+
+
+def conninfo(**params: object) -> str:
+    """A libpq connection string, every value quoted (for a subscription's CONNECTION)."""
+    def quote(value: object) -> str:
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return " ".join(f"{key}={quote(value)}" for key, value in params.items() if value is not None)
+
+
+def create_publication(admin_conn, name: str, schema: str, tables: list[str]) -> None:
+    """The side's publication: the payment tables and the marker table (setup, by their owner or a
+    superuser). Idempotent."""
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (name,))
+        if cur.fetchone():
+            return
+        relations = [sql.Identifier(schema, table) for table in tables] + [sql.Identifier(*MARKER_TABLE)]
+        cur.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+            sql.Identifier(name), sql.SQL(", ").join(relations)))
+
+
+def subscribe(admin_conn, name: str, publisher_conninfo: str, publication: str, *, copy_data: bool,
+              create_slot: bool) -> None:
+    """Create the subscription `name` (slot `name` on the publisher) if it does not exist."""
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_subscription WHERE subname = %s AND subdbid = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
+        if cur.fetchone():
+            return
+        cur.execute(sql.SQL(
+            "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {publication} "
+            "WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = {copy_data}, enabled = true)"
+        ).format(name=sql.Identifier(name), conninfo=sql.Literal(publisher_conninfo),
+                 publication=sql.Identifier(publication), slot=sql.Literal(name),
+                 create_slot=sql.Literal(create_slot), copy_data=sql.Literal(copy_data)))
+
+
+def drop_subscription(admin_conn, name: str) -> bool:
+    """Disable, detach from its slot and drop the subscription (the slot stays on the publisher)."""
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT subenabled, subslotname FROM pg_subscription WHERE subname = %s AND subdbid = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
+        row = cur.fetchone()
+        if row is None:
+            return False
+        enabled, slot = row
+        if enabled:
+            cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
+        if slot is not None:
+            cur.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(sql.Identifier(name)))
+        cur.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
+    return True
+
+
+class PostgresLogicalReplication:
+    plugin = "pgoutput"
+
+    def __init__(self, *, controller: Mapping[str, object], admin: Mapping[str, object],
+                 publisher_conninfo: Mapping[str, str], slot_names: Mapping[str, str], publication: str) -> None:
+        self.controller = controller
+        self.admin = admin
+        self.publisher_conninfo = publisher_conninfo
+        self.slot_names = slot_names
+        self.publication = publication
+
+    def slot_name(self, direction: Direction) -> str:
+        return self.slot_names[direction.name]
+
+    def state(self, direction: Direction) -> DirectionState:
+        name = self.slot_name(direction)
+        with self.admin[direction.target].cursor() as cur:
+            cur.execute(
+                """SELECT s.subenabled,
+                          (SELECT pid FROM pg_stat_subscription w WHERE w.subid = s.oid AND w.relid IS NULL),
+                          (SELECT count(*) FROM pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')
+                   FROM pg_subscription s
+                   WHERE s.subname = %s AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())""",
+                (name,))
+            row = cur.fetchone()
+        if row is None:
+            return DirectionState(direction, ABSENT, f"no subscription {name} on {direction.target}")
+        enabled, worker, syncing = row
+        if not enabled:
+            return DirectionState(direction, STOPPED, f"subscription {name} on {direction.target} is disabled")
+        walsender = self._walsender_state(direction)
+        if worker is None or walsender != "streaming" or syncing:
+            return DirectionState(direction, STARTING,
+                                  f"subscription {name}: apply worker {worker or 'not started'}, publisher "
+                                  f"walsender {walsender or 'absent'}, {syncing} table(s) still copying")
+        return DirectionState(direction, RUNNING, f"subscription {name} streaming from {direction.source}")
+
+    def stop(self, direction: Direction, *, timeout_seconds: float) -> str:
+        name = self.slot_name(direction)
+        if not drop_subscription(self.admin[direction.target], name):
+            return f"{direction}: no subscription {name} on {direction.target} (already stopped)"
+        return f"{direction}: subscription {name} on {direction.target} disabled, detached from its slot, dropped"
+
+    def start(self, direction: Direction, *, start_lsn: str, timeout_seconds: float) -> str:
+        name = self.slot_name(direction)
+        subscribe(self.admin[direction.target], name, self.publisher_conninfo[direction.source], self.publication,
+                  copy_data=False, create_slot=False)
+        deadline = time.monotonic() + timeout_seconds
+        while not (state := self.state(direction)).running:
+            if time.monotonic() >= deadline:
+                raise SwitchPending(f"{direction} created but not streaming after {timeout_seconds:g} s "
+                                    f"({state.detail}); the step can be retried")
+            time.sleep(POLL_SECONDS)
+        return f"{direction}: subscription {name} on {direction.target} streaming from slot {name} at {start_lsn}"
+
+    def _walsender_state(self, direction: Direction) -> str | None:
+        with self.controller[direction.source].cursor() as cur:
+            cur.execute("""SELECT r.state FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+                           WHERE s.slot_name = %s""", (self.slot_name(direction),))
+            row = cur.fetchone()
+        return row[0] if row else None

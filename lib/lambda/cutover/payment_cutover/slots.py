@@ -1,0 +1,54 @@
+"""Logical replication slots, created and dropped with SQL by the controller (REPLICATION, or
+rds_replication on RDS/Aurora). Slot names are fixed per direction and environment and configured
+on the replication source (DMS source endpoint SlotName, or the stand-in's subscription)."""
+
+from __future__ import annotations
+
+import time
+
+from payment_cutover.errors import ConfigurationError, SwitchPending
+
+POLL_SECONDS = 0.05
+
+
+def slot_info(conn, name: str) -> dict | None:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT slot_name, plugin, slot_type, database, active, active_pid,
+                              confirmed_flush_lsn::text
+                       FROM pg_replication_slots WHERE slot_name = %s""", (name,))
+        row = cur.fetchone()
+    if row is None:
+        return None
+    info = dict(zip(("slot_name", "plugin", "slot_type", "database", "active", "active_pid",
+                     "confirmed_flush_lsn"), row))
+    if info["database"] != conn.info.dbname:
+        raise ConfigurationError(f"replication slot {name} belongs to database {info['database']}, not "
+                                 f"{conn.info.dbname}: slot names must be unique per server (check the slot names)")
+    return info
+
+
+def create_slot(conn, name: str, plugin: str) -> str:
+    """Create the logical slot; it starts at the server's current WAL position. Returns that LSN."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)", (name, plugin))
+        return cur.fetchone()[0]
+
+
+def drop_slot(conn, name: str, *, timeout_seconds: float) -> bool:
+    """Drop the slot once nothing streams from it. False if there was none. Raises SwitchPending if
+    a consumer still holds it after `timeout_seconds` (its task or worker is still stopping)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        info = slot_info(conn, name)
+        if info is None:
+            return False
+        if not info["active"]:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                            "WHERE slot_name = %s AND NOT active", (name,))
+                if cur.rowcount == 1:
+                    return True
+        if time.monotonic() >= deadline:
+            raise SwitchPending(f"replication slot {name} on {conn.info.dbname} is still in use by pid "
+                                f"{info['active_pid']} after {timeout_seconds:g} s; the step can be retried")
+        time.sleep(POLL_SECONDS)

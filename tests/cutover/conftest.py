@@ -1,0 +1,56 @@
+"""Fixtures for the cutover steps: two PostgreSQL servers (on-prem and AWS) joined by logical
+replication, a fresh replicated pair of databases per test, and the writer parameter in moto's SSM."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from tests.support.replication import (
+    ReplicatedPair,
+    add_customer,
+    create_writer_parameter,
+    replicated_pair,
+    start_servers,
+    stop_servers,
+)
+
+WRITER_PARAMETER = "/payment-migration/test/writer"
+
+
+@pytest.fixture(scope="session")
+def servers():
+    started = start_servers()
+    yield started
+    stop_servers(started)
+
+
+@pytest.fixture
+def pair(servers) -> ReplicatedPair:
+    replicated = replicated_pair(servers)
+    yield replicated
+    replicated.close()
+
+
+@pytest.fixture
+def customer(pair) -> str:
+    """A customer on on-prem, replicated to AWS."""
+    customer_id = add_customer(pair.onprem)
+    pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM customers WHERE customer_id = %s", (customer_id,)),
+                    "the customer to reach aws")
+    return customer_id
+
+
+@pytest.fixture
+def ssm(aws):
+    return boto3.client("ssm")
+
+
+@pytest.fixture
+def writer_parameter(ssm) -> str:
+    return create_writer_parameter(ssm, WRITER_PARAMETER)
+
+
+@pytest.fixture
+def controller(pair, ssm, writer_parameter):
+    return pair.controller(ssm=ssm, writer_parameter=writer_parameter)

@@ -1,0 +1,225 @@
+"""Two real PostgreSQL servers playing on-prem and Aurora, joined by PostgreSQL logical replication
+standing in for the DMS tasks: the world the cutover steps (and the rehearsal) run in.
+
+Each server gets the reference schema and schema/roles.sql in a fresh database per test, a password
+for every role of roles.sql (generated here, per server), a publication of the payment tables and
+the marker table, and the forward direction (a subscription on "aws" from "onprem") running.
+Subscriptions are managed as the superuser (unix socket): PostgreSQL 15 allows nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from tests.support.postgres import PostgresServer, start_postgres
+
+ROLES_SQL = Path(__file__).resolve().parents[2] / "schema" / "roles.sql"
+ROLES = ("payment_app", "payment_validator", "dms_source", "dms_target", "payment_controller")
+SCHEMA = "public"
+TABLES = ["customers", "payments", "transactions", "audit_log"]
+PUBLICATION = "payment_migration"
+LOGICAL_CONF = {
+    "wal_level": "logical",
+    "max_replication_slots": "10",
+    "max_wal_senders": "10",
+    "max_logical_replication_workers": "8",
+    "max_worker_processes": "16",
+    # tell the publisher promptly how far the subscriber got (slot positions in tests)
+    "wal_receiver_status_interval": "1",
+}
+ONPREM, AWS = "onprem", "aws"
+_names = itertools.count(1)
+
+
+@dataclass
+class Server:
+    """A running server and the passwords of the roles of roles.sql on it."""
+
+    postgres: PostgresServer
+    passwords: dict[str, str] = field(default_factory=lambda: {role: secrets.token_urlsafe(18) for role in ROLES})
+
+
+def start_servers() -> dict[str, Server]:
+    return {side: Server(start_postgres(extra_conf=LOGICAL_CONF)) for side in (ONPREM, AWS)}
+
+
+def stop_servers(servers: dict[str, Server]) -> None:
+    for server in servers.values():
+        server.postgres.remove()
+
+
+@dataclass
+class SideDatabase:
+    side: str
+    server: Server
+    dbname: str
+
+    @property
+    def postgres(self) -> PostgresServer:
+        return self.server.postgres
+
+    def connect(self, role: str, *, autocommit: bool = True, application_name: str = "test"):
+        """A TLS + password connection as one of the roles of roles.sql (as an application would)."""
+        conn = psycopg2.connect(host=self.postgres.host, port=self.postgres.port, dbname=self.dbname, user=role,
+                                password=self.server.passwords[role], sslmode="require", connect_timeout=5,
+                                application_name=application_name)
+        conn.autocommit = autocommit
+        return conn
+
+    def admin(self):
+        return self.postgres.admin_connect(self.dbname)
+
+    def conninfo(self, role: str) -> str:
+        from payment_cutover.postgres_logical import conninfo
+
+        return conninfo(host=self.postgres.host, port=self.postgres.port, dbname=self.dbname, user=role,
+                        password=self.server.passwords[role], sslmode="require")
+
+    def query(self, statement: str, params=None) -> list[tuple]:
+        conn = self.admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def scalar(self, statement: str, params=None):
+        return self.query(statement, params)[0][0]
+
+
+def prepare_database(server: Server, side: str, dbname: str) -> SideDatabase:
+    """A fresh payment database with roles.sql applied and every role's password set."""
+    server.postgres.create_payment_database(dbname)
+    server.postgres.admin_execute(ROLES_SQL.read_text(), dbname=dbname)
+    for role, password in server.passwords.items():
+        server.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(role)), (password,))
+    return SideDatabase(side, server, dbname)
+
+
+@dataclass
+class ReplicatedPair:
+    """On-prem and AWS databases for one test, forward replication running."""
+
+    sides: dict[str, SideDatabase]
+    slot_names: dict[str, str]
+    _connections: list = field(default_factory=list)
+
+    @property
+    def onprem(self) -> SideDatabase:
+        return self.sides[ONPREM]
+
+    @property
+    def aws(self) -> SideDatabase:
+        return self.sides[AWS]
+
+    def connection(self, side: str, role: str, **options):
+        conn = self.sides[side].connect(role, **options)
+        self._connections.append(conn)
+        return conn
+
+    def admin_connection(self, side: str):
+        conn = self.sides[side].admin()
+        self._connections.append(conn)
+        return conn
+
+    def driver(self):
+        from payment_cutover.postgres_logical import PostgresLogicalReplication
+
+        return PostgresLogicalReplication(
+            controller={side: self.connection(side, "payment_controller") for side in self.sides},
+            admin={side: self.admin_connection(side) for side in self.sides},
+            publisher_conninfo={side: db.conninfo("dms_source") for side, db in self.sides.items()},
+            slot_names=self.slot_names, publication=PUBLICATION)
+
+    def controller(self, *, ssm, writer_parameter: str, wait_seconds: float = 10.0):
+        from payment_cutover.steps import Controller
+
+        return Controller(databases={side: self.connection(side, "payment_controller") for side in self.sides},
+                          driver=self.driver(), ssm=ssm, writer_parameter=writer_parameter,
+                          roles=["payment_app"], schema=SCHEMA, tables=list(TABLES), wait_seconds=wait_seconds)
+
+    def wait_until(self, condition, what: str, timeout: float = 15.0):
+        deadline = time.monotonic() + timeout
+        while not (value := condition()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.05)
+        return value
+
+    def close(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+        for db in self.sides.values():
+            admin = db.admin()
+            try:
+                with admin.cursor() as cur:
+                    cur.execute("SELECT subname FROM pg_subscription WHERE subdbid = "
+                                "(SELECT oid FROM pg_database WHERE datname = current_database())")
+                    for (name,) in cur.fetchall():
+                        from payment_cutover.postgres_logical import drop_subscription
+
+                        drop_subscription(admin, name)
+            finally:
+                admin.close()
+        for db in self.sides.values():
+            deadline = time.monotonic() + 10
+            while db.query("SELECT slot_name FROM pg_replication_slots WHERE database = %s AND active", (db.dbname,)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                      "WHERE database = %s AND NOT active", (db.dbname,))
+            db.postgres.admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db.dbname)))
+
+
+def replicated_pair(servers: dict[str, Server], *, name: str | None = None) -> ReplicatedPair:
+    """Fresh databases on both servers, publications on both, forward replication running and synced."""
+    from payment_cutover.postgres_logical import create_publication, subscribe
+
+    name = name or f"cut{next(_names)}_{secrets.token_hex(3)}"
+    sides = {side: prepare_database(server, side, name) for side, server in servers.items()}
+    pair = ReplicatedPair(sides=sides, slot_names={"forward": f"{name}_forward", "fallback": f"{name}_fallback"})
+    for db in sides.values():
+        admin = db.admin()
+        try:
+            create_publication(admin, PUBLICATION, SCHEMA, TABLES)
+        finally:
+            admin.close()
+    admin = pair.aws.admin()
+    try:
+        subscribe(admin, pair.slot_names["forward"], pair.onprem.conninfo("dms_source"), PUBLICATION,
+                  copy_data=True, create_slot=True)
+    finally:
+        admin.close()
+    driver = pair.driver()
+    from payment_cutover.sides import FORWARD
+
+    pair.wait_until(lambda: driver.state(FORWARD).running, "forward replication to stream")
+    return pair
+
+
+def add_customer(db: SideDatabase, external_ref: str = "onprem-1") -> str:
+    import uuid
+
+    customer = str(uuid.uuid4())
+    db.postgres.admin_execute("INSERT INTO customers (customer_id, external_ref, display_name) VALUES (%s, %s, %s)",
+                              (customer, external_ref, "Ada Lovelace"), dbname=db.dbname)
+    return customer
+
+
+def create_writer_parameter(ssm, name: str, writer: str = ONPREM) -> str:
+    ssm.put_parameter(Name=name, Type="String", Overwrite=True,
+                      Value=json.dumps({"writer": writer, "epoch": 0, "changed_at": "2026-01-01T00:00:00+00:00",
+                                        "reason": "initial"}))
+    return name
