@@ -3,7 +3,9 @@
 config/<env>.toml. The config is validated before any construct exists; an error names the key,
 exits 2 and writes nothing."""
 
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,7 +26,15 @@ def main() -> int:
         os.environ.setdefault("JSII_NODE", str(PINNED_NODE))
     from lib.app import build_app  # the provider bindings load only for a valid config (~11 s)
 
-    build_app(config).synth()
+    # The cdktf CLI names the output folder in CDKTF_OUTDIR; by hand it is cdktf.out. Stacks of an
+    # environment synthesized earlier into the same folder are removed, as the CLI does.
+    outdir = Path(os.environ.get("CDKTF_OUTDIR") or "cdktf.out").resolve()
+    shutil.rmtree(outdir / "stacks", ignore_errors=True)
+    outdir.mkdir(parents=True, exist_ok=True)
+    excluded: list[dict[str, str]] = []
+    build_app(config, outdir=str(outdir), excluded=excluded).synth()
+    if config.emulator is not None:  # a local environment: what its stacks leave out, for the deploy report
+        (outdir / "excluded.json").write_text(json.dumps(excluded, indent=2) + "\n")
     return 0
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdktf import App
+from cdktf import App, TerraformResource, TerraformStack
 
 from lib.bundler import DEFAULT_OUT_DIR, LAMBDA_ROOT, build_bundle
 from lib.config import Config
+from lib.local.limits import EXCLUDED_TYPES
 from lib.stacks.compute import ComputeStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
@@ -27,7 +28,10 @@ def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, 
             for name in ("api", "validation", "rollback")}
 
 
-def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, Path] | None = None) -> App:
+def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, Path] | None = None,
+              excluded: list[dict[str, str]] | None = None) -> App:
+    """The app for `config`. For a local environment, the resources the emulator cannot create
+    are left out and, when `excluded` is given, listed there ({"stack", "address"})."""
     bundles = bundles if bundles is not None else build_bundles(config)
     app = App(outdir=outdir)
     network = NetworkStack(app, config=config)
@@ -42,4 +46,22 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
                                  database=database, migration=migration)
     ValidationStack(app, config=config, bundles=bundles, network=network, security=security, database=database,
                     migration=migration, routing=routing, monitoring=monitoring)
+    if config.emulator is not None:
+        removed = _leave_out_what_the_emulator_lacks(app)
+        if excluded is not None:
+            excluded.extend(removed)
     return app
+
+
+def _leave_out_what_the_emulator_lacks(app: App) -> list[dict[str, str]]:
+    """Removes the resource types lib/local/limits.py declares (moto has no API for them) from a
+    local environment's stacks. Nothing else references them, which `terraform validate` proves."""
+    doomed = [node for node in app.node.find_all()
+              if isinstance(node, TerraformResource) and node.terraform_resource_type in EXCLUDED_TYPES]
+    removed = []
+    for node in doomed:
+        stack = TerraformStack.of(node)
+        removed.append({"stack": stack.node.id,
+                        "address": f"{node.terraform_resource_type}.{stack.get_logical_id(node)}"})
+        node.node.scope.node.try_remove_child(node.node.id)
+    return removed

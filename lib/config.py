@@ -17,6 +17,7 @@ import re
 import tomllib
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,6 +33,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PHASE_WEIGHTS = {"legacy-sync": 0, "canary": 10, "split": 50, "aws-primary": 100}
 # Aurora PostgreSQL majors AWS supports today (standard support); older majors are refused.
 SUPPORTED_AURORA_MAJORS = (13, 14, 15, 16, 17)
@@ -39,6 +41,14 @@ SUPPORTED_LAMBDA_RUNTIMES = ("python3.12", "python3.13")
 # The retention values CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)
+
+
+# Performance Insights keeps 7 days, 1–23 months (as multiples of 31 days) or 731 days.
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = (7, *(31 * months for months in range(1, 24)), 731)
+_MINUTES_PER_DAY = 24 * 60
+_MINUTES_PER_WEEK = 7 * _MINUTES_PER_DAY
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MIN_WINDOW_MINUTES = 30  # RDS and DMS windows last at least 30 minutes
 
 
 class ConfigError(Exception):
@@ -73,6 +83,48 @@ def _arn(key: str, value: str | None, service: str) -> None:
     if value is not None:
         _require(bool(_ARN.match(value)) and value.split(":")[2] == service, key,
                  f"{value!r} is not a {service} ARN")
+
+
+def _clock(key: str, text: str) -> int:
+    """hh24:mi → minutes after midnight."""
+    match = re.fullmatch(r"(\d{2}):(\d{2})", text)
+    _require(bool(match) and int(match[1]) < 24 and int(match[2]) < 60, key, f"{text!r} is not a time hh24:mi (UTC)")
+    return int(match[1]) * 60 + int(match[2])
+
+
+def _daily_window(key: str, text: str) -> tuple[int, int]:
+    """hh24:mi-hh24:mi (UTC) → (start, end) in minutes; the end may wrap past midnight."""
+    parts = text.split("-")
+    _require(len(parts) == 2, key, f"{text!r} is not a window hh24:mi-hh24:mi (UTC)")
+    start, end = (_clock(key, part) for part in parts)
+    if end <= start:
+        end += _MINUTES_PER_DAY
+    _require(end - start >= MIN_WINDOW_MINUTES, key, f"{text} is shorter than {MIN_WINDOW_MINUTES} minutes")
+    return start, end
+
+
+def _weekly_window(key: str, text: str) -> tuple[int, int]:
+    """ddd:hh24:mi-ddd:hh24:mi (UTC) → (start, end) in minutes after Monday 00:00; may wrap."""
+    bounds = []
+    for part in text.split("-") if text.count("-") == 1 else []:
+        day, _, clock = part.partition(":")
+        _require(day in _WEEKDAYS, key, f"{text!r}: {day!r} is not a day ({', '.join(_WEEKDAYS)})")
+        bounds.append(_WEEKDAYS.index(day) * _MINUTES_PER_DAY + _clock(key, clock))
+    _require(len(bounds) == 2, key, f"{text!r} is not a window ddd:hh24:mi-ddd:hh24:mi (UTC)")
+    start, end = bounds
+    if end <= start:
+        end += _MINUTES_PER_WEEK
+    _require(end - start >= MIN_WINDOW_MINUTES, key, f"{text} is shorter than {MIN_WINDOW_MINUTES} minutes")
+    _require(end - start <= _MINUTES_PER_DAY, key, f"{text} is longer than 24 hours")
+    return start, end
+
+
+def _windows_overlap(first: tuple[int, int], weekly: tuple[int, int]) -> bool:
+    """Whether two windows on the weekly clock share a minute (either may wrap past the week)."""
+    for shift in (-_MINUTES_PER_WEEK, 0, _MINUTES_PER_WEEK):
+        if first[0] < weekly[1] + shift and weekly[0] + shift < first[1]:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,9 +221,13 @@ class OnPremConfig:
                  "set exactly one of app_ip_addresses and app_hostname (the on-prem member of the weighted record)")
         for index, address in enumerate(self.app_ip_addresses):
             try:
-                ipaddress.IPv4Address(address)
+                parsed = ipaddress.IPv4Address(address)
             except ValueError:
                 raise ConfigError(f"app_ip_addresses[{index}]", f"{address!r} is not an IPv4 address") from None
+            # Route 53 health checks refuse private, reserved, loopback and documentation ranges.
+            _require(parsed.is_global, f"app_ip_addresses[{index}]",
+                     f"{address} is not a public address: Route 53 cannot health-check it "
+                     "(use app_hostname for an application without a fixed public address)")
         if self.app_hostname:
             _require(bool(_HOSTNAME.match(self.app_hostname)), "app_hostname", f"{self.app_hostname!r} is not a hostname")
         _require(self.app_health_check_path.startswith("/"), "app_health_check_path", "must start with /")
@@ -189,13 +245,16 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    engine_version: str  # Aurora PostgreSQL version, e.g. "16.6"
+    # Aurora PostgreSQL version: a major ("16", recommended: RDS applies minor upgrades itself and
+    # Terraform accepts any 16.x) or a major.minor ("16.6") that Terraform then never downgrades.
+    engine_version: str
     min_acu: float
     max_acu: float
     database_name: str = "payments"
     master_username: str = "payments_admin"
     backup_retention_days: int = 7
     backup_plan_retention_days: int = 35  # AWS Backup daily snapshots
+    backup_plan_schedule: str = "cron(0 3 * * ? *)"  # AWS Backup: when the daily snapshot starts (UTC)
     preferred_backup_window: str = "02:00-03:00"
     preferred_maintenance_window: str = "sun:03:30-sun:04:30"
     deletion_protection: bool = True
@@ -205,9 +264,13 @@ class DatabaseConfig:
     def engine_major(self) -> int:
         return int(self.engine_version.split(".")[0])
 
+    @property
+    def pins_minor_version(self) -> bool:
+        return "." in self.engine_version
+
     def __post_init__(self) -> None:
-        _require(bool(re.match(r"^\d{2}\.\d{1,2}$", self.engine_version)), "engine_version",
-                 f"{self.engine_version!r} is not an Aurora PostgreSQL version like 16.6")
+        _require(bool(re.match(r"^\d{2}(\.\d{1,2})?$", self.engine_version)), "engine_version",
+                 f"{self.engine_version!r} is not an Aurora PostgreSQL version like 16 or 16.6")
         _require(self.engine_major in SUPPORTED_AURORA_MAJORS, "engine_version",
                  f"major {self.engine_major} is not a supported Aurora PostgreSQL major {SUPPORTED_AURORA_MAJORS}")
         _in_range("min_acu", self.min_acu, 0, 256)
@@ -217,16 +280,25 @@ class DatabaseConfig:
                  "ACUs go in steps of 0.5")
         _in_range("backup_retention_days", self.backup_retention_days, 1, 35)
         _in_range("backup_plan_retention_days", self.backup_plan_retention_days, 1, 36500)
+        _require(bool(re.match(r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$", self.backup_plan_schedule)),
+                 "backup_plan_schedule", f"{self.backup_plan_schedule!r} is not an AWS cron(…) expression with six fields")
         _require(bool(re.match(r"^[a-z][a-z0-9_]{0,62}$", self.database_name)), "database_name",
                  f"{self.database_name!r} is not a PostgreSQL database name")
         _require(bool(re.match(r"^[a-z][a-z0-9_]{0,15}$", self.master_username)), "master_username",
                  f"{self.master_username!r} is not a valid master user name")
         _require(self.master_username not in ("postgres", "admin", "rdsadmin"), "master_username",
                  f"{self.master_username!r} is reserved by RDS")
-        _require(bool(re.match(r"^\d{2}:\d{2}-\d{2}:\d{2}$", self.preferred_backup_window)),
-                 "preferred_backup_window", "expects hh24:mi-hh24:mi (UTC)")
-        _require(self.performance_insights_retention_days == 7 or self.performance_insights_retention_days % 31 == 0,
-                 "performance_insights_retention_days", "must be 7 or a multiple of 31")
+        backup = _daily_window("preferred_backup_window", self.preferred_backup_window)
+        maintenance = _weekly_window("preferred_maintenance_window", self.preferred_maintenance_window)
+        # RDS refuses a backup window that overlaps the maintenance window on any day.
+        for day in range(7):
+            start, end = backup[0] + day * _MINUTES_PER_DAY, backup[1] + day * _MINUTES_PER_DAY
+            _require(not _windows_overlap((start, end), maintenance), "preferred_backup_window",
+                     f"{self.preferred_backup_window} overlaps preferred_maintenance_window "
+                     f"{self.preferred_maintenance_window}")
+        _require(self.performance_insights_retention_days in PERFORMANCE_INSIGHTS_RETENTION_DAYS,
+                 "performance_insights_retention_days",
+                 "must be 7 (free tier), a number of months times 31 (31–713), or 731 (two years)")
 
 
 @dataclass(frozen=True)
@@ -336,8 +408,10 @@ class MigrationConfig:
     schema: str = "public"
     tables: tuple[str, ...] = ("customers", "payments", "transactions", "audit_log")
     lob_max_size_kb: int = 64
+    preferred_maintenance_window: str = "sun:04:30-sun:05:30"  # of the replication instance (UTC)
 
     def __post_init__(self) -> None:
+        _weekly_window("preferred_maintenance_window", self.preferred_maintenance_window)
         _require(bool(re.match(r"^dms\.[a-z0-9]+\.[a-z0-9]+$", self.instance_class)), "instance_class",
                  f"{self.instance_class!r} is not a DMS instance class like dms.r6i.large")
         _in_range("allocated_storage_gb", self.allocated_storage_gb, 5, 6144)
@@ -392,13 +466,39 @@ class ValidationConfig:
     memory_mb: int = 1024
     timeout_seconds: int = 900
     automatic_rollback: bool = True
+    # Reserved concurrency: validation runs one at a time (overlapping runs only double the load on
+    # both databases); two rollbacks, so a manual invoke is not throttled while an automatic one
+    # runs. Reservations come out of the account's Lambda quota (README, prerequisites).
+    reserved_concurrency: int = 1
+    rollback_reserved_concurrency: int = 2
 
     def __post_init__(self) -> None:
+        _in_range("reserved_concurrency", self.reserved_concurrency, 1, 10)
+        _in_range("rollback_reserved_concurrency", self.rollback_reserved_concurrency, 1, 10)
         _require(bool(re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$", self.schedule)),
                  "schedule", f"{self.schedule!r} is not an EventBridge rate(…) or cron(…) expression")
         _in_range("max_diffs_per_table", self.max_diffs_per_table, 1, 10000)
         _in_range("memory_mb", self.memory_mb, 128, 10240)
         _in_range("timeout_seconds", self.timeout_seconds, 30, 900)
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """An AWS-compatible API on this machine (a moto server): for local deploys and rehearsals
+    only. Every provider, the S3 backend and every remote-state read of the environment then talk
+    to `endpoint` with the emulator's test credentials; no other environment may set this."""
+
+    endpoint: str  # http://127.0.0.1:<port>
+
+    @property
+    def port(self) -> int:
+        return int(urllib.parse.urlsplit(self.endpoint).port)
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.endpoint)
+        _require(parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS and parts.port is not None
+                 and parts.path in ("", "/") and not parts.query, "endpoint",
+                 f"{self.endpoint!r} is not an emulator on this machine: use http://127.0.0.1:<port>")
 
 
 @dataclass(frozen=True)
@@ -419,6 +519,7 @@ class Config:
     logs: LogsConfig = field(default_factory=LogsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     tags: dict[str, str] = field(default_factory=dict)
+    emulator: EmulatorConfig | None = None
 
     def __post_init__(self) -> None:
         _require(bool(_DNS_LABEL.match(self.name)), "name",

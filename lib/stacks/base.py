@@ -11,6 +11,10 @@ from constructs import Construct
 
 from lib.aspects import SecureDefaults
 from lib.config import Config
+from lib.local import wiring
+
+# The S3 backend's lock file (`use_lockfile`) needs Terraform 1.10.
+REQUIRED_TERRAFORM_VERSION = ">= 1.10.0"
 
 
 class BaseStack(TerraformStack):
@@ -23,11 +27,19 @@ class BaseStack(TerraformStack):
         self.region = config.region
         Aspects.of(self).add(SecureDefaults())
         self._tags = {**config.default_tags, "Stack": area}
-        AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(tags=self._tags)])
+        # A local environment talks to the emulator on this machine; no other gets any of this.
+        self._provider_settings = wiring.provider_settings(config.emulator) if config.emulator else {}
+        backend_settings = wiring.backend_settings(config.emulator) if config.emulator else {}
+        AwsProvider(self, "aws", region=config.region, default_tags=[AwsProviderDefaultTags(tags=self._tags)],
+                    **self._provider_settings)
         backend = S3Backend(self, bucket=config.state.bucket, key=f"{config.name}/{area}.tfstate",
-                            region=config.state.region, encrypt=True, kms_key_id=config.state.kms_key_arn)
+                            region=config.state.region, encrypt=True, kms_key_id=config.state.kms_key_arn,
+                            **backend_settings)
         # S3-native locking (Terraform ≥ 1.10); cdktf 0.21's S3Backend predates the option.
         backend.add_override("use_lockfile", True)
+        self.add_override("terraform.required_version", REQUIRED_TERRAFORM_VERSION)
+        if config.emulator:
+            self.add_override("terraform.required_providers.aws.version", wiring.EMULATOR_PROVIDER_CONSTRAINT)
         self._identity: DataAwsCallerIdentity | None = None
         self._partition: DataAwsPartition | None = None
         self._us_east_1: AwsProvider | None = None
@@ -37,7 +49,8 @@ class BaseStack(TerraformStack):
         """A second provider for what AWS keeps in us-east-1 (DNSSEC keys, Route 53 query logs)."""
         if self._us_east_1 is None:
             self._us_east_1 = AwsProvider(self, "aws-us-east-1", alias="us_east_1", region="us-east-1",
-                                          default_tags=[AwsProviderDefaultTags(tags=self._tags)])
+                                          default_tags=[AwsProviderDefaultTags(tags=self._tags)],
+                                          **self._provider_settings)
         return self._us_east_1
 
     def resource_name(self, suffix: str) -> str:
