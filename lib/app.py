@@ -11,6 +11,7 @@ from cdktf import App, TerraformResource, TerraformStack
 from lib.bundler import DEFAULT_OUT_DIR, LAMBDA_ROOT, build_bundle
 from lib.config import Config
 from lib.local.limits import EXCLUDED_TYPES
+from lib.stacks.account import AccountStack
 from lib.stacks.compute import ComputeStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
@@ -34,6 +35,8 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
     are left out and, when `excluded` is given, listed there ({"stack", "address"})."""
     bundles = bundles if bundles is not None else build_bundles(config)
     app = App(outdir=outdir)
+    if config.migration.create_account_roles:
+        AccountStack(app, config=config)
     network = NetworkStack(app, config=config)
     security = SecurityStack(app, config=config, network=network)
     database = DatabaseStack(app, config=config, network=network, security=security)

@@ -48,12 +48,50 @@ BAD_CONFIGS = {
                                              "network.availability_zone_ids[2]", "not a zone of eu-west-1"),
     "two availability zones": (edited(r'"euw1-az1", "euw1-az2", "euw1-az3"', '"euw1-az1", "euw1-az2"'),
                                "network.availability_zone_ids", "exactly 3"),
-    "PostgreSQL newer than DMS supports": (edited(r'^engine_version = "16.6".*$', 'engine_version = "17.4"'),
+    "PostgreSQL newer than DMS supports": (edited(r'^engine_version = "16" .*$', 'engine_version = "17.4"'),
                                            "database.engine_version", "newer than DMS"),
     "wrong type": (edited(r"^min_acu = .*$", 'min_acu = "half"'), "database.min_acu", "expected a number"),
     "both on-prem gateways": (edited(r'^vpn_gateway_id = .*$',
                                      'vpn_gateway_id = "vgw-0a1b2c3d4e5f60718"\ntransit_gateway_id = "tgw-0a1b2c3d4e5f60718"'),
                               "onprem.vpn_gateway_id", "exactly one"),
+    "engine version that is not a version": (edited(r'^engine_version = "16" .*$', 'engine_version = "16.x"'),
+                                              "database.engine_version", "not an Aurora PostgreSQL version"),
+    "Performance Insights retention AWS refuses": (
+        edited(r"^performance_insights_retention_days = .*$", "performance_insights_retention_days = 744"),
+        "database.performance_insights_retention_days", "731"),
+    "on-prem address Route 53 cannot health-check": (
+        edited(r'^app_hostname = .*$', 'app_ip_addresses = ["10.1.2.3"]'), "onprem.app_ip_addresses[0]",
+        "not a public address"),
+    "documentation address for the on-prem application": (
+        edited(r'^app_hostname = .*$', 'app_ip_addresses = ["192.0.2.10"]'), "onprem.app_ip_addresses[0]",
+        "not a public address"),
+    "backup window that is not a window": (
+        edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "02:00"'),
+        "database.preferred_backup_window", "not a window"),
+    "backup window of 25 hours o'clock": (
+        edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "25:00-26:00"'),
+        "database.preferred_backup_window", "not a time"),
+    "backup window under 30 minutes": (
+        edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "02:00-02:20"'),
+        "database.preferred_backup_window", "shorter than 30 minutes"),
+    "backup window overlapping maintenance": (
+        edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "03:00-04:00"'),
+        "database.preferred_backup_window", "overlaps preferred_maintenance_window"),
+    "maintenance window with an unknown day": (
+        edited(r'^preferred_maintenance_window = "sun:03.*$', 'preferred_maintenance_window = "sun:03:30-sonntag:04:30"'),
+        "database.preferred_maintenance_window", "not a day"),
+    "DMS maintenance window malformed": (
+        edited(r'^preferred_maintenance_window = "sun:04.*$', 'preferred_maintenance_window = "sun 04:30"'),
+        "migration.preferred_maintenance_window", "not a window"),
+    "backup plan schedule that is not cron": (
+        edited(r'^backup_plan_schedule = .*$', 'backup_plan_schedule = "daily"'),
+        "database.backup_plan_schedule", "not an AWS cron"),
+    "rollback concurrency of zero": (
+        edited(r'^rollback_reserved_concurrency = .*$', 'rollback_reserved_concurrency = 0'),
+        "validation.rollback_reserved_concurrency", "outside 1–10"),
+    "emulator that is not on this machine": (
+        DEV + '\n[emulator]\nendpoint = "http://10.0.0.5:4566"\n',
+        "emulator.endpoint", "not an emulator on this machine"),
 }
 
 
@@ -84,6 +122,32 @@ def test_dev_config_loads_with_documented_values() -> None:
 def test_phase_sets_aws_weight(phase: str, aws: int) -> None:
     config = parse_config(edited(r'^phase = .*$', f'phase = "{phase}"'))
     assert config.routing.weights == (aws, 100 - aws)
+
+
+@pytest.mark.parametrize("days", [7, 31, 93, 713, 731])
+def test_every_performance_insights_retention_aws_accepts_is_accepted(days: int) -> None:
+    config = parse_config(edited(r"^performance_insights_retention_days = .*$",
+                                 f"performance_insights_retention_days = {days}"))
+    assert config.database.performance_insights_retention_days == days
+
+
+def test_a_backup_window_wrapping_midnight_beside_the_maintenance_window_is_accepted() -> None:
+    config = parse_config(edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "23:30-00:30"'))
+    assert config.database.preferred_backup_window == "23:30-00:30"
+
+
+def test_a_backup_window_touching_a_maintenance_window_that_wraps_the_week_is_refused() -> None:
+    text = edited(r'^preferred_maintenance_window = "sun:03.*$', 'preferred_maintenance_window = "sun:23:30-mon:00:30"')
+    with pytest.raises(ConfigError) as raised:
+        parse_config(edited(r'^preferred_backup_window = .*$', 'preferred_backup_window = "00:00-01:00"', text))
+    assert raised.value.key == "database.preferred_backup_window"
+
+
+def test_major_only_engine_version_is_accepted_and_pins_no_minor() -> None:
+    config = parse_config(DEV)
+    assert config.database.engine_version == "16" and not config.database.pins_minor_version
+    pinned = parse_config(edited(r'^engine_version = "16" .*$', 'engine_version = "16.6"'))
+    assert pinned.database.pins_minor_version and pinned.database.engine_major == 16
 
 
 def test_explicit_weight_overrides_phase() -> None:

@@ -90,8 +90,8 @@ class PythonFunction(Construct):
                 allow(["kms:GenerateDataKey", "kms:Decrypt"], [dead_letter_key_arn], sid="EncryptDeadLetters",
                       conditions=[("StringEquals", "kms:ViaService", [f"sqs.{region}.amazonaws.com"])]),
             ]
-        IamRolePolicy(self, "policy", role=self.role.id, name="function",
-                      policy=policy_document(self, "permissions", [*baseline, *statements]).json)
+        self.role_policy = IamRolePolicy(self, "policy", role=self.role.id, name="function",
+                                         policy=policy_document(self, "permissions", [*baseline, *statements]).json)
 
         self.function = LambdaFunction(
             self, "function", function_name=function_name, description=description,
@@ -108,7 +108,9 @@ class PythonFunction(Construct):
             dead_letter_config=LambdaFunctionDeadLetterConfig(target_arn=self.dead_letter_queue.arn)
             if self.dead_letter_queue else None,
             logging_config=LambdaFunctionLoggingConfig(log_format="JSON", log_group=self.log_group.name),
-            depends_on=[self.log_group],
+            # Created after, and destroyed before, its permissions: a function in a VPC cleans up its
+            # network interfaces with them, or they linger and block the security group's removal.
+            depends_on=[self.log_group, self.role_policy],
         )
         self.function_name = self.function.function_name
         self.arn = self.function.arn

@@ -15,6 +15,7 @@ from cdktf_cdktf_provider_aws.rds_cluster_parameter_group import (
     RdsClusterParameterGroup,
     RdsClusterParameterGroupParameter,
 )
+from cdktf import Fn, TerraformResourceLifecycle
 from constructs import Construct
 
 from lib.config import Config
@@ -47,11 +48,14 @@ class DatabaseStack(BaseStack):
 
         subnets = DbSubnetGroup(self, "subnets", name=name, subnet_ids=network.private_subnet_ids,
                                 description="Private subnets of the payment database")
+        # The family follows the major version: a major upgrade needs a new group before the
+        # cluster moves to it, so the name is a prefix and the new group is created first.
         parameters = RdsClusterParameterGroup(
-            self, "parameters", name=name, family=f"aurora-postgresql{db.engine_major}",
+            self, "parameters", name_prefix=f"{name}-", family=f"aurora-postgresql{db.engine_major}",
             description="TLS only, logical replication for DMS, connection and slow-statement logging",
             parameter=[RdsClusterParameterGroupParameter(name=key, value=value, apply_method=method)
-                       for key, value, method in CLUSTER_PARAMETERS])
+                       for key, value, method in CLUSTER_PARAMETERS],
+            lifecycle=TerraformResourceLifecycle(create_before_destroy=True))
         # Created here so the exported postgresql log is encrypted and expires; RDS would create it bare.
         CloudwatchLogGroup(self, "postgresql-log", name=f"/aws/rds/cluster/{name}/postgresql",
                            kms_key_id=security.logs_key.arn, retention_in_days=config.logs.retention_days)
@@ -73,30 +77,41 @@ class DatabaseStack(BaseStack):
             preferred_backup_window=db.preferred_backup_window,
             preferred_maintenance_window=db.preferred_maintenance_window,
             copy_tags_to_snapshot=True, deletion_protection=db.deletion_protection,
-            skip_final_snapshot=False, final_snapshot_identifier=f"{name}-final",
+            # Unique per cluster: a fixed name would collide with the snapshot of an earlier destroy.
+            # Set once at creation (the timestamp is ignored afterwards, so no plan ever shows it).
+            skip_final_snapshot=False,
+            final_snapshot_identifier=Fn.join("", [f"{name}-final-", Fn.formatdate("YYYYMMDDhhmmss", Fn.timestamp())]),
             allow_major_version_upgrade=False, apply_immediately=False,
+            lifecycle=TerraformResourceLifecycle(ignore_changes=[
+                "final_snapshot_identifier",
+                # With a pinned minor ("16.6") RDS still upgrades minors itself; Terraform must not
+                # try to go back. A major-only version ("16") never differs from what runs.
+                *(["engine_version"] if db.pins_minor_version else []),
+            ]),
         )
 
         monitoring_role = IamRole(
             self, "monitoring-role", name=self.resource_name("rds-monitoring"),
             assume_role_policy=assume_role_policy(self, "monitoring-trust", "monitoring.rds.amazonaws.com",
                                                   account_id=self.account_id).json)
-        IamRolePolicyAttachment(
+        monitoring_policy = IamRolePolicyAttachment(
             self, "monitoring-policy", role=monitoring_role.name,
             policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")
 
         # A writer and a reader in different AZs: a failover promotes the reader (tier 1).
         for index, role in enumerate(("writer", "reader")):
             RdsClusterInstance(
+                # The instances run the cluster's version; they name none of their own.
                 self, role, identifier=f"{name}-{role}", cluster_identifier=self.cluster.id,
-                engine=self.cluster.engine, engine_version=self.cluster.engine_version,
+                engine=self.cluster.engine,
                 instance_class="db.serverless", availability_zone=network.availability_zones[index],
                 promotion_tier=index, publicly_accessible=False, auto_minor_version_upgrade=True,
                 performance_insights_enabled=True, performance_insights_kms_key_id=data_key,
                 performance_insights_retention_period=db.performance_insights_retention_days,
                 monitoring_interval=ENHANCED_MONITORING_SECONDS, monitoring_role_arn=monitoring_role.arn,
                 ca_cert_identifier="rds-ca-rsa2048-g1", copy_tags_to_snapshot=True,
-                depends_on=[monitoring_role])
+                # The role is usable only once its policy is attached (and kept until the instance goes).
+                depends_on=[monitoring_policy])
 
         self._backup_plan(config, data_key)
 
@@ -114,7 +129,7 @@ class DatabaseStack(BaseStack):
         name = self.resource_name("aurora")
         vault = BackupVault(self, "backup-vault", name=name, kms_key_arn=key_arn)
         plan = BackupPlan(self, "backup-plan", name=name, rule=[BackupPlanRule(
-            rule_name="daily", target_vault_name=vault.name, schedule="cron(0 3 * * ? *)",
+            rule_name="daily", target_vault_name=vault.name, schedule=config.database.backup_plan_schedule,
             start_window=60, completion_window=360,
             lifecycle=BackupPlanRuleLifecycle(delete_after=config.database.backup_plan_retention_days))])
         role = IamRole(self, "backup-role", name=self.resource_name("aurora-backup"),

@@ -8,28 +8,24 @@ from __future__ import annotations
 import json
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
 from cdktf_cdktf_provider_aws.dms_endpoint import DmsEndpoint, DmsEndpointPostgresSettings
 from cdktf_cdktf_provider_aws.dms_replication_instance import DmsReplicationInstance
 from cdktf_cdktf_provider_aws.dms_replication_subnet_group import DmsReplicationSubnetGroup
 from cdktf_cdktf_provider_aws.dms_replication_task import DmsReplicationTask
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
 
 from lib.config import Config, MigrationConfig
 from lib.constructs.iam import allow, assume_role_policy, policy_document
+from lib.stacks.account import DMS_ACCOUNT_ROLES
 from lib.stacks.base import BaseStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.security import SecurityStack
 
-# The role names DMS looks up itself; AWS accepts no others.
-ACCOUNT_ROLES = {
-    "dms-vpc-role": "AmazonDMSVPCManagementRole",
-    "dms-cloudwatch-logs-role": "AmazonDMSCloudWatchLogsRole",
-}
 LOG_COMPONENTS = ("SOURCE_UNLOAD", "SOURCE_CAPTURE", "TARGET_LOAD", "TARGET_APPLY", "TASK_MANAGER", "VALIDATOR")
 
 
@@ -89,7 +85,9 @@ class MigrationStack(BaseStack):
         super().__init__(scope, "migration", config=config)
         migration = config.migration
         data_key = security.data_key.arn
-        account_roles = self._account_roles() if migration.create_account_roles else []
+        # The account-wide roles DMS needs come from the account stack (or already existed): read
+        # here, so a plan without them stops with "not found" before anything is created.
+        account_roles = [DataAwsIamRole(self, f"{name}-exists", name=name) for name in DMS_ACCOUNT_ROLES]
 
         subnets = DmsReplicationSubnetGroup(
             self, "subnets", replication_subnet_group_id=self.resource_name("dms"),
@@ -106,7 +104,7 @@ class MigrationStack(BaseStack):
             kms_key_arn=data_key, auto_minor_version_upgrade=True, allow_major_version_upgrade=False,
             replication_subnet_group_id=subnets.replication_subnet_group_id,
             vpc_security_group_ids=[security.dms_security_group_id],
-            preferred_maintenance_window="sun:04:30-sun:05:30", depends_on=[task_logs])
+            preferred_maintenance_window=migration.preferred_maintenance_window, depends_on=[task_logs])
 
         # DMS needs host and port inside the secret, which the RDS-managed master secret lacks:
         # the replication user on Aurora gets its own secret, whose value the operator puts.
@@ -162,17 +160,6 @@ class MigrationStack(BaseStack):
         # order instead of DMS's table order.
         return DmsEndpointPostgresSettings(after_connect_script="SET session_replication_role = replica",
                                            fail_tasks_on_lob_truncation=True)
-
-    def _account_roles(self) -> list[IamRolePolicyAttachment]:
-        trust = assume_role_policy(self, "account-role-trust", "dms.amazonaws.com")
-        attachments = []
-        for name, managed_policy in ACCOUNT_ROLES.items():
-            role = IamRole(self, name, name=name, assume_role_policy=trust.json,
-                           description="Account-wide role AWS DMS uses (created by payment-migration)")
-            attachments.append(IamRolePolicyAttachment(
-                self, f"{name}-policy", role=role.name,
-                policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/{managed_policy}"))
-        return attachments
 
     def _secrets_access_role(self, config: Config, *, secret_arns: list[str], key_arns: list[str]) -> IamRole:
         """What DMS assumes to read the endpoint secrets: those two secrets and their keys only."""

@@ -4,7 +4,6 @@ unhealthy" alarm that drives automatic rollback."""
 from __future__ import annotations
 
 import json
-
 from cdktf_cdktf_provider_aws.cloudwatch_composite_alarm import CloudwatchCompositeAlarm
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
@@ -18,6 +17,7 @@ from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from lib.config import Config
+from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document
 from lib.constructs.kms import EncryptionKey, key_statement
 from lib.stacks.base import BaseStack
@@ -76,9 +76,10 @@ class MonitoringStack(BaseStack):
         self.rollback_topic = self._topic("rollback", key.arn)
         self.alarm_topic_arn = self.alarm_topic.arn
         self.rollback_topic_arn = self.rollback_topic.arn
-        for index, email in enumerate(config.monitoring.alarm_emails):
-            SnsTopicSubscription(self, f"email-{index}", topic_arn=self.alarm_topic.arn, protocol="email",
-                                 endpoint=email)
+        for email in config.monitoring.alarm_emails:
+            # Keyed by address: removing one subscriber does not re-subscribe the others.
+            SnsTopicSubscription(self, f"email-{value_id(email)}",
+                                 topic_arn=self.alarm_topic.arn, protocol="email", endpoint=email)
 
     def _topic(self, id_: str, key_arn: str) -> SnsTopic:
         topic = SnsTopic(self, f"{id_}-topic", name=self.resource_name(id_), kms_master_key_id=key_arn)

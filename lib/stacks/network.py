@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from cdktf import Fn
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_availability_zones import (
-    DataAwsAvailabilityZones,
-    DataAwsAvailabilityZonesFilter,
-)
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.ec2_transit_gateway_vpc_attachment import Ec2TransitGatewayVpcAttachment
 from cdktf_cdktf_provider_aws.eip import Eip
@@ -28,6 +23,7 @@ from cdktf_cdktf_provider_aws.vpn_gateway_attachment import VpnGatewayAttachment
 from constructs import Construct
 
 from lib.config import Config
+from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, assume_role_policy, policy_document
 from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement, key_statement
 from lib.stacks.base import BaseStack
@@ -42,13 +38,7 @@ class NetworkStack(BaseStack):
     def __init__(self, scope: Construct, *, config: Config) -> None:
         super().__init__(scope, "network", config=config)
         net = config.network
-        # Pinned by zone id: the same physical zones in every account, and no silent change of the
-        # set when AWS adds a zone. Names (which differ per account) come from the data source.
-        zones = DataAwsAvailabilityZones(
-            self, "zones", state="available",
-            filter=[DataAwsAvailabilityZonesFilter(name="zone-id", values=list(net.availability_zone_ids))],
-        )
-        self.availability_zones = [Fn.element(zones.names, index) for index in range(AZ_COUNT)]
+        self._zone_ids = net.availability_zone_ids
 
         self.vpc = Vpc(self, "vpc", cidr_block=net.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
                        tags={"Name": self.resource_name("vpc")})
@@ -60,6 +50,9 @@ class NetworkStack(BaseStack):
         private = [self._subnet("private", index, cidr) for index, cidr in enumerate(net.private_subnet_cidrs)]
         self.public_subnet_ids = [subnet.id for subnet in public]
         self.private_subnet_ids = [subnet.id for subnet in private]
+        # The zone names (which differ per account) of the private subnets, for what must sit in
+        # the same zone as one of them (the database writer and reader).
+        self.availability_zones = [subnet.availability_zone for subnet in private]
 
         igw = InternetGateway(self, "igw", vpc_id=self.vpc.id, tags={"Name": self.resource_name("igw")})
         public_routes = RouteTable(self, "public-rt", vpc_id=self.vpc.id, tags={"Name": self.resource_name("public")})
@@ -82,8 +75,9 @@ class NetworkStack(BaseStack):
             RouteTableAssociation(self, f"private-rta-{index}", subnet_id=subnet.id, route_table_id=table.id)
             Route(self, f"private-default-{index}", route_table_id=table.id, destination_cidr_block="0.0.0.0/0",
                   nat_gateway_id=nats[index % nat_count].id)
-            for cidr_index, cidr in enumerate(config.onprem.cidrs):
-                Route(self, f"private-onprem-{index}-{cidr_index}", route_table_id=table.id,
+            for cidr in config.onprem.cidrs:
+                # Keyed by the CIDR, not its position: removing one route leaves the others alone.
+                Route(self, f"private-onprem-{index}-{value_id(cidr)}", route_table_id=table.id,
                       destination_cidr_block=cidr, **onprem_gateway)
 
         self._flow_logs(config)
@@ -123,8 +117,10 @@ class NetworkStack(BaseStack):
                                 signing_status="SIGNING")
 
     def _subnet(self, tier: str, index: int, cidr: str) -> Subnet:
+        # Placed by zone id, straight from config: the same physical zone in every account, and no
+        # data source whose answer (an impaired zone left out) could move a subnet at the next plan.
         return Subnet(self, f"{tier}-{index}", vpc_id=self.vpc.id, cidr_block=cidr,
-                      availability_zone=self.availability_zones[index], map_public_ip_on_launch=False,
+                      availability_zone_id=self._zone_ids[index], map_public_ip_on_launch=False,
                       tags={"Name": self.resource_name(f"{tier}-{index}"), "Tier": tier})
 
     def _onprem_gateway(self, config: Config, private: list[Subnet]) -> dict:

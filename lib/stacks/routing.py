@@ -1,9 +1,18 @@
-"""routing: the service name as one weighted record set, on-prem vs AWS, moved by cutover phase."""
+"""routing: the service name as one weighted record set, on-prem vs AWS.
+
+The weights belong to the cutover controller, not to Terraform: the records are created once with
+the configured phase's weights and later weight changes are ignored, so a deploy of this stack
+never undoes a phase change or a rollback. No health check is attached to a weighted record: when
+every member with weight > 0 looks unhealthy, Route 53 answers with the weight-0 member, an
+unfenced move of clients that no one decided. The health checks feed alarms instead; the
+controller (or a human) decides."""
 
 from __future__ import annotations
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktf_cdktf_provider_aws.route53_health_check import Route53HealthCheck
 from cdktf_cdktf_provider_aws.route53_query_log import Route53QueryLog
 from cdktf_cdktf_provider_aws.route53_record import (
@@ -11,11 +20,15 @@ from cdktf_cdktf_provider_aws.route53_record import (
     Route53RecordAlias,
     Route53RecordWeightedRoutingPolicy,
 )
+from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
+from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
+from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
 from lib.config import Config
+from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document
-from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement, key_statement
 from lib.stacks.base import BaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.network import NetworkStack
@@ -33,36 +46,45 @@ class RoutingStack(BaseStack):
         self.record_name = config.dns.record_name
         aws_weight, onprem_weight = routing.weights
 
-        onprem_check = self._onprem_health_check(config)
-        aws_check = Route53HealthCheck(
-            self, "aws-health", type="HTTPS", fqdn=load_balancer.dns_name, port=443, resource_path="/health",
-            request_interval=10, failure_threshold=3, enable_sni=True, measure_latency=True,
-            tags={"Name": self.resource_name("aws-health")})
+        self._health_checks = {
+            "onprem": self._onprem_health_check(config),
+            "aws": Route53HealthCheck(
+                self, "aws-health", type="HTTPS", fqdn=load_balancer.dns_name, port=443, resource_path="/health",
+                request_interval=10, failure_threshold=3, enable_sni=True, measure_latency=True,
+                tags={"Name": self.resource_name("aws-health")}),
+        }
+        # Created once; the controller moves the weights (in one change batch) from then on.
+        # Replaced members are created before the old ones go, so the name never stops answering.
+        controller_owned = TerraformResourceLifecycle(ignore_changes=["weighted_routing_policy"],
+                                                      create_before_destroy=True)
 
-        def weighted(id_: str, set_identifier: str, weight: int, health_check_id: str, **target) -> Route53Record:
+        def weighted(id_: str, set_identifier: str, weight: int, **target) -> Route53Record:
             return Route53Record(self, id_, zone_id=self.zone_id, name=self.record_name,
-                                 set_identifier=set_identifier, health_check_id=health_check_id,
+                                 set_identifier=set_identifier,
                                  weighted_routing_policy=Route53RecordWeightedRoutingPolicy(weight=weight),
-                                 **target)
+                                 lifecycle=controller_owned, **target)
 
         if onprem.app_ip_addresses:
             # A records on-prem, an alias to the ALB on AWS: alias and plain A records may share a set.
+            # The alias does not evaluate target health either: that too would move clients on its own.
             self.record_type = "A"
-            weighted("weighted-onprem", routing.onprem_set_identifier, onprem_weight, onprem_check.id, type="A",
+            weighted("weighted-onprem", routing.onprem_set_identifier, onprem_weight, type="A",
                      ttl=routing.ttl_seconds, records=list(onprem.app_ip_addresses))
-            weighted("weighted-aws", routing.aws_set_identifier, aws_weight, aws_check.id, type="A",
+            weighted("weighted-aws", routing.aws_set_identifier, aws_weight, type="A",
                      alias=Route53RecordAlias(name=load_balancer.dns_name, zone_id=load_balancer.zone_id,
-                                              evaluate_target_health=True))
+                                              evaluate_target_health=False))
         else:
             # A hostname on-prem: both members are CNAMEs with the same TTL.
             self.record_type = "CNAME"
-            weighted("weighted-onprem", routing.onprem_set_identifier, onprem_weight, onprem_check.id, type="CNAME",
+            weighted("weighted-onprem", routing.onprem_set_identifier, onprem_weight, type="CNAME",
                      ttl=routing.ttl_seconds, records=[onprem.app_hostname])
-            weighted("weighted-aws", routing.aws_set_identifier, aws_weight, aws_check.id, type="CNAME",
+            weighted("weighted-aws", routing.aws_set_identifier, aws_weight, type="CNAME",
                      ttl=routing.ttl_seconds, records=[load_balancer.dns_name])
         self.onprem_set_identifier = routing.onprem_set_identifier
         self.aws_set_identifier = routing.aws_set_identifier
+        self.ttl_seconds = routing.ttl_seconds
         self._query_logging(config)
+        self._health_alarms(config)
 
     def _onprem_health_check(self, config: Config) -> Route53HealthCheck:
         onprem = config.onprem
@@ -72,13 +94,50 @@ class RoutingStack(BaseStack):
             return Route53HealthCheck(self, "onprem-health", fqdn=onprem.app_hostname, **common,
                                       tags={"Name": self.resource_name("onprem-health")})
         # One check per address, combined: on-prem is healthy while any of its addresses answers.
-        children = [Route53HealthCheck(self, f"onprem-health-{index}", ip_address=address,
+        # Keyed by address, not position: removing one address leaves the other checks alone.
+        children = [Route53HealthCheck(self, f"onprem-health-{value_id(address)}", ip_address=address,
                                        fqdn=config.dns.record_name, **common,
-                                       tags={"Name": self.resource_name(f"onprem-health-{index}")})
-                    for index, address in enumerate(onprem.app_ip_addresses)]
+                                       tags={"Name": self.resource_name(f"onprem-health-{address}")})
+                    for address in onprem.app_ip_addresses]
         return Route53HealthCheck(self, "onprem-health", type="CALCULATED", child_health_threshold=1,
                                   child_healthchecks=[child.id for child in children],
                                   tags={"Name": self.resource_name("onprem-health")})
+
+    def _health_alarms(self, config: Config) -> None:
+        """An alarm per side when its health check fails. Route 53 publishes health-check metrics
+        only in us-east-1, so the alarms and the topic they notify live there."""
+        us_east_1 = self.us_east_1
+        key = EncryptionKey(
+            self, "health-alarms-key", alias=self.resource_name("dns-health-alarms"),
+            description=f"payment-migration {config.name}: DNS health-check alarm notifications",
+            account_id=self.account_id, partition=self.partition,
+            deletion_window_days=config.security.kms_deletion_window_days, provider=us_east_1,
+            statements=[key_statement("CloudWatchAlarms", service="cloudwatch.amazonaws.com",
+                                      actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                                      conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})])
+        topic = SnsTopic(self, "health-topic", name=self.resource_name("dns-health"), kms_master_key_id=key.arn,
+                         provider=us_east_1)
+        SnsTopicPolicy(self, "health-topic-policy", arn=topic.arn, provider=us_east_1,
+                       policy=policy_document(self, "health-topic-access", [
+                           allow(["sns:Publish"], [topic.arn], sid="CloudWatchAlarms",
+                                 principals={"Service": ["cloudwatch.amazonaws.com"]},
+                                 conditions=[("StringEquals", "aws:SourceAccount", [self.account_id])]),
+                       ]).json)
+        for email in config.monitoring.alarm_emails:
+            SnsTopicSubscription(self, f"health-email-{value_id(email)}", topic_arn=topic.arn,
+                                 protocol="email", endpoint=email, provider=us_east_1)
+        self.health_alarm_names = {}
+        for side, check in self._health_checks.items():
+            alarm = CloudwatchMetricAlarm(
+                self, f"{side}-unhealthy", alarm_name=self.resource_name(f"{side}-unhealthy"),
+                alarm_description=f"The {side} side of {config.dns.record_name} fails its Route 53 health check; "
+                                  "the weights do not move on their own (README, Rollback)",
+                namespace="AWS/Route53", metric_name="HealthCheckStatus", dimensions={"HealthCheckId": check.id},
+                statistic="Minimum", period=60, evaluation_periods=2, datapoints_to_alarm=2, threshold=1,
+                comparison_operator="LessThanThreshold", treat_missing_data="breaching",
+                alarm_actions=[topic.arn], ok_actions=[topic.arn], provider=us_east_1)
+            self.health_alarm_names[side] = alarm.alarm_name
+        self.health_alarm_region = "us-east-1"
 
     def _query_logging(self, config: Config) -> None:
         """Every DNS query for the zone, to an encrypted log group in us-east-1."""

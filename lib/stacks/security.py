@@ -24,6 +24,7 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
 from constructs import Construct
 
 from lib.config import Config
+from lib.constructs.ids import value_id
 from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
 from lib.stacks.base import BaseStack
 from lib.stacks.network import NetworkStack
@@ -93,8 +94,8 @@ class SecurityStack(BaseStack):
 
         port = config.onprem.db_port
         for client, name in ((validation, "validation"), (dms, "dms")):
-            for index, cidr in enumerate(config.onprem.cidrs):
-                VpcSecurityGroupEgressRule(self, f"{name}-out-onprem-{index}", security_group_id=client.id,
+            for cidr in config.onprem.cidrs:
+                VpcSecurityGroupEgressRule(self, f"{name}-out-onprem-{value_id(cidr)}", security_group_id=client.id,
                                            ip_protocol="tcp", from_port=port, to_port=port, cidr_ipv4=cidr,
                                            description=f"On-prem PostgreSQL in {cidr}")
 

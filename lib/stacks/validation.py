@@ -28,11 +28,6 @@ VALIDATION_HANDLER = "payment_validation.handler.lambda_handler"
 ROLLBACK_HANDLER = "payment_rollback.handler.lambda_handler"
 # Worst case of the rollback's bounded retries (Route 53, DMS, SNS) with room to report.
 ROLLBACK_TIMEOUT_SECONDS = 180
-# Reserved so that a rollback can run even when the API has used up the account's concurrency;
-# two, so that a manual invoke is not throttled while an automatic one runs.
-ROLLBACK_CONCURRENCY = 2
-# One comparison at a time: overlapping runs would only double the load on both databases.
-VALIDATION_CONCURRENCY = 1
 
 
 class ValidationStack(BaseStack):
@@ -54,7 +49,7 @@ class ValidationStack(BaseStack):
             self, "validator", function_name=self.resource_name("validation"),
             description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
             bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,
-            timeout_seconds=config.validation.timeout_seconds, reserved_concurrency=VALIDATION_CONCURRENCY,
+            timeout_seconds=config.validation.timeout_seconds, reserved_concurrency=config.validation.reserved_concurrency,
             dead_letter_key_arn=security.data_key.arn,
             placement=FunctionPlacement(
                 subnet_ids=network.private_subnet_ids, security_group_ids=[security.validation_security_group_id],
@@ -97,7 +92,9 @@ class ValidationStack(BaseStack):
             self, "rollback", function_name=self.resource_name("rollback"),
             description="Shifts all traffic back to on-prem in one Route 53 change, then stops forward DMS",
             bundle=bundle, handler=ROLLBACK_HANDLER, memory_mb=256, timeout_seconds=ROLLBACK_TIMEOUT_SECONDS,
-            reserved_concurrency=ROLLBACK_CONCURRENCY, dead_letter_key_arn=security.data_key.arn,
+            # Reserved so that a rollback can run even when the API has used up the account's concurrency.
+            reserved_concurrency=config.validation.rollback_reserved_concurrency,
+            dead_letter_key_arn=security.data_key.arn,
             placement=FunctionPlacement(logs_key_arn=security.logs_key.arn,
                                         environment_key_arn=security.data_key.arn,
                                         log_retention_days=config.logs.retention_days),

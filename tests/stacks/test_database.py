@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from tests.support.configs import edited
+
 
 def _cluster(synthesized):
     return synthesized.resources("database", "aws_rds_cluster")["cluster"]
@@ -12,7 +14,7 @@ def _cluster(synthesized):
 def test_serverless_v2_with_version_and_capacity_from_config(synthesized):
     cluster = _cluster(synthesized)
     assert cluster["engine"] == "aurora-postgresql" and cluster["engine_mode"] == "provisioned"
-    assert cluster["engine_version"] == "16.6"
+    assert cluster["engine_version"] == "16"
     assert cluster["serverlessv2_scaling_configuration"] == {"min_capacity": 0.5, "max_capacity": 4}
 
 
@@ -85,3 +87,36 @@ def test_schema_changes_are_logged_but_not_every_statement(synthesized):
     (group,) = synthesized.resources("database", "aws_rds_cluster_parameter_group").values()
     parameters = {p["name"]: p["value"] for p in group["parameter"]}
     assert parameters["log_statement"] == "ddl"
+
+
+def test_parameter_group_can_be_replaced_for_a_new_major_without_a_name_clash(synthesized):
+    (group,) = synthesized.resources("database", "aws_rds_cluster_parameter_group").values()
+    assert group["family"] == "aurora-postgresql16"
+    assert "name" not in group and group["name_prefix"] == "payment-aurora-dev-"
+    assert group["lifecycle"]["create_before_destroy"] is True
+
+
+def test_final_snapshot_name_is_unique_per_cluster_and_never_planned_again(synthesized):
+    cluster = _cluster(synthesized)
+    assert "timestamp()" in cluster["final_snapshot_identifier"]
+    assert "final_snapshot_identifier" in cluster["lifecycle"]["ignore_changes"]
+    assert "engine_version" not in cluster["lifecycle"]["ignore_changes"], "a major-only version never drifts"
+
+
+def test_a_pinned_minor_version_is_never_downgraded_by_a_plan(synthesize):
+    variant = synthesize(edited(r'^engine_version = "16" .*$', 'engine_version = "16.6"'))
+    cluster = variant.resources("database", "aws_rds_cluster")["cluster"]
+    assert cluster["engine_version"] == "16.6" and "engine_version" in cluster["lifecycle"]["ignore_changes"]
+
+
+def test_instances_run_the_clusters_version_after_the_monitoring_policy_is_attached(synthesized):
+    for role in ("writer", "reader"):
+        instance = synthesized.resources("database", "aws_rds_cluster_instance")[role]
+        assert "engine_version" not in instance
+        assert instance["depends_on"] == ["aws_iam_role_policy_attachment.monitoring-policy"]
+        assert "aws_subnet" in instance["availability_zone"], "placed in a private subnet's zone"
+
+
+def test_backup_plan_runs_on_the_configured_schedule(synthesized):
+    (plan,) = synthesized.resources("database", "aws_backup_plan").values()
+    assert plan["rule"][0]["schedule"] == "cron(0 3 * * ? *)"

@@ -28,16 +28,32 @@ def test_replication_instance_private_encrypted_and_upgraded(synthesized):
     assert "private-" in json.dumps(group["subnet_ids"])
 
 
-def test_account_roles_have_the_names_dms_requires(synthesized):
-    roles = synthesized.resources("migration", "aws_iam_role")
-    assert {"dms-vpc-role", "dms-cloudwatch-logs-role"} <= {role["name"] for role in roles.values()}
+def test_account_roles_live_in_the_account_stack_with_the_names_dms_requires(synthesized):
+    roles = synthesized.resources("account", "aws_iam_role")
+    assert {role["name"] for role in roles.values()} == {"dms-vpc-role", "dms-cloudwatch-logs-role"}
+    migration_roles = {role["name"] for role in synthesized.resources("migration", "aws_iam_role").values()}
+    assert not migration_roles & {"dms-vpc-role", "dms-cloudwatch-logs-role"}, "a routine destroy would delete them"
 
 
-def test_account_roles_are_skipped_when_the_account_has_them(synthesize):
+def test_account_stack_waits_for_iam_propagation_after_attaching_the_policies(synthesized):
+    (delay,) = synthesized.resources("account", "terraform_data").values()
+    assert delay["provisioner"][0]["local-exec"]["command"].startswith("sleep ")
+    assert all("aws_iam_role_policy_attachment" in trigger for trigger in delay["triggers_replace"])
+    assert len(delay["triggers_replace"]) == 2
+
+
+def test_migration_reads_the_account_roles_so_a_plan_without_them_stops(synthesized):
+    reads = synthesized.data("migration", "aws_iam_role")
+    assert {read["name"] for read in reads.values()} == {"dms-vpc-role", "dms-cloudwatch-logs-role"}
+    (subnets,) = synthesized.resources("migration", "aws_dms_replication_subnet_group").values()
+    assert all(dependency.startswith("data.aws_iam_role.") for dependency in subnets["depends_on"])
+
+
+def test_no_account_stack_when_the_account_has_the_roles(synthesize):
     variant = synthesize(edited(r"^create_account_roles = true.*$", "create_account_roles = false"))
-    names = {role["name"] for role in variant.resources("migration", "aws_iam_role").values()}
-    assert not names & {"dms-vpc-role", "dms-cloudwatch-logs-role"}
+    assert "account-dev" not in variant.stacks
     assert variant.resources("migration", "aws_dms_replication_instance")
+    assert variant.data("migration", "aws_iam_role"), "the roles must still exist"
 
 
 @pytest.mark.parametrize("name", ["onprem-source", "aurora-target", "aurora-source", "onprem-target"])

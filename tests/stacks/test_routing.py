@@ -32,37 +32,63 @@ def test_explicit_percentage_overrides_the_phase(synthesize):
     assert _weights(variant) == (25, 75)
 
 
-def test_one_weighted_set_onprem_a_records_and_aws_alias_with_target_health(synthesized):
+ADDRESSES_CONFIG = edited(r'^app_hostname = .*$', 'app_ip_addresses = ["20.0.113.10", "20.0.113.11"]')
+
+
+def test_onprem_hostname_makes_both_members_cnames_with_one_ttl(synthesized):
     records = _records(synthesized)
     onprem, aws = records["weighted-onprem"], records["weighted-aws"]
     assert onprem["name"] == aws["name"] == "api.payments-dev.example.com"
-    assert onprem["type"] == aws["type"] == "A"
-    assert onprem["zone_id"] == aws["zone_id"] and "remote_state" in onprem["zone_id"]
-    assert onprem["records"] == ["192.0.2.10", "192.0.2.11"]
-    assert onprem["ttl"] <= 60
+    assert onprem["type"] == aws["type"] == "CNAME"
+    assert onprem["ttl"] == aws["ttl"] == 60
+    assert onprem["records"] == ["app.payments-onprem.example.com"]
     assert (onprem["set_identifier"], aws["set_identifier"]) == ("onprem", "aws")
-    assert aws["alias"]["evaluate_target_health"] is True
+    assert onprem["zone_id"] == aws["zone_id"] and "remote_state" in onprem["zone_id"]
+
+
+def test_onprem_addresses_make_a_records_and_an_alias_that_ignores_target_health(synthesize):
+    records = _records(synthesize(ADDRESSES_CONFIG))
+    onprem, aws = records["weighted-onprem"], records["weighted-aws"]
+    assert onprem["type"] == aws["type"] == "A"
+    assert onprem["records"] == ["20.0.113.10", "20.0.113.11"] and onprem["ttl"] <= 60
     assert "aws_lbalbdns_name" in aws["alias"]["name"] and "aws_lbalbzone_id" in aws["alias"]["zone_id"]
+    # Evaluating target health would let Route 53 move clients to on-prem on its own.
+    assert aws["alias"]["evaluate_target_health"] is False
     assert "ttl" not in aws
 
 
-def test_both_members_carry_health_checks(synthesized):
-    records = _records(synthesized)
-    assert records["weighted-onprem"]["health_check_id"] == "${aws_route53_health_check.onprem-health.id}"
-    assert records["weighted-aws"]["health_check_id"] == "${aws_route53_health_check.aws-health.id}"
-    checks = synthesized.resources("routing", "aws_route53_health_check")
+def test_weights_belong_to_the_controller_and_replacements_never_leave_the_name_unanswered(synthesized):
+    for name, record in _records(synthesized).items():
+        if not name.startswith("weighted-"):
+            continue
+        assert record["lifecycle"]["ignore_changes"] == ["weighted_routing_policy"], name
+        assert record["lifecycle"]["create_before_destroy"] is True, name
+
+
+def test_no_weighted_record_carries_a_health_check(synthesize):
+    # With a health check, Route 53 answers the weight-0 member once every weighted one looks
+    # unhealthy: an unfenced writer switch nobody decided.
+    for variant in (synthesize(ADDRESSES_CONFIG), ):
+        for name, record in _records(variant).items():
+            assert "health_check_id" not in record, name
+
+
+def test_health_checks_feed_alarms_in_us_east_1(synthesize):
+    variant = synthesize(ADDRESSES_CONFIG)
+    checks = variant.resources("routing", "aws_route53_health_check")
     assert checks["onprem-health"]["type"] == "CALCULATED" and checks["onprem-health"]["child_health_threshold"] == 1
-    assert {checks[f"onprem-health-{i}"]["ip_address"] for i in (0, 1)} == {"192.0.2.10", "192.0.2.11"}
+    assert {checks[f"onprem-health-20-0-113-{i}"]["ip_address"] for i in (10, 11)} == {"20.0.113.10", "20.0.113.11"}
     assert checks["aws-health"]["resource_path"] == "/health" and checks["aws-health"]["type"] == "HTTPS"
-
-
-def test_onprem_hostname_makes_both_members_cnames_with_one_ttl(synthesize):
-    variant = synthesize(edited(r'^app_ip_addresses = .*$', 'app_hostname = "legacy.payments-dev.example.com"'))
-    records = _records(variant)
-    onprem, aws = records["weighted-onprem"], records["weighted-aws"]
-    assert onprem["type"] == aws["type"] == "CNAME"
-    assert onprem["ttl"] == aws["ttl"] == 60
-    assert onprem["records"] == ["legacy.payments-dev.example.com"]
+    alarms = variant.resources("routing", "aws_cloudwatch_metric_alarm")
+    for side in ("onprem", "aws"):
+        alarm = alarms[f"{side}-unhealthy"]
+        assert alarm["provider"] == "aws.us_east_1", "Route 53 publishes health-check metrics in us-east-1 only"
+        assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/Route53", "HealthCheckStatus")
+        assert alarm["dimensions"] == {"HealthCheckId": f"${{aws_route53_health_check.{side}-health.id}}"}
+        assert alarm["treat_missing_data"] == "breaching"
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.health-topic.arn}"]
+    (topic,) = variant.resources("routing", "aws_sns_topic").values()
+    assert topic["provider"] == "aws.us_east_1" and topic["kms_master_key_id"].startswith("${aws_kms_key.health-alarms")
 
 
 def test_dns_queries_are_logged_to_an_encrypted_group_in_us_east_1(synthesized):

@@ -57,7 +57,7 @@ def test_database_reachable_on_5432_only_from_lambda_validation_and_dms_groups(s
 
 def test_dms_egress_to_onprem_cidrs_on_the_source_port(synthesized):
     rules = _rules(synthesized, "egress")
-    onprem = rules["dms-out-onprem-0"]
+    onprem = rules["dms-out-onprem-172-16-0-0_16"]
     assert (onprem["cidr_ipv4"], onprem["from_port"], onprem["to_port"]) == ("172.16.0.0/16", 5432, 5432)
     assert onprem["security_group_id"] == "${aws_security_group.dms.id}"
 

@@ -35,7 +35,7 @@ def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
     assert set(env) == {"HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER",
                         "AWS_SET_IDENTIFIER", "DMS_TASK_ARN", "FALLBACK_TASK_ARN", "SNS_TOPIC_ARN",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
-    assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "A")
+    assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "CNAME")
     assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
     assert "replication_taskforward" in env["DMS_TASK_ARN"] and "replication_taskfallback" in env["FALLBACK_TASK_ARN"]
     assert "alarms-topic" in env["SNS_TOPIC_ARN"]
