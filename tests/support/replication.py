@@ -34,6 +34,8 @@ LOGICAL_CONF = {
     "max_worker_processes": "16",
     # tell the publisher promptly how far the subscriber got (slot positions in tests)
     "wal_receiver_status_interval": "1",
+    # a logical replication worker that could not start is retried after this (default 5 s)
+    "wal_retrieve_retry_interval": "200ms",
 }
 ONPREM, AWS = "onprem", "aws"
 _names = itertools.count(1)
