@@ -103,14 +103,36 @@ def db_secret_arn(aws, postgres: PostgresServer) -> str:
     return secret["ARN"]
 
 
+WRITER_PARAMETER = "/payment-migration/test/writer"
+
+
 @pytest.fixture
-def function_env(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer, payments_db: str,
-                 db_secret_arn: str) -> dict[str, str]:
+def aurora_db(postgres: PostgresServer) -> str:
+    """The other side's database (on the same server here): the API must not use it while on-prem writes."""
+    return postgres.create_payment_database("payment_api_aurora")
+
+
+@pytest.fixture
+def writer_parameter(aws) -> str:
+    boto3.client("ssm").put_parameter(Name=WRITER_PARAMETER, Type="String", Overwrite=True, Value=json.dumps(
+        {"writer": "onprem", "epoch": 0, "changed_at": "2026-01-01T00:00:00+00:00", "reason": "initial"}))
+    return WRITER_PARAMETER
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer, payments_db: str, aurora_db: str,
+                 db_secret_arn: str, writer_parameter: str) -> dict[str, str]:
     env = {
-        "DB_SECRET_ARN": db_secret_arn,
-        "DB_HOST": postgres.host,
-        "DB_PORT": str(postgres.port),
-        "DB_NAME": payments_db,
+        "WRITER_PARAMETER": writer_parameter,
+        "WRITER_CACHE_SECONDS": "5",
+        "ONPREM_DB_SECRET_ARN": db_secret_arn,
+        "ONPREM_DB_HOST": postgres.host,
+        "ONPREM_DB_PORT": str(postgres.port),
+        "ONPREM_DB_NAME": payments_db,
+        "AURORA_DB_SECRET_ARN": db_secret_arn,
+        "AURORA_DB_HOST": postgres.host,
+        "AURORA_DB_PORT": str(postgres.port),
+        "AURORA_DB_NAME": aurora_db,
         "DB_SSLMODE": "require",
         "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest",
     }

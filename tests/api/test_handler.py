@@ -40,7 +40,7 @@ def test_health_is_503_while_the_database_is_down_and_recovers_after(api, postgr
 
 
 def test_health_is_503_without_leaking_when_the_secret_is_missing(api, function_env, monkeypatch):
-    monkeypatch.setenv("DB_SECRET_ARN", function_env["DB_SECRET_ARN"] + "-gone")
+    monkeypatch.setenv("ONPREM_DB_SECRET_ARN", function_env["ONPREM_DB_SECRET_ARN"] + "-gone")
     response = api.call("GET", "/health")
     assert (response.status, response.body["reason"]) == (503, "database credentials unavailable"), str(response)
 
@@ -54,7 +54,8 @@ def test_health_is_503_when_the_password_is_wrong(api, db_secret_arn, postgres):
     assert "not-the-password" not in str(response.body)
 
 
-@pytest.mark.parametrize("setting", ["DB_SECRET_ARN", "DB_HOST", "DB_NAME"])
+@pytest.mark.parametrize("setting", ["WRITER_PARAMETER", "ONPREM_DB_SECRET_ARN", "ONPREM_DB_HOST",
+                                     "ONPREM_DB_NAME", "AURORA_DB_SECRET_ARN", "AURORA_DB_HOST", "AURORA_DB_NAME"])
 def test_health_is_503_naming_a_missing_setting(api, monkeypatch, setting):
     monkeypatch.delenv(setting)
     response = api.call("GET", "/health")

@@ -225,3 +225,77 @@ def create_writer_parameter(ssm, name: str, writer: str = ONPREM) -> str:
                       Value=json.dumps({"writer": writer, "epoch": 0, "changed_at": "2026-01-01T00:00:00+00:00",
                                         "reason": "initial"}))
     return name
+
+
+SUBSCRIPTION_ADMIN = "subscription_admin"  # PostgreSQL 15 lets only a superuser manage subscriptions
+
+
+def _secret(secretsmanager, name: str, username: str, password: str) -> str:
+    return secretsmanager.create_secret(Name=f"{name}-{secrets.token_hex(4)}",
+                                        SecretString=json.dumps({"username": username, "password": password}))["ARN"]
+
+
+def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmanager) -> dict[str, str]:
+    """The step Lambda's environment for this pair, with the postgres-logical driver; the secrets are
+    created in (moto's) Secrets Manager."""
+    env = {"WRITER_PARAMETER": writer_parameter, "APPLICATION_ROLES": "payment_app",
+           "REPLICATION_DRIVER": "postgres-logical", "SCHEMA": SCHEMA, "TABLES": ",".join(TABLES),
+           "FORWARD_SLOT_NAME": pair.slot_names["forward"], "FALLBACK_SLOT_NAME": pair.slot_names["fallback"],
+           "PUBLICATION_NAME": PUBLICATION, "DB_SSLMODE": "require", "WAIT_SECONDS": "10",
+           "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
+    for side, prefix in ((ONPREM, "ONPREM_DB_"), (AWS, "AURORA_DB_")):
+        db = pair.sides[side]
+        admin_password = secrets.token_urlsafe(18)
+        db.postgres.admin_execute(sql.SQL("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) "
+                                          "THEN CREATE ROLE {role} LOGIN SUPERUSER; END IF; END $$").format(
+            name=sql.Literal(SUBSCRIPTION_ADMIN), role=sql.Identifier(SUBSCRIPTION_ADMIN)))
+        db.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(SUBSCRIPTION_ADMIN)),
+                                  (admin_password,))
+        passwords = db.server.passwords
+        env.update({
+            f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port), f"{prefix}NAME": db.dbname,
+            f"{prefix}SECRET_ARN": _secret(secretsmanager, f"{side}-controller", "payment_controller",
+                                           passwords["payment_controller"]),
+            f"{prefix}REPLICATION_SECRET_ARN": _secret(secretsmanager, f"{side}-dms-source", "dms_source",
+                                                       passwords["dms_source"]),
+            f"{prefix}SUBSCRIPTION_SECRET_ARN": _secret(secretsmanager, f"{side}-subscriptions", SUBSCRIPTION_ADMIN,
+                                                        admin_password),
+        })
+    return env
+
+
+def api_environment(pair: ReplicatedPair, writer_parameter: str, secretsmanager,
+                    cache_seconds: float = 1.0) -> dict[str, str]:
+    """The payment API's environment for this pair: payment_app on each side."""
+    env = {"WRITER_PARAMETER": writer_parameter, "WRITER_CACHE_SECONDS": str(cache_seconds), "DB_SSLMODE": "require",
+           "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
+    for side, prefix in ((ONPREM, "ONPREM_DB_"), (AWS, "AURORA_DB_")):
+        db = pair.sides[side]
+        env.update({f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port),
+                    f"{prefix}NAME": db.dbname,
+                    f"{prefix}SECRET_ARN": _secret(secretsmanager, f"{side}-payment-app", "payment_app",
+                                                   db.server.passwords["payment_app"])})
+    return env
+
+
+def alb_event(method: str, path: str, body: dict | None = None, headers: dict[str, str] | None = None) -> dict:
+    """An event as an ALB sends it to the payment API."""
+    return {
+        "requestContext": {"elb": {"targetGroupArn":
+                                   "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/payment-api/0"}},
+        "httpMethod": method, "path": path, "queryStringParameters": {},
+        "headers": {"host": "payments.test", "content-type": "application/json",
+                    **{name.lower(): value for name, value in (headers or {}).items()}},
+        "body": json.dumps(body) if body is not None else "", "isBase64Encoded": False,
+    }
+
+
+class LambdaContext:
+    function_name = "test"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:test"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000

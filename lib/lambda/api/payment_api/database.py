@@ -1,5 +1,6 @@
-"""The database connection: where it is (environment), who we are (the RDS-managed master secret),
-and one connection kept across invocations of a warm Lambda and re-established when it breaks."""
+"""A database connection: where it is (environment, one set of settings per side), who we are (the
+payment_app role's secret), and one connection kept across invocations of a warm Lambda and
+re-established when it breaks. Which side to use is payment_api.writer's business."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.errors
 from aws_lambda_powertools import Logger
 
-from payment_api.errors import ConfigurationError, DatabaseUnavailable
+from payment_api.errors import ConfigurationError, DatabaseUnavailable, WriterFenced
 
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
@@ -34,9 +36,11 @@ class DatabaseSettings:
     statement_timeout_ms: int = 5000
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> DatabaseSettings:
-        """DB_SECRET_ARN, DB_HOST and DB_NAME are required; DB_PORT, DB_SSLMODE, DB_SSLROOTCERT,
-        DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS are optional."""
+    def from_environment(cls, environ: Mapping[str, str] = os.environ, prefix: str = "DB_") -> DatabaseSettings:
+        """<prefix>SECRET_ARN, <prefix>HOST and <prefix>NAME are required, <prefix>PORT is optional
+        (prefix ONPREM_DB_ or AURORA_DB_); shared by both sides and optional: DB_SSLMODE,
+        DB_SSLROOTCERT (overridden per side by <prefix>SSLROOTCERT: the on-prem server's CA is not
+        the RDS one), DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS."""
 
         def required(name: str) -> str:
             value = environ.get(name, "").strip()
@@ -56,12 +60,13 @@ class DatabaseSettings:
         if sslmode not in TLS_SSLMODES:
             raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
         return cls(
-            secret_arn=required("DB_SECRET_ARN"),
-            host=required("DB_HOST"),
-            port=integer("DB_PORT", cls.port),
-            dbname=required("DB_NAME"),
+            secret_arn=required(f"{prefix}SECRET_ARN"),
+            host=required(f"{prefix}HOST"),
+            port=integer(f"{prefix}PORT", cls.port),
+            dbname=required(f"{prefix}NAME"),
             sslmode=sslmode,
-            sslrootcert=environ.get("DB_SSLROOTCERT", "").strip() or None,
+            sslrootcert=(environ.get(f"{prefix}SSLROOTCERT", "").strip()
+                         or environ.get("DB_SSLROOTCERT", "").strip() or None),
             connect_timeout_seconds=integer("DB_CONNECT_TIMEOUT", cls.connect_timeout_seconds),
             statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms),
         )
@@ -84,20 +89,28 @@ class Database:
         conn, reused = self._connection()
         try:
             return operation(conn)
+        except psycopg2.errors.ReadOnlySqlTransaction as exc:
+            raise WriterFenced() from exc
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if not conn.closed:
                 # The connection still works: the statement failed (e.g. statement timeout).
                 raise DatabaseUnavailable(f"database query failed ({type(exc).__name__})") from exc
             self._discard()
             if not reused:
+                if isinstance(exc, psycopg2.errors.AdminShutdown):  # ended by a fence (or an operator)
+                    raise WriterFenced() from exc
                 raise DatabaseUnavailable("database connection lost") from exc
             logger.warning("kept database connection was broken; reconnecting", extra={"error": type(exc).__name__})
         conn, _ = self._connection()
         try:
             return operation(conn)
+        except psycopg2.errors.ReadOnlySqlTransaction as exc:
+            raise WriterFenced() from exc
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if conn.closed:
                 self._discard()
+                if isinstance(exc, psycopg2.errors.AdminShutdown):
+                    raise WriterFenced() from exc
             raise DatabaseUnavailable(f"database query failed ({type(exc).__name__})") from exc
 
     def close(self) -> None:

@@ -86,3 +86,15 @@ class ConfigurationError(DatabaseUnavailable):
     """The function's environment is incomplete: a deployment fault, reported as unavailable."""
 
     code = "configuration_error"
+
+
+class WriterFenced(DatabaseUnavailable):
+    """The database refused the write because it is not the writer (fenced during a cutover) or the
+    fence ended the session. The client retries with the same Idempotency-Key after `retry_after`."""
+
+    code = "writer_fenced"
+    retry_after = 2  # seconds: a data cutover pauses writes for a few seconds
+
+    def __init__(self) -> None:
+        super().__init__("the database is not accepting writes right now (writer switch in progress); "
+                         "retry with the same Idempotency-Key")

@@ -5,6 +5,9 @@ POST /payments        201 created | 200 replay of the same Idempotency-Key and b
                       Idempotent-Replayed: true) | 400 bad header/body, naming the field |
                       409 key reused with another body | 422 unknown customer_id | 503
 GET  /payments/{id}   200 | 400 id is not a UUID | 404 | 503
+
+Every request goes to the current writer (payment_api.writer). A write the fenced old writer refuses
+answers 503 {"error": "writer_fenced"} with Retry-After: the client retries with its Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 
 from payment_api import payments
-from payment_api.database import Database, DatabaseSettings
-from payment_api.errors import DatabaseUnavailable, IdempotencyConflict, InvalidRequest, PaymentApiError
+from payment_api.errors import DatabaseUnavailable, IdempotencyConflict, InvalidRequest, PaymentApiError, WriterFenced
 from payment_api.models import PaymentRequest
+from payment_api.writer import WriterDatabase
 
 SERVICE = "payment-api"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -35,14 +38,14 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE)
 app = ALBResolver()
 
-_database: Database | None = None
+_database: WriterDatabase | None = None
 
 
-def database() -> Database:
-    """The connection holder, created on first use so a warm function keeps its connection."""
+def database() -> WriterDatabase:
+    """The writer's connection holder, created on first use so a warm function keeps its connection."""
     global _database
     if _database is None:
-        _database = Database(DatabaseSettings.from_environment())
+        _database = WriterDatabase.from_environment()
     return _database
 
 
@@ -94,6 +97,10 @@ def get_payment(payment_id: str) -> Response:
 
 @app.exception_handler(PaymentApiError)
 def _domain_error(exc: PaymentApiError) -> Response:
+    if isinstance(exc, WriterFenced):
+        metrics.add_metric(name="WriterFenced", unit=MetricUnit.Count, value=1)
+        logger.info("write refused by a fenced database")
+        return _json(exc.status, exc.to_body(), **{"Retry-After": str(exc.retry_after)})
     if isinstance(exc, DatabaseUnavailable):
         metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
         logger.warning("database unavailable", extra={"reason": exc.reason})

@@ -1,0 +1,122 @@
+"""Which database accepts writes: the writer parameter the cutover controller owns (SSM, a JSON
+String {"writer": "onprem"|"aws", "epoch": n, ...}), read through a short cache, and one connection
+to that side, dropped when the writer changes.
+
+Safety does not rest on the cache being fresh: the side that is not the writer is fenced at the
+database, so a stale answer only costs a 503 `writer_fenced`, after which the cache is dropped."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+
+from payment_api.database import Database, DatabaseSettings
+from payment_api.errors import ConfigurationError, DatabaseUnavailable, WriterFenced
+
+T = TypeVar("T")
+logger = Logger(service="payment-api", child=True)
+
+SIDES = ("onprem", "aws")
+# Environment prefix of each side's connection settings.
+SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
+DEFAULT_CACHE_SECONDS = 5.0
+
+
+class WriterDirectory:
+    """The current writer, read from SSM at most every `cache_seconds` (and again after invalidate()).
+    If SSM cannot be read, the last known writer keeps serving: the fence keeps that safe."""
+
+    def __init__(self, parameter_name: str, cache_seconds: float = DEFAULT_CACHE_SECONDS, ssm_client: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.parameter_name = parameter_name
+        self.cache_seconds = cache_seconds
+        self._ssm = ssm_client
+        self._clock = clock
+        self._writer: str | None = None
+        self._read_at = 0.0
+
+    def current(self) -> str:
+        if self._writer is not None and self._clock() - self._read_at < self.cache_seconds:
+            return self._writer
+        try:
+            value = self._client().get_parameter(Name=self.parameter_name)["Parameter"]["Value"]
+        except Exception as exc:  # noqa: BLE001 - botocore's errors, or no endpoint at all
+            if self._writer is not None:
+                logger.warning("cannot read the writer parameter; keeping the last writer",
+                               extra={"error": type(exc).__name__, "writer": self._writer})
+                return self._writer
+            logger.error("cannot read the writer parameter", extra={"error": type(exc).__name__,
+                                                                    "parameter": self.parameter_name})
+            raise DatabaseUnavailable("writer parameter unavailable") from exc
+        self._writer, self._read_at = self._parse(value), self._clock()
+        return self._writer
+
+    def invalidate(self) -> None:
+        self._read_at = float("-inf")
+
+    def _parse(self, value: str) -> str:
+        try:
+            writer = json.loads(value).get("writer")
+        except (ValueError, AttributeError):
+            writer = None
+        if writer not in SIDES:
+            raise ConfigurationError(f"configuration invalid: writer parameter {self.parameter_name} must be JSON "
+                                     "with \"writer\": \"onprem\" or \"aws\"")
+        return writer
+
+    def _client(self):
+        if self._ssm is None:
+            import boto3
+
+            self._ssm = boto3.client("ssm")
+        return self._ssm
+
+
+class WriterDatabase:
+    """Runs each operation on the current writer's database (see Database.run)."""
+
+    def __init__(self, settings: Mapping[str, DatabaseSettings], directory: WriterDirectory,
+                 secrets_client: Any = None) -> None:
+        self.directory = directory
+        self._databases = {side: Database(side_settings, secrets_client) for side, side_settings in settings.items()}
+        self.side: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> WriterDatabase:
+        """WRITER_PARAMETER (required), WRITER_CACHE_SECONDS (default 5), and each side's settings
+        (ONPREM_DB_*, AURORA_DB_*: see DatabaseSettings.from_environment)."""
+        parameter = environ.get("WRITER_PARAMETER", "").strip()
+        if not parameter:
+            raise ConfigurationError("configuration incomplete: WRITER_PARAMETER is not set")
+        raw = environ.get("WRITER_CACHE_SECONDS", "").strip()
+        try:
+            cache_seconds = float(raw) if raw else DEFAULT_CACHE_SECONDS
+        except ValueError:
+            cache_seconds = -1.0
+        if not 0 <= cache_seconds <= 60:
+            raise ConfigurationError("configuration invalid: WRITER_CACHE_SECONDS must be a number of seconds, 0 to 60")
+        settings = {side: DatabaseSettings.from_environment(environ, prefix=prefix)
+                    for side, prefix in SIDE_PREFIXES.items()}
+        return cls(settings, WriterDirectory(parameter, cache_seconds))
+
+    def run(self, operation: Callable[[Any], T]) -> T:
+        side = self.directory.current()
+        if side != self.side:
+            if self.side is not None:
+                logger.info("the writer changed; dropping the old connection", extra={"from": self.side, "to": side})
+                self._databases[self.side].close()
+            self.side = side
+        try:
+            return self._databases[side].run(operation)
+        except WriterFenced:
+            self.directory.invalidate()  # the next request asks SSM where the writer is now
+            raise
+
+    def close(self) -> None:
+        for database in self._databases.values():
+            database.close()

@@ -1,0 +1,90 @@
+"""Lambda entry point of the cutover controller's steps (called by the Step Functions state machine).
+
+Event: {"step": <name>, "from": "onprem"|"aws", "to": "aws"|"onprem", ...step options}; "status" and
+"fence_non_writer" take no sides. Returns the step's JSON-able result with "step", "from", "to".
+A failure raises a payment_cutover.errors class: its name is the Step Functions error name.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from payment_cutover import SERVICE_NAME, steps
+from payment_cutover.connections import open_connections
+from payment_cutover.dms import DmsReplication
+from payment_cutover.errors import CutoverError
+from payment_cutover.postgres_logical import PostgresLogicalReplication
+from payment_cutover.settings import Settings, StepRequest, parse_event
+
+logger = Logger(service=SERVICE_NAME)
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE_NAME)
+CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10)
+
+SIDED_STEPS = {
+    "preflight": steps.preflight,
+    "fence": steps.fence,
+    "wait_replication": steps.wait_replication,
+    "advance_sequences": steps.advance_sequences,
+    "switch_replication": steps.switch_replication,
+    "open": steps.open_writer,
+    "abort": steps.abort,
+}
+
+
+@cache
+def aws_clients() -> dict[str, Any]:
+    # On first use, not at import: AWS_ENDPOINT_URL is read from the invocation's environment.
+    return {name: boto3.client(name, config=CLIENT_CONFIG) for name in ("ssm", "secretsmanager", "dms")}
+
+
+@logger.inject_lambda_context(log_event=True, clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    request = parse_event(event)  # InvalidEvent before anything is read or changed
+    settings = Settings.from_environment(os.environ)
+    logger.append_keys(step=request.step, source=request.source, target=request.target,
+                       execution=event.get("execution"))
+    try:
+        result = run_step(request, settings, aws_clients())
+    except CutoverError as error:
+        logger.error("step failed", extra={"error": type(error).__name__, "detail": str(error)})
+        metrics.add_metric(name=f"CutoverStepFailed{type(error).__name__}", unit=MetricUnit.Count, value=1)
+        raise
+    if result.get("lag_seconds") is not None:
+        metrics.add_metric(name="ReplicationLagSeconds", unit=MetricUnit.Seconds, value=result["lag_seconds"])
+    logger.info("step done", extra={"result": result})
+    return result
+
+
+def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
+    """One step with this invocation's connections (all closed when it returns)."""
+    with ExitStack() as stack:
+        databases, admin, publishers = open_connections(settings, clients["secretsmanager"], stack)
+        if settings.driver == "dms":
+            driver = DmsReplication(clients["dms"], task_arns=settings.task_arns, slot_names=settings.slot_names)
+        else:
+            driver = PostgresLogicalReplication(controller=databases, admin=admin, publisher_conninfo=publishers,
+                                                slot_names=settings.slot_names, publication=settings.publication)
+        controller = steps.Controller(
+            databases=databases, driver=driver, ssm=clients["ssm"], writer_parameter=settings.writer_parameter,
+            roles=settings.roles, schema=settings.schema, tables=settings.tables,
+            wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds))
+        if request.step == "status":
+            result = steps.status(controller)
+        elif request.step == "fence_non_writer":
+            result = steps.fence_non_writer(controller)
+        elif request.step == "set_writer":
+            reason = request.options.get("reason") or f"data cutover {request.source} → {request.target}"
+            result = steps.set_writer(controller, request.source, request.target, reason)
+        else:
+            result = SIDED_STEPS[request.step](controller, request.source, request.target)
+    return {"step": request.step, "from": request.source, "to": request.target, **result}

@@ -1,0 +1,163 @@
+"""What the stack tells the step Lambda through its environment, and the event it is invoked with."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from payment_cutover.errors import ConfigurationError, InvalidEvent
+from payment_cutover.sides import SIDES
+
+TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+DRIVERS = ("dms", "postgres-logical")
+SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
+MAX_WAIT_SECONDS = 600
+
+# step name → optional event keys besides step, from, to (with their JSON types)
+STEPS: dict[str, dict[str, type]] = {
+    "preflight": {},
+    "fence": {},
+    "wait_replication": {"timeout_seconds": int},
+    "advance_sequences": {},
+    "switch_replication": {"timeout_seconds": int},
+    "open": {},
+    "set_writer": {"reason": str},
+    "abort": {"error": dict},
+    "status": {},
+    "fence_non_writer": {},
+}
+STEPS_WITHOUT_SIDES = ("status", "fence_non_writer")
+COMMON_KEYS = {"execution": str}  # e.g. $$.Execution.Id, logged for correlation
+
+
+@dataclass(frozen=True)
+class SideSettings:
+    host: str
+    port: int
+    dbname: str
+    secret_arn: str
+    sslmode: str
+    sslrootcert: str | None
+    replication_secret_arn: str | None  # postgres-logical: the publisher role a subscription connects as
+    subscription_secret_arn: str | None  # postgres-logical: who manages subscriptions (PG15: a superuser)
+
+
+@dataclass(frozen=True)
+class Settings:
+    writer_parameter: str
+    roles: list[str]
+    driver: str
+    schema: str
+    tables: list[str]
+    slot_names: dict[str, str]
+    sides: dict[str, SideSettings]
+    task_arns: dict[str, str]
+    publication: str
+    wait_seconds: float
+    connect_timeout_seconds: int
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        def required(name: str) -> str:
+            value = environ.get(name, "").strip()
+            if not value:
+                raise ConfigurationError(f"configuration incomplete: {name} is not set")
+            return value
+
+        def optional(name: str) -> str | None:
+            return environ.get(name, "").strip() or None
+
+        def identifiers(name: str, value: str) -> list[str]:
+            names = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [part for part in names if not _IDENTIFIER.fullmatch(part)]
+            if not names or bad:
+                raise ConfigurationError(f"configuration invalid: {name} must be a comma-separated list of lower-case "
+                                         f"SQL identifiers (got {value!r})")
+            return names
+
+        def number(name: str, default: int, maximum: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or not 0 < int(raw) <= maximum:
+                raise ConfigurationError(f"configuration invalid: {name} must be an integer from 1 to {maximum}")
+            return int(raw)
+
+        driver = required("REPLICATION_DRIVER")
+        if driver not in DRIVERS:
+            raise ConfigurationError(f"configuration invalid: REPLICATION_DRIVER must be one of {', '.join(DRIVERS)}")
+        sslmode = optional("DB_SSLMODE") or "verify-full"
+        if sslmode not in TLS_SSLMODES:
+            raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
+        sides = {}
+        for side, prefix in SIDE_PREFIXES.items():
+            replication = optional(f"{prefix}REPLICATION_SECRET_ARN")
+            if driver == "postgres-logical" and replication is None:
+                raise ConfigurationError(f"configuration incomplete: {prefix}REPLICATION_SECRET_ARN is not set "
+                                         "(the postgres-logical driver subscribes with it)")
+            sides[side] = SideSettings(
+                host=required(f"{prefix}HOST"), port=number(f"{prefix}PORT", 5432, 65535),
+                dbname=required(f"{prefix}NAME"), secret_arn=required(f"{prefix}SECRET_ARN"), sslmode=sslmode,
+                sslrootcert=optional(f"{prefix}SSLROOTCERT") or optional("DB_SSLROOTCERT"),
+                replication_secret_arn=replication, subscription_secret_arn=optional(f"{prefix}SUBSCRIPTION_SECRET_ARN"))
+        task_arns = {}
+        if driver == "dms":
+            task_arns = {"forward": required("DMS_FORWARD_TASK_ARN"), "fallback": required("DMS_FALLBACK_TASK_ARN")}
+        slot_names = {"forward": identifiers("FORWARD_SLOT_NAME", required("FORWARD_SLOT_NAME"))[0],
+                      "fallback": identifiers("FALLBACK_SLOT_NAME", required("FALLBACK_SLOT_NAME"))[0]}
+        if slot_names["forward"] == slot_names["fallback"]:
+            raise ConfigurationError("configuration invalid: FORWARD_SLOT_NAME and FALLBACK_SLOT_NAME must differ")
+        return cls(
+            writer_parameter=required("WRITER_PARAMETER"),
+            roles=identifiers("APPLICATION_ROLES", environ.get("APPLICATION_ROLES", "").strip() or "payment_app"),
+            driver=driver,
+            schema=identifiers("SCHEMA", environ.get("SCHEMA", "").strip() or "public")[0],
+            tables=identifiers("TABLES", required("TABLES")),
+            slot_names=slot_names,
+            sides=sides,
+            task_arns=task_arns,
+            publication=identifiers("PUBLICATION_NAME", environ.get("PUBLICATION_NAME", "").strip()
+                                    or "payment_migration")[0],
+            wait_seconds=number("WAIT_SECONDS", 20, MAX_WAIT_SECONDS),
+            connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
+        )
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    step: str
+    source: str | None
+    target: str | None
+    options: dict
+
+
+def parse_event(event: object) -> StepRequest:
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"event must be a JSON object with key 'step' (one of {', '.join(STEPS)})")
+    step = event.get("step")
+    if step not in STEPS:
+        raise InvalidEvent(f"event key 'step' must be one of {', '.join(STEPS)}, got {step!r}")
+    sided = step not in STEPS_WITHOUT_SIDES
+    allowed = {"step": str, **COMMON_KEYS, **STEPS[step], **({"from": str, "to": str} if sided else {})}
+    unknown = sorted(str(key) for key in event if key not in allowed)
+    if unknown:
+        raise InvalidEvent(f"unknown key(s) for step {step}: {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    for key, expected in allowed.items():
+        value = event.get(key)
+        if key in event and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise InvalidEvent(f"event key {key!r} must be a {expected.__name__}, got {type(value).__name__}")
+    source = target = None
+    if sided:
+        source, target = event.get("from"), event.get("to")
+        for key, value in (("from", source), ("to", target)):
+            if value not in SIDES:
+                raise InvalidEvent(f"event key {key!r} must be one of {', '.join(SIDES)}, got {value!r}")
+        if source == target:
+            raise InvalidEvent("event keys 'from' and 'to' must name different sides")
+    timeout = event.get("timeout_seconds")
+    if timeout is not None and not 0 < timeout <= MAX_WAIT_SECONDS:
+        raise InvalidEvent(f"event key 'timeout_seconds' must be from 1 to {MAX_WAIT_SECONDS}")
+    options = {key: event[key] for key in STEPS[step] if key in event}
+    return StepRequest(step=step, source=source, target=target, options=options)
