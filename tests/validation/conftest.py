@@ -7,6 +7,8 @@ import hashlib
 import importlib
 import itertools
 import json
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import boto3
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 # Rows in both databases: 40 customers, 300 payments, 1-3 transactions each (composite key),
 # 200 audit entries (identity key). Some emails, tokens and processor refs are NULL.
@@ -51,9 +54,6 @@ FROM generate_series(1, 200) AS i;
 TABLES = ("public.audit_log", "public.customers", "public.payments", "public.transactions")
 ROW_COUNTS = {"public.audit_log": 200, "public.customers": 40, "public.payments": 300, "public.transactions": 600}
 
-_database_numbers = itertools.count(1)
-
-
 def payment_id(i: int) -> str:
     """The id the seed gives payment i (md5('payment-' || i)::uuid)."""
     return str(uuid.UUID(hashlib.md5(f"payment-{i}".encode()).hexdigest()))
@@ -82,14 +82,79 @@ class Databases:
         self.on_target(statements, params)
 
 
+class DatabasePool:
+    """Fresh (source, target) pairs, copies of a template loaded with the schema and the seed rows.
+
+    Copying a database costs a fifth of a second, most of a small test's time: a background thread
+    makes the next pairs while a test runs, and drops the pairs of finished tests (so the cluster
+    stays small and the session's teardown quick)."""
+
+    AHEAD = 2
+
+    def __init__(self, postgres, template: str):
+        self._postgres = postgres
+        self._template = template
+        self._numbers = itertools.count(1)
+        self._ready: queue.Queue = queue.Queue()
+        self._finished: queue.Queue = queue.Queue()
+        self._stopping = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="database-pool", daemon=True)
+        self._thread.start()
+
+    def take(self) -> tuple[str, str]:
+        while True:
+            try:
+                return self._ready.get(timeout=0.1)
+            except queue.Empty:
+                if self._failure is not None:
+                    raise RuntimeError("the database pool failed") from self._failure
+
+    def give_back(self, names: tuple[str, str]) -> None:
+        self._finished.put(names)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def _work(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    for name in self._finished.get_nowait():
+                        self._postgres.admin_execute(
+                            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    continue
+                except queue.Empty:
+                    pass
+                if self._ready.qsize() >= self.AHEAD:
+                    self._stopping.wait(0.01)
+                    continue
+                number = next(self._numbers)
+                pair = (f"validation_source_{number}", f"validation_target_{number}")
+                for name in pair:
+                    self._postgres.admin_execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(self._template), sql.Identifier(self._postgres.app_user)))
+                self._ready.put(pair)
+        except BaseException as error:  # noqa: BLE001 - raised in the test that waits for a pair
+            self._failure = error
+
+
+@pytest.fixture(scope="session")
+def database_pool(postgres) -> Iterator[DatabasePool]:
+    template = "validation_template"
+    postgres.create_payment_database(template)
+    postgres.execute(template, SEED_SQL + "ANALYZE;")
+    pool = DatabasePool(postgres, template)
+    yield pool
+    pool.stop()
+
+
 @pytest.fixture
-def databases(postgres) -> Databases:
-    number = next(_database_numbers)
-    pair = Databases(postgres, f"validation_source_{number}", f"validation_target_{number}")
-    for name in (pair.source, pair.target):
-        postgres.create_payment_database(name)
-        postgres.execute(name, SEED_SQL)
-    return pair
+def databases(postgres, database_pool: DatabasePool) -> Iterator[Databases]:
+    source, target = database_pool.take()
+    yield Databases(postgres, source, target)
+    database_pool.give_back((source, target))
 
 
 @pytest.fixture
@@ -155,6 +220,8 @@ def validation_lambda(aws, postgres, databases: Databases, monkeypatch: pytest.M
         "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
         "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
         "DB_SSLMODE": "require",
+        # rechecks without waiting: the tests' differences are there to stay
+        "RECHECK_SECONDS": "0", "RECHECK_ROUNDS": "1",
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

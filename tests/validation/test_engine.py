@@ -318,3 +318,30 @@ def test_incompatible_server_versions_are_refused():
     with pytest.raises(engine.IncompatibleServersError, match="encodings differ"):
         engine._row_hash_method(engine._Server(150000, "LATIN1"), engine._Server(150000, "UTF8"))
     assert engine._row_hash_method(engine._Server(130000, "UTF8"), engine._Server(160000, "UTF8")) is RowHash.TEXT
+
+
+def test_dms_control_tables_are_never_compared(connect, databases):
+    """Wherever DMS puts them: in its own schema (ControlSchema) or, by default, in public."""
+    databases.on_source("CREATE TABLE awsdms_heartbeat (hb_key int PRIMARY KEY, hb_timestamp timestamp)")
+    databases.on_target("""
+        CREATE TABLE awsdms_apply_exceptions (task_name varchar(128), error text);
+        CREATE TABLE awsdms_validation_failures_v1 (task_name varchar(128), key text);
+        CREATE SCHEMA awsdms;
+        CREATE TABLE awsdms.awsdms_status (server_name text PRIMARY KEY, task_status text);
+        CREATE TABLE awsdms.history (id int PRIMARY KEY);
+    """)
+
+    result = run(connect, databases, schemas=("public", "awsdms"))
+
+    assert result["status"] == "PASSED", result["message"]
+    assert sorted(result["tables"]) == sorted(TABLES)
+
+
+@pytest.mark.parametrize("name", ["awsdms_apply_exceptions", "public.awsdms_heartbeat", "awsdms.history"])
+def test_a_dms_control_table_asked_for_by_name_is_an_error_saying_so(connect, databases, name):
+    databases.on_target("CREATE TABLE awsdms_apply_exceptions (error text);"
+                        "CREATE SCHEMA awsdms; CREATE TABLE awsdms.history (id int PRIMARY KEY)")
+    databases.on_source("CREATE TABLE awsdms_heartbeat (hb_key int PRIMARY KEY)")
+
+    with pytest.raises(UnknownTableError, match=f"{name}: AWS DMS control tables .* are never compared"):
+        run(connect, databases, tables=("payments", name))

@@ -54,14 +54,28 @@ ORDER BY n.nspname, c.relname, a.attnum
 """
 
 
+# AWS DMS keeps its own state in tables of the databases it replicates: control tables on the target
+# (awsdms_apply_exceptions, awsdms_validation_failures_v1, …), a heartbeat on the source. Where the
+# task settings put them (ControlSchema, the heartbeat schema: `awsdms` here, `public` by default),
+# they exist on one side only and change all the time: they are never application data to compare.
+DMS_CONTROL_SCHEMA = "awsdms"
+DMS_CONTROL_TABLE_PREFIX = "awsdms_"
+
+
+def is_dms_control_table(schema: str, table: str) -> bool:
+    return schema == DMS_CONTROL_SCHEMA or table.startswith(DMS_CONTROL_TABLE_PREFIX)
+
+
 def read_tables(conn, schemas: Iterable[str]) -> dict[str, TableSchema]:
-    """Every table in `schemas`, by qualified name (`schema.table`)."""
+    """Every table in `schemas`, by qualified name (`schema.table`), except DMS's control tables."""
     with conn.cursor() as cur:
         cur.execute(_TABLES_QUERY, (list(schemas),))
         rows = cur.fetchall()
     columns: dict[tuple[str, str], list[Column]] = {}
     key_positions: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for schema, table, name, type_, type_schema, type_name, collatable, key_position in rows:
+        if is_dms_control_table(schema, table):
+            continue
         columns.setdefault((schema, table), []).append(Column(name, type_, type_schema, type_name, collatable))
         if key_position is not None:
             key_positions.setdefault((schema, table), []).append((key_position, name))

@@ -54,11 +54,12 @@ def connect(database: DatabaseSettings, side: str, settings: Settings, secrets_m
 
 
 @contextmanager
-def open_databases(settings: Settings, secrets_manager) -> Iterator[tuple]:
-    """(source, target) connections, closed on exit."""
+def open_databases(settings: Settings, secrets_manager, direction: str = "forward") -> Iterator[tuple]:
+    """(source, target) connections, closed on exit; `direction` as in Settings.databases."""
+    source_database, target_database = settings.databases(direction)
     with ExitStack() as stack:
-        source = connect(settings.source, "source", settings, secrets_manager)
+        source = connect(source_database, "source", settings, secrets_manager)
         stack.callback(source.close)
-        target = connect(settings.target, "target", settings, secrets_manager)
+        target = connect(target_database, "target", settings, secrets_manager)
         stack.callback(target.close)
         yield source, target

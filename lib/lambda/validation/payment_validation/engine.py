@@ -14,14 +14,27 @@ tables therefore cost one scan per side, and memory stays bounded by the size of
 Both sessions pin every setting that changes how a value prints (time zone, date and interval
 style, float digits, bytea format, …) and run in one read-only REPEATABLE READ transaction each,
 so each side is compared as of a single snapshot and formatting never fakes or hides a difference.
+
+A live replica is behind its source by the replication lag: rows written in the last seconds differ
+without being wrong. So keys found different are settled before they are reported: after
+`recheck_seconds`, up to `recheck_rounds` times, exactly those keys are read again by key, in fresh
+snapshots on both sides (new transactions). A key equal on both sides in some round converged in
+flight and is only counted; the keys still different after the last round are the report. A key
+written more often than the lag lets it settle (a hot row) can stay different; more rounds only
+help once the writes pause, as they do in a fenced cutover. Row counts are those of the first
+pass's snapshots: on a live replica they differ and decide nothing.
+
+Tables larger than one invocation can handle are cut by `plan` into chunks (key ranges, from the
+first pass's bounds) that `validate` checks one at a time and `merge.merge` joins into one report.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -29,8 +42,13 @@ from typing import Any, TypeVar
 import psycopg2
 import psycopg2.extensions
 
-from .catalog import Column, TableSchema, comparable_columns, read_tables, schema_differences
+from .catalog import (
+    DMS_CONTROL_SCHEMA, Column, TableSchema, comparable_columns, is_dms_control_table, read_tables,
+    schema_differences,
+)
+from .chunks import Chunk
 from .queries import Key, KeyRange, Query, RowHash, TableQueries
+from .sequences import OwnedSequence, compare_sequences, read_column_extremes, read_owned_sequences
 
 # A bucket this small is read row by row; a larger differing one is split first.
 LEAF_ROWS = 20_000
@@ -41,8 +59,18 @@ MAX_BUCKETS = 4_096
 # keys often follow the order rows were written in: a few dozen keys per bucket put about one
 # sampled page in each bucket, so buckets come out of similar size.
 SAMPLED_KEYS_PER_BUCKET = 32
+# The sample reads pages of the whole table; when only a range of it (a chunk) is compared, the
+# sample is kept to this share of the range's size, and the first pass makes fewer, larger buckets.
+MAX_SAMPLE_SHARE = 0.02
 # Key ranges read together in one query.
 MAX_RANGES_PER_READ = 256
+# Differing keys a table remembers for rechecking; further ones are reported without a recheck
+# (memory stays bounded when a table really differs everywhere).
+MAX_RECHECKED_KEYS = 100_000
+# Keys looked up in one recheck query.
+RECHECK_BATCH_KEYS = 5_000
+# The most chunks `plan` cuts one table into.
+MAX_CHUNKS_PER_TABLE = 1_000
 
 # Everything that changes how a value is printed (and hence hashed, for types hashed through their
 # text) is pinned to the same value on both sides.
@@ -107,6 +135,14 @@ class ValidationOptions:
     tables: tuple[str, ...] = ()
     max_diffs_per_table: int = 100
     statement_timeout_seconds: float = 300.0
+    # Settle and recheck (module docstring): 0 rounds reports what the first pass finds, as on
+    # quiet data; a live replica needs rounds * seconds well above its replication lag.
+    recheck_rounds: int = 0
+    recheck_seconds: float = 0.0
+    # A target sequence that would hand out an id its column already holds fails the table.
+    check_sequences: bool = False
+    # Compare only this key range of one table (`tables` and `schemas` are then not used).
+    chunk: Chunk | None = None
 
 
 @dataclass
@@ -122,6 +158,11 @@ class Differences:
         if len(self.keys) < self.limit:
             self.keys.append(key)
 
+    def extend(self, other: Differences) -> None:
+        """Append the keys of `other`, which all come after this one's in key order."""
+        self.keys += other.keys[:max(0, self.limit - len(self.keys))]
+        self.total += other.total
+
 
 @dataclass
 class TableResult:
@@ -134,6 +175,8 @@ class TableResult:
     source_rows: int | None = None  # None: content not compared
     target_rows: int | None = None
     seconds: float = 0.0
+    converged_in_flight: int = 0  # keys that differed at first and were equal in a recheck
+    sequences: list[OwnedSequence] = field(default_factory=list)
 
     @property
     def rows_checked(self) -> int:
@@ -156,14 +199,33 @@ class TableResult:
             "extra_in_target_total": self.extra_in_target.total,
             "mismatched": list(self.mismatched.keys),
             "mismatched_total": self.mismatched.total,
+            "converged_in_flight": self.converged_in_flight,
+            "sequences": [sequence.to_dict() for sequence in self.sequences],
             "seconds": round(self.seconds, 3),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], limit: int) -> TableResult:
+        """The result a `to_dict` made (a chunk's, read back by `merge`)."""
+        return cls(
+            status=Status(data["status"]),
+            message=data["message"],
+            schema_differences=list(data["schema_differences"]),
+            **{kind: Differences(limit, list(data[kind]), data[f"{kind}_total"]) for kind in DIFFERENCE_KINDS},
+            source_rows=data["source_rows"],
+            target_rows=data["target_rows"],
+            seconds=data["seconds"],
+            converged_in_flight=data["converged_in_flight"],
+            sequences=[OwnedSequence.from_dict(sequence) for sequence in data["sequences"]],
+        )
 
 
 @dataclass
 class ValidationReport:
     tables: dict[str, TableResult]
     seconds: float
+    recheck_rounds: int = 0  # rounds run (fewer than asked when every key settled sooner)
+    chunk: Chunk | None = None
 
     @property
     def status(self) -> Status:
@@ -186,16 +248,21 @@ class ValidationReport:
         return f"{len(bad)} of {len(self.tables)} tables {verb}: {details}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        report = {
             "status": self.status.value,
             "message": self.message,
             "seconds": round(self.seconds, 3),
+            "recheck_rounds": self.recheck_rounds,
             "tables": {name: result.to_dict() for name, result in self.tables.items()},
         }
+        if self.chunk is not None:
+            report["chunk"] = self.chunk.to_dict()
+        return report
 
 
 def validate(source, target, options: ValidationOptions = ValidationOptions()) -> ValidationReport:
-    """Compare the tables of `options.schemas` (or just `options.tables`) between two databases.
+    """Compare the tables of `options.schemas` (or just `options.tables`, or one chunk of one table)
+    between two databases, then settle the differing keys (`options.recheck_rounds`).
 
     Pins the session settings of both connections and leaves them rolled back. Raises
     ValidationError when the comparison cannot start (incompatible servers, unknown table,
@@ -203,22 +270,44 @@ def validate(source, target, options: ValidationOptions = ValidationOptions()) -
     table's ERROR and the other tables are still compared.
     """
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="validation") as pool:
-        sides = _Sides(source, target, pool)
-        try:
-            source_server, target_server = sides.call(
-                lambda conn, side: _prepare_session(conn, side, options.statement_timeout_seconds)
-            )
-            row_hash = _row_hash_method(source_server, target_server)
-            schemas = sorted(set(options.schemas) | {name.split(".", 1)[0] for name in options.tables if "." in name})
-            source_tables, target_tables = sides.call(lambda conn, side: _call_on(side, read_tables, conn, schemas))
-            results = {
-                name: _check_table(sides, source_tables.get(name), target_tables.get(name), row_hash, options)
-                for name in _tables_to_check(options, source_tables, target_tables)
-            }
-        finally:
-            sides.rollback()
-    return ValidationReport(results, time.monotonic() - started)
+    with _Session.open(source, target, options) as session:
+        checks = [_TableCheck(session, name) for name in session.tables_to_check()]
+        for check in checks:
+            check.first_pass()
+        rounds = _settle(session, checks)
+        results = {check.name: check.result() for check in checks}
+    return ValidationReport(results, time.monotonic() - started, recheck_rounds=rounds, chunk=options.chunk)
+
+
+def plan(source, target, options: ValidationOptions, chunk_rows: int) -> list[Chunk]:
+    """Cut each table `validate` would compare into chunks of about `chunk_rows` rows, in key
+    order, at bounds of the first pass's sample. A table whose content cannot be compared by key
+    (missing on one side, no or different primary keys) is one whole-table chunk, which reports
+    what a single run reports for it."""
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be positive")
+    chunks: list[Chunk] = []
+    with _Session.open(source, target, options) as session:
+        for name in session.tables_to_check():
+            queries = session.content_queries(name)
+            bounds = _chunk_bounds(session.sides, queries, chunk_rows) if queries else []
+            edges = [None, *bounds, None]
+            chunks += [Chunk(name, index, len(edges) - 1, edges[index], edges[index + 1])
+                       for index in range(len(edges) - 1)]
+    return chunks
+
+
+def _chunk_bounds(sides: _Sides, queries: TableQueries, chunk_rows: int) -> list[Key]:
+    (source_plan,), (target_plan,) = sides.query(queries.estimated_rows())
+    estimates = {"source": queries.parse_estimate(source_plan[0]), "target": queries.parse_estimate(target_plan[0])}
+    side = max(estimates, key=estimates.get)
+    wanted = min(MAX_CHUNKS_PER_TABLE, math.ceil(estimates[side] / chunk_rows))
+    if wanted < 2:
+        return []
+    bounds = _sampled_bounds(sides, side, queries, KeyRange(), estimates[side], estimates[side])
+    count = min(wanted, len(bounds) + 1)
+    step = (len(bounds) + 1) / count
+    return [bounds[round(index * step) - 1] for index in range(1, count)]
 
 
 # -- sessions ------------------------------------------------------------------------------------
@@ -326,12 +415,16 @@ class _Sides:
     def query_one(self, side: str, query: Query) -> list[tuple]:
         return _fetch(self._connections[side], side, query)
 
+    def on(self, side: str):
+        return self._connections[side]
+
     @property
     def broken(self) -> bool:
         return any(conn.closed for conn in self._connections.values())
 
     def rollback(self) -> None:
-        """End both transactions (after a failed statement, the next query starts a new one)."""
+        """End both transactions: the next statement on each side starts a new one, with a fresh
+        snapshot (after a failed statement, or to see what was committed since)."""
         for conn in self._connections.values():
             if not conn.closed:
                 try:
@@ -340,102 +433,277 @@ class _Sides:
                     pass
 
 
+class _Session:
+    """Both connections prepared, the tables each side holds, and what the run asked for."""
+
+    def __init__(self, sides: _Sides, options: ValidationOptions, row_hash: RowHash,
+                 source_tables: dict[str, TableSchema], target_tables: dict[str, TableSchema]):
+        self.sides = sides
+        self.options = options
+        self.row_hash = row_hash
+        self.source_tables = source_tables
+        self.target_tables = target_tables
+
+    @classmethod
+    @contextmanager
+    def open(cls, source, target, options: ValidationOptions) -> Iterator[_Session]:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="validation") as pool:
+            sides = _Sides(source, target, pool)
+            try:
+                source_server, target_server = sides.call(
+                    lambda conn, side: _prepare_session(conn, side, options.statement_timeout_seconds)
+                )
+                row_hash = _row_hash_method(source_server, target_server)
+                named = options.tables if options.chunk is None else (options.chunk.table,)
+                schemas = sorted(set(options.schemas) | {name.split(".", 1)[0] for name in named if "." in name})
+                source_tables, target_tables = sides.call(
+                    lambda conn, side: _call_on(side, read_tables, conn, schemas))
+                yield cls(sides, options, row_hash, source_tables, target_tables)
+            finally:
+                sides.rollback()
+
+    def tables_to_check(self) -> list[str]:
+        options = self.options
+        known = set(self.source_tables) | set(self.target_tables)
+        if options.chunk is not None:
+            if options.chunk.table not in known:
+                raise UnknownTableError(f"chunk table {options.chunk.table} not found in source or target")
+            return [options.chunk.table]
+        if not options.tables:
+            if not known:
+                raise NothingToValidateError(
+                    f"no tables in schemas {', '.join(options.schemas)} on either database: check SCHEMAS"
+                )
+            return sorted(known)
+        selected, unknown, control = [], [], []
+        for name in options.tables:
+            candidates = [name] if "." in name else [f"{schema}.{name}" for schema in options.schemas]
+            found = next((candidate for candidate in candidates if candidate in known), None)
+            if found is None:
+                (control if is_dms_control_table(*_split_name(candidates[0])) else unknown).append(name)
+            elif found not in selected:
+                selected.append(found)
+        if control:
+            raise UnknownTableError(
+                f"{', '.join(control)}: AWS DMS control tables (schema {DMS_CONTROL_SCHEMA} or awsdms_*) "
+                "are never compared"
+            )
+        if unknown:
+            raise UnknownTableError(
+                f"tables not found in source or target (schemas {', '.join(options.schemas)}): {', '.join(unknown)}"
+            )
+        return selected
+
+    def content_queries(self, name: str) -> TableQueries | None:
+        """The queries comparing the table's content by key; None when rows cannot be matched by key."""
+        source, target = self.source_tables.get(name), self.target_tables.get(name)
+        if source is None or target is None or not source.primary_key or source.primary_key != target.primary_key:
+            return None
+        columns = comparable_columns(source, target)
+        if not set(source.primary_key) <= {column.name for column in columns}:
+            return None
+        return TableQueries(source, columns, self.row_hash)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    schema, _, table = name.rpartition(".")
+    return schema, table
+
+
 # -- tables --------------------------------------------------------------------------------------
 
 
-def _tables_to_check(options: ValidationOptions, source: dict, target: dict) -> list[str]:
-    known = set(source) | set(target)
-    if not options.tables:
-        if not known:
-            raise NothingToValidateError(
-                f"no tables in schemas {', '.join(options.schemas)} on either database: check SCHEMAS"
+class _TableCheck:
+    """One table: its first pass (schema, content, sequences), its rechecks, its result."""
+
+    def __init__(self, session: _Session, name: str):
+        self.name = name
+        self._session = session
+        self._options = session.options
+        self._source = session.source_tables.get(name)
+        self._target = session.target_tables.get(name)
+        self._seconds = 0.0
+        self._schema_differences: list[str] = []
+        self._sequences: list[OwnedSequence] = []
+        self._content: _ContentComparison | None = None
+        self._decided: tuple[Status, str] | None = None  # the verdict when content is not (or no longer) compared
+
+    @property
+    def unsettled(self) -> bool:
+        return self._decided is None and self._content is not None and bool(self._content.unsettled)
+
+    def first_pass(self) -> None:
+        self._timed(self._first_pass)
+
+    def recheck(self) -> None:
+        self._timed(self._content.recheck)
+
+    def _timed(self, step: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            step()
+        except QueryFailed as error:
+            if self._session.sides.broken:
+                raise
+            self._session.sides.rollback()  # the failed transaction; the next table starts a fresh one
+            self._decided = (Status.ERROR, str(error))
+        finally:
+            self._seconds += time.monotonic() - started
+
+    def _first_pass(self) -> None:
+        source, target = self._source, self._target
+        if source is None or target is None:
+            where = "missing in target" if target is None else "missing in source (exists only in target)"
+            self._schema_differences = [f"table is {where}"]
+            self._decided = (Status.FAILED, f"table is {where}")
+            return
+        self._schema_differences = schema_differences(source, target)
+        chunk = self._options.chunk
+        if chunk is not None and (chunk.lower or chunk.upper) and len(chunk.lower or chunk.upper) != len(source.primary_key):
+            raise ValidationError(
+                f"chunk bounds of {chunk.describe()} have {len(chunk.lower or chunk.upper)} values but the "
+                f"primary key has {len(source.primary_key)} columns: plan again"
             )
-        return sorted(known)
-    selected, unknown = [], []
-    for name in options.tables:
-        candidates = [name] if "." in name else [f"{schema}.{name}" for schema in options.schemas]
-        found = next((candidate for candidate in candidates if candidate in known), None)
-        if found is None:
-            unknown.append(name)
-        elif found not in selected:
-            selected.append(found)
-    if unknown:
-        raise UnknownTableError(
-            f"tables not found in source or target (schemas {', '.join(options.schemas)}): {', '.join(unknown)}"
-        )
-    return selected
+        queries = self._session.content_queries(self.name)
+        if queries is not None:
+            self._content = _ContentComparison(
+                self._session.sides, queries, self._options.max_diffs_per_table,
+                MAX_RECHECKED_KEYS if self._options.recheck_rounds else 0,
+            )
+            self._content.run(chunk.key_range if chunk else KeyRange())
+        elif not source.primary_key and not target.primary_key:
+            status = Status.FAILED if self._schema_differences else Status.UNVERIFIABLE
+            self._decided = (status, "no primary key: rows cannot be matched by key, content not compared")
+        else:
+            self._decided = (Status.FAILED, "primary keys differ: content not compared")
+        if chunk is None or chunk.holds_table_start:
+            self._sequences = self._read_sequences(source, target)
+
+    def _read_sequences(self, source: TableSchema, target: TableSchema) -> list[OwnedSequence]:
+        sides, tables = self._session.sides, {"source": source, "target": target}
+        source_owned, target_owned = sides.call(lambda conn, side: _call_on(
+            side, read_owned_sequences, conn, tables[side].schema, tables[side].name))
+        extremes = _call_on("target", read_column_extremes, sides.on("target"), target.schema, target.name,
+                            list(target_owned))
+        return compare_sequences(source_owned, target_owned, extremes)
+
+    def result(self) -> TableResult:
+        limit = self._options.max_diffs_per_table
+        differences = {kind: Differences(limit) for kind in DIFFERENCE_KINDS}
+        content = {}
+        if self._content is not None and (self._decided is None or self._decided[0] is not Status.ERROR):
+            differences = self._content.final_differences()
+            content = dict(source_rows=self._content.source_rows, target_rows=self._content.target_rows,
+                           converged_in_flight=self._content.converged)
+        if self._decided is not None:
+            status, message = self._decided
+        else:
+            status, message = verdict(self._schema_differences, differences, self._sequences,
+                                      self._options.check_sequences, self._content.not_rechecked)
+        return TableResult(status, message, list(self._schema_differences), **differences, **content,
+                           seconds=self._seconds, sequences=self._sequences)
 
 
-def _check_table(
-    sides: _Sides, source: TableSchema | None, target: TableSchema | None, row_hash: RowHash,
-    options: ValidationOptions,
-) -> TableResult:
-    started = time.monotonic()
-
-    def result(status: Status, message: str, differences: Sequence[str] = (), **content) -> TableResult:
-        empty = {kind: Differences(options.max_diffs_per_table) for kind in DIFFERENCE_KINDS}
-        return TableResult(status, message, list(differences), **{**empty, **content},
-                           seconds=time.monotonic() - started)
-
-    if source is None or target is None:
-        where = "missing in target" if target is None else "missing in source (exists only in target)"
-        return result(Status.FAILED, f"table is {where}", [f"table is {where}"])
-    differences = schema_differences(source, target)
-    if not source.primary_key and not target.primary_key:
-        status = Status.FAILED if differences else Status.UNVERIFIABLE
-        return result(status, "no primary key: rows cannot be matched by key, content not compared", differences)
-    columns = comparable_columns(source, target)
-    if source.primary_key != target.primary_key or not set(source.primary_key) <= {c.name for c in columns}:
-        return result(Status.FAILED, "primary keys differ: content not compared", differences)
-    try:
-        content = _ContentComparison(sides, TableQueries(source, columns, row_hash), options.max_diffs_per_table)
-        content.run()
-    except QueryFailed as error:
-        if sides.broken:
-            raise
-        sides.rollback()  # the failed transaction; the next table starts a fresh one
-        return result(Status.ERROR, str(error), differences)
-    found = [f"{d.total} {kind}" for kind, d in content.differences.items() if d.total]
-    if differences:
+def verdict(schema_differences: Sequence[str], differences: dict[str, Differences], sequences: Sequence[OwnedSequence],
+            check_sequences: bool, not_rechecked: int = 0) -> tuple[Status, str]:
+    """Status and message of a table whose content was compared."""
+    found = [f"{d.total} {kind}" for kind, d in differences.items() if d.total]
+    if schema_differences:
         message = "schema differs" + (f"; {', '.join(found)}" if found else "")
     elif found:
         message = ", ".join(found)
     else:
         message = "match"
-    return result(
-        Status.FAILED if differences or found else Status.PASSED, message, differences,
-        **content.differences, source_rows=content.source_rows, target_rows=content.target_rows,
-    )
+    if not_rechecked:
+        message += f" ({not_rechecked} of them beyond the first {MAX_RECHECKED_KEYS} differing keys, not rechecked)"
+    problems = [sequence.problem for sequence in sequences if sequence.problem] if check_sequences else []
+    if problems:
+        message = "; ".join([message, *problems])
+    failed = schema_differences or found or problems
+    return (Status.FAILED if failed else Status.PASSED), message
+
+
+def _settle(session: _Session, checks: Sequence[_TableCheck]) -> int:
+    """Recheck the differing keys of every table, round after round; the number of rounds run."""
+    options, rounds = session.options, 0
+    while rounds < options.recheck_rounds and any(check.unsettled for check in checks):
+        session.sides.rollback()  # no snapshot held while waiting; each round reads in fresh ones
+        _wait(options.recheck_seconds)
+        rounds += 1
+        for check in checks:
+            if check.unsettled:
+                check.recheck()
+    return rounds
+
+
+def _wait(seconds: float) -> None:
+    """The pause before a recheck round, while replication catches up (a seam for tests, which act
+    on the databases there)."""
+    time.sleep(seconds)
 
 
 class _ContentComparison:
     """Finds the keys that differ between the two sides of one table (see the module docstring)."""
 
-    def __init__(self, sides: _Sides, queries: TableQueries, max_diffs: int):
+    def __init__(self, sides: _Sides, queries: TableQueries, max_diffs: int, recheck_limit: int):
         self._sides = sides
         self._queries = queries
-        self.differences = {kind: Differences(max_diffs) for kind in DIFFERENCE_KINDS}
+        self._max_diffs = max_diffs
+        self._recheck_limit = recheck_limit
+        # The first keys found different, in key order, with their kind as last seen: rechecked.
+        self.unsettled: dict[Key, str] = {}
+        # Keys found different beyond the recheck limit (all of them when not rechecking).
+        self._beyond = {kind: Differences(max_diffs) for kind in DIFFERENCE_KINDS}
+        self.converged = 0
         self.source_rows = 0
         self.target_rows = 0
 
-    def run(self) -> None:
-        source_plan, target_plan = self._sides.query(self._queries.estimated_rows())
-        bounds = self._first_bounds(self._queries.parse_estimate(source_plan[0][0]),
-                                    self._queries.parse_estimate(target_plan[0][0]))
-        source_buckets, target_buckets = self._hash(KeyRange(), bounds)
+    @property
+    def not_rechecked(self) -> int:
+        return sum(d.total for d in self._beyond.values()) if self._recheck_limit else 0
+
+    def final_differences(self) -> dict[str, Differences]:
+        """The keys still different, per kind, in key order."""
+        final = {kind: Differences(self._max_diffs) for kind in DIFFERENCE_KINDS}
+        for key, kind in self.unsettled.items():
+            final[kind].add(self._describe(key))
+        for kind, beyond in self._beyond.items():
+            final[kind].extend(beyond)
+        return final
+
+    def run(self, key_range: KeyRange) -> None:
+        table_estimate = range_estimate = 0
+        if key_range != KeyRange():
+            (source_plan,), (target_plan,) = self._sides.query(self._queries.estimated_rows())
+            table_estimate = max(self._queries.parse_estimate(source_plan[0]),
+                                 self._queries.parse_estimate(target_plan[0]))
+        (source_plan,), (target_plan,) = self._sides.query(self._queries.estimated_rows(key_range))
+        estimates = {"source": self._queries.parse_estimate(source_plan[0]),
+                     "target": self._queries.parse_estimate(target_plan[0])}
+        side = max(estimates, key=estimates.get)
+        range_estimate = estimates[side]
+        bounds = _sampled_bounds(self._sides, side, self._queries, key_range, range_estimate,
+                                 max(table_estimate, range_estimate))
+        source_buckets, target_buckets = self._hash(key_range, bounds)
         self.source_rows = sum(count for count, _ in source_buckets.values())
         self.target_rows = sum(count for count, _ in target_buckets.values())
-        self._descend(KeyRange(), bounds, source_buckets, target_buckets)
+        self._descend(key_range, bounds, source_buckets, target_buckets)
 
-    def _first_bounds(self, source_estimate: int, target_estimate: int) -> list[Key]:
-        """Bucket bounds for the first pass, from a sample of the larger side's pages."""
-        side, estimate = max(("source", source_estimate), ("target", target_estimate), key=lambda pair: pair[1])
-        buckets = min(MAX_BUCKETS, estimate // BUCKET_ROWS)
-        if buckets < 2:
-            return []
-        percent = min(100.0, 100.0 * buckets * SAMPLED_KEYS_PER_BUCKET / estimate)
-        query = self._queries.boundaries(KeyRange(), SAMPLED_KEYS_PER_BUCKET, sample_percent=percent)
-        return [tuple(row) for row in self._sides.query_one(side, query)]
+    def recheck(self) -> None:
+        """Read the unsettled keys again on both sides (by key, in the sides' current snapshots)."""
+        keys = list(self.unsettled)
+        for start in range(0, len(keys), RECHECK_BATCH_KEYS):
+            batch = keys[start:start + RECHECK_BATCH_KEYS]
+            source_rows, target_rows = self._sides.query(self._queries.row_hashes_of(batch))
+            source = {row[:-1]: row[-1] for row in source_rows}
+            target = {row[:-1]: row[-1] for row in target_rows}
+            for key in batch:
+                kind = _difference(source.get(key), target.get(key))
+                if kind is None:
+                    del self.unsettled[key]
+                    self.converged += 1
+                else:
+                    self.unsettled[key] = kind
 
     def _hash(self, key_range: KeyRange, bounds: list[Key]) -> tuple[dict, dict]:
         """{bucket: (rows, sum of row hashes)} for each side."""
@@ -485,19 +753,54 @@ class _ContentComparison:
     def _compare_rows(self, ranges: list[KeyRange]) -> None:
         source_rows, target_rows = self._sides.query(self._queries.row_hashes(ranges))
         target = {row[:-1]: row[-1] for row in target_rows}
-        missing, extra, mismatched = (self.differences[kind] for kind in DIFFERENCE_KINDS)
         for row in source_rows:
             key, row_hash = row[:-1], row[-1]
             target_hash = target.pop(key, None)
             if target_hash is None:
-                missing.add(self._describe(key))
+                self._found(key, "missing_in_target")
             elif target_hash != row_hash:
-                mismatched.add(self._describe(key))
+                self._found(key, "mismatched")
         for key in target:  # left over: only in target, in key order
-            extra.add(self._describe(key))
+            self._found(key, "extra_in_target")
+
+    def _found(self, key: Key, kind: str) -> None:
+        if len(self.unsettled) < self._recheck_limit:
+            self.unsettled[key] = kind
+        else:
+            self._beyond[kind].add(self._describe(key))
 
     def _describe(self, key: Key) -> dict[str, Any]:
         return {column.name: _key_value(column, value) for column, value in zip(self._queries.key_columns, key)}
+
+
+def _sampled_bounds(sides: _Sides, side: str, queries: TableQueries, key_range: KeyRange, range_estimate: int,
+                    table_estimate: int) -> list[Key]:
+    """Bucket bounds for a first pass over the range, from a sample of `side`'s pages.
+
+    The sample reads a share of the whole table's pages, of which the range holds
+    range_estimate / table_estimate: for a small range (a chunk) the share is capped so the sample
+    costs a small part of hashing the range, and the buckets come out fewer and larger."""
+    buckets = min(MAX_BUCKETS, range_estimate // BUCKET_ROWS)
+    if buckets < 2 or table_estimate <= 0:
+        return []
+    fraction = 100.0 * buckets * SAMPLED_KEYS_PER_BUCKET / range_estimate
+    percent = min(100.0, fraction, 100.0 * MAX_SAMPLE_SHARE * range_estimate / table_estimate)
+    buckets = min(buckets, int(percent / 100.0 * range_estimate / SAMPLED_KEYS_PER_BUCKET))
+    if buckets < 2:
+        return []
+    query = queries.boundaries(key_range, SAMPLED_KEYS_PER_BUCKET, sample_percent=percent)
+    return [tuple(row) for row in sides.query_one(side, query)]
+
+
+def _difference(source_hash: Any, target_hash: Any) -> str | None:
+    """The kind of difference between one key's row hashes (None: absent), None when equal."""
+    if source_hash == target_hash:
+        return None
+    if target_hash is None:
+        return "missing_in_target"
+    if source_hash is None:
+        return "extra_in_target"
+    return "mismatched"
 
 
 def _key_value(column: Column, text: str) -> Any:

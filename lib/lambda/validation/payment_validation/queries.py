@@ -64,9 +64,11 @@ class TableQueries:
     def key_columns(self) -> tuple[Column, ...]:
         return self._key_columns
 
-    def estimated_rows(self) -> Query:
-        """The planner's row estimate (reads no rows); its JSON plan is parsed by `parse_estimate`."""
-        return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(self._table), []
+    def estimated_rows(self, key_range: KeyRange = KeyRange()) -> Query:
+        """The planner's row estimate for the range (reads no rows); its JSON plan is parsed by
+        `parse_estimate`."""
+        condition, params = self._range_condition(key_range)
+        return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(self._table, condition), params
 
     @staticmethod
     def parse_estimate(plan) -> int:
@@ -126,6 +128,26 @@ class TableQueries:
             self._key_text(), self._row_hash(), self._table, sql.SQL(" OR ").join(conditions), self._key_order()
         )
         return query, params
+
+    def row_hashes_of(self, keys: Sequence[Key]) -> Query:
+        """(key text…, row hash) of the rows with these keys, looked up by key (the primary key's
+        index), whatever their number and wherever they are."""
+        aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
+        # Equality in the column's own collation (the index's): for keys, deterministic collations
+        # make it byte equality, and the literal's default collation yields to the column's.
+        looked_up = sql.SQL(", ").join(
+            sql.SQL("CAST(u.{} AS {})").format(alias, _type(column)) for alias, column in zip(aliases, self._key_columns)
+        )
+        columns = sql.SQL(", ").join(self._column(column) for column in self._key_columns)
+        query = sql.SQL(
+            "SELECT {key_text}, {row_hash} FROM {table} WHERE ({columns}) IN ("
+            " SELECT {looked_up} FROM unnest({arrays}) AS u({aliases}))"
+        ).format(
+            key_text=self._key_text(), row_hash=self._row_hash(), table=self._table, columns=columns,
+            looked_up=looked_up, arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in aliases),
+            aliases=sql.SQL(", ").join(aliases),
+        )
+        return query, [[key[i] for key in keys] for i in range(len(self._key_columns))]
 
     # -- pieces ---------------------------------------------------------------------------------
 
