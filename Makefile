@@ -8,6 +8,7 @@ SHELL := /bin/bash
 PYTHON_BOOTSTRAP ?= python3
 PIPENV_VERSION := 2026.10.3
 CHECKOV_VERSION := 3.3.30
+PARLIAMENT_VERSION := 1.6.4
 RELADIFF_VERSION := 0.6.0
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -26,14 +27,17 @@ export PIPENV_NOSPIN := 1
 # No telemetry calls from the cdktf CLI or Terraform.
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help install synth test scan bench postgres clean
+.PHONY: help install synth validate test deploy-local emulator scan bench postgres clean
 
 help:
-	@echo "make synth   synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
-	@echo "make test    run the test suite (installs everything first)"
-	@echo "make scan    synthesize, then run checkov on cdktf.out/stacks"
-	@echo "make bench   run the benchmarks and print their figures"
-	@echo "make clean   remove build output (cdktf.out, build/)"
+	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
+	@echo "make validate      synth, then terraform init -backend=false + validate on every stack (offline mirror)"
+	@echo "make test          validate, then run the test suite (installs everything first)"
+	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
+	@echo "make emulator      serve the local environment's moto server until Ctrl-C (for cdktf deploy <stack>-local)"
+	@echo "make scan          checkov on cdktf.out and on the local deploy's plans; parliament on their IAM policies"
+	@echo "make bench         run the benchmarks and print their figures"
+	@echo "make clean         remove build output (cdktf.out, build/)"
 
 install: $(VENV)/.synced node_modules/.package-lock.json
 
@@ -53,15 +57,41 @@ synth: install
 	$(PY) main.py
 	@echo "==> wrote $$(ls cdktf.out/stacks | tr '\n' ' ')"
 
+# Terraform's own check of every synthesized stack, offline: the AWS provider comes from the
+# machine's filesystem mirror (found by lib/terraform.py, or PAYMENT_MIGRATION_TF_MIRROR).
+validate: synth
+	$(PY) -m lib.terraform validate
+
+# The local environment (config/local.toml) applied to a moto server on this machine.
+deploy-local: install
+	$(PY) -m lib.local.deploy --env local
+
+emulator: install
+	$(PY) -m lib.local.emulator --env local
+
 $(SCAN_VENV)/.installed: Makefile
-	@echo "==> installing checkov $(CHECKOV_VERSION) into $(SCAN_VENV)"
+	@echo "==> installing checkov $(CHECKOV_VERSION) and parliament $(PARLIAMENT_VERSION) into $(SCAN_VENV)"
 	$(PYTHON_BOOTSTRAP) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)"
+	$(SCAN_VENV)/bin/pip install --quiet --disable-pip-version-check "checkov==$(CHECKOV_VERSION)" \
+		"parliament==$(PARLIAMENT_VERSION)"
 	@touch $@
 
-# checkov on every synthesized stack; .checkov.yaml holds the settings and each justified skip.
+# The security gate. checkov on every synthesized stack (.checkov.yaml holds each justified skip);
+# then, when the local deploy has run (CI runs it first; SCAN_PLANS=required makes it a must),
+# checkov on each stack's plan with every value resolved (.checkov-plan.yaml adds the skips for
+# what the emulator leaves out) and parliament on the plans' IAM policies (.parliament.yaml).
+PLANS := build/deploy-local/plans
 scan: synth $(SCAN_VENV)/.installed
 	$(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
+	@if ls $(PLANS)/*.json >/dev/null 2>&1; then \
+		$(SCAN_VENV)/bin/checkov --config-file .checkov-plan.yaml \
+			--skip-check "$$(sed -n 's/^  - \(CKV[A-Z0-9_]*\)$$/\1/p' .checkov.yaml .checkov-plan.yaml | paste -sd, -)" && \
+		$(SCAN_VENV)/bin/python -m lib.policy_audit $(PLANS) --suppressions .parliament.yaml; \
+	elif [ "$${SCAN_PLANS:-}" = required ]; then \
+		echo "error: no plans in $(PLANS): run make deploy-local first" >&2; exit 1; \
+	else \
+		echo "==> no local deploy plans in $(PLANS): plan scan and parliament skipped (make deploy-local)"; \
+	fi
 
 $(BENCH_VENV)/.installed: Makefile
 	@echo "==> installing reladiff $(RELADIFF_VERSION) into $(BENCH_VENV) (benchmark only)"
@@ -76,7 +106,7 @@ bench: install postgres $(BENCH_VENV)/.installed
 	$(PY) bench/rollback_bench.py
 	$(PY) bench/validation_bench.py --rows $(BENCH_ROWS) --reladiff $(BENCH_VENV)/bin/reladiff
 
-test: install postgres
+test: install postgres validate
 	$(PY) -m pytest
 
 # The tests start their own PostgreSQL server with initdb/pg_ctl; install the binaries if absent.

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,30 +206,39 @@ def scratch_copy(stack: str, synth_dir: Path, into: Path) -> Path:
 
 
 def validate(stacks: Sequence[str] | None = None, synth_dir: Path = SYNTH_DIR,
-             work_dir: Path = BUILD_DIR / "validate") -> list[tuple[str, float]]:
-    """`terraform validate` on each stack; raises TerraformError naming the first invalid one."""
+             work_dir: Path = BUILD_DIR / "validate", workers: int = 3) -> list[tuple[str, float]]:
+    """`terraform validate` on each stack (a few at a time); raises TerraformError naming every
+    invalid one."""
     mirror = find_mirror()
     names = list(stacks) if stacks else synthesized_stacks(synth_dir)
     print(f"==> terraform {terraform_version()} with {PROVIDER} {mirror.version} from {mirror.root}", flush=True)
-    timings = []
-    for name in names:
+
+    def check(name: str) -> tuple[str, float, list[str], list[str]]:
         started = time.monotonic()
         directory = scratch_copy(name, synth_dir, work_dir)
         accept_mirror_version(directory, mirror)
         terraform = Terraform(directory, mirror)
-        terraform.run("init", "-backend=false", "-input=false", "-upgrade=false")
+        terraform.run("init", "-backend=false", "-input=false")
         result = terraform.run("validate", "-json", check=False)
         report = json.loads(result.stdout or "{}")
-        if not report.get("valid", False):
-            problems = [f"{d.get('severity')}: {d.get('summary')} — {d.get('detail', '')}".strip()
-                        for d in report.get("diagnostics", [])]
-            raise TerraformError(f"{name} is not valid:\n  " + "\n  ".join(problems or [result.stderr.strip()]))
-        warnings = [d.get("summary") for d in report.get("diagnostics", []) if d.get("severity") == "warning"]
-        elapsed = time.monotonic() - started
-        timings.append((name, elapsed))
-        note = f" ({len(warnings)} warning(s): {'; '.join(sorted(set(warnings)))})" if warnings else ""
-        print(f"    {name}: valid in {elapsed:.1f} s{note}", flush=True)
-    return timings
+        diagnostics = report.get("diagnostics", [])
+        errors = [] if report.get("valid", False) else [
+            f"{d.get('severity')}: {d.get('summary')} — {d.get('detail', '')}".strip() for d in diagnostics
+        ] or [result.stderr.strip()]
+        warnings = sorted({d.get("summary", "") for d in diagnostics if d.get("severity") == "warning"})
+        return name, time.monotonic() - started, errors, warnings
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(pool.map(check, names))
+    invalid = []
+    for name, elapsed, errors, warnings in results:
+        note = f" ({len(warnings)} warning(s): {'; '.join(warnings)})" if warnings else ""
+        print(f"    {name}: {'INVALID' if errors else 'valid'} in {elapsed:.1f} s{note}", flush=True)
+        if errors:
+            invalid.append(f"{name}:\n  " + "\n  ".join(errors))
+    if invalid:
+        raise TerraformError("not valid:\n" + "\n".join(invalid))
+    return [(name, elapsed) for name, elapsed, _, _ in results]
 
 
 def _display(path: Path) -> str:
