@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from tests.support.postgres import PostgresServer
+from tests.support.replication import replicated_pair, start_servers, stop_servers
 
 
 @dataclass
@@ -153,3 +154,18 @@ def api(function_env: dict[str, str], postgres: PostgresServer, payments_db: str
         handler._database.close()
     handler._database = None
     handler.metrics.clear_metrics()
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """Two PostgreSQL servers (on-prem, AWS) for the tests that switch the writer with real replication."""
+    started = start_servers()
+    yield started
+    stop_servers(started)
+
+
+@pytest.fixture
+def pair(servers):
+    replicated = replicated_pair(servers)
+    yield replicated
+    replicated.close()

@@ -299,3 +299,27 @@ class LambdaContext:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 30_000
+
+
+class PaymentApi:
+    """The real payment API handler (payment_api.handler) in this process, called with ALB events.
+    Environment from api_environment() must be set before the first call."""
+
+    def __init__(self) -> None:
+        from payment_api import handler
+
+        self.handler = handler
+        self.reset()
+
+    def reset(self) -> None:
+        if self.handler._database is not None:
+            self.handler._database.close()
+        self.handler._database = None
+        self.handler.metrics.clear_metrics()
+
+    def create(self, customer_id: str, key: str, amount: str = "10.00") -> tuple[int, dict, dict]:
+        event = alb_event("POST", "/payments", {"customer_id": customer_id, "amount": amount, "currency": "EUR"},
+                          {"Idempotency-Key": key})
+        result = self.handler.lambda_handler(event, LambdaContext())
+        headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
+        return result["statusCode"], headers, json.loads(result["body"])
