@@ -93,7 +93,7 @@ class DatabasePool:
 
     def __init__(self, postgres, template: str):
         self._postgres = postgres
-        self._template = template
+        self.template = template
         self._numbers = itertools.count(1)
         self._ready: queue.Queue = queue.Queue()
         self._finished: queue.Queue = queue.Queue()
@@ -133,8 +133,7 @@ class DatabasePool:
                 number = next(self._numbers)
                 pair = (f"validation_source_{number}", f"validation_target_{number}")
                 for name in pair:
-                    self._postgres.admin_execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
-                        sql.Identifier(name), sql.Identifier(self._template), sql.Identifier(self._postgres.app_user)))
+                    copy_database(self._postgres, name, self.template)
                 self._ready.put(pair)
         except BaseException as error:  # noqa: BLE001 - raised in the test that waits for a pair
             self._failure = error
@@ -148,6 +147,14 @@ def database_pool(postgres) -> Iterator[DatabasePool]:
     pool = DatabasePool(postgres, template)
     yield pool
     pool.stop()
+
+
+def copy_database(postgres, name: str, template: str) -> str:
+    """A new database `name`, a copy of `template` (which nobody may be connected to)."""
+    postgres.admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    postgres.admin_execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+        sql.Identifier(name), sql.Identifier(template), sql.Identifier(postgres.app_user)))
+    return name
 
 
 @pytest.fixture
@@ -171,6 +178,45 @@ def connect(postgres) -> Iterator[Callable[..., Any]]:
     yield open_connection
     for conn in opened:
         conn.close()
+
+
+# 100,000 rows with a composite text key, wide enough (~250 bytes) that the first pass's page
+# sample finds bounds for well over eight chunks.
+LEDGER = """
+CREATE TABLE ledger (
+    account text NOT NULL,
+    entry   integer NOT NULL,
+    amount  numeric(12,2) NOT NULL,
+    memo    text,
+    PRIMARY KEY (account, entry)
+);
+INSERT INTO ledger
+SELECT 'acct-' || lpad(a::text, 4, '0'), e, (a * 100 + e) / 7.0, repeat(md5(a || '-' || e), 6)
+FROM generate_series(0, 999) AS a, generate_series(1, 100) AS e;
+ANALYZE ledger;
+"""
+
+
+def ledger_databases(postgres, pool: DatabasePool, prefix: str) -> Iterator[Databases]:
+    """The seeded databases plus the ledger, with differences planted in the target (in the
+    ledger, the audit sequence, a dropped table) and a table without key on both: a pair for
+    tests that only read it, made once per module (the target a copy of the source, then changed)."""
+    pair = Databases(postgres, copy_database(postgres, f"{prefix}_source", pool.template), f"{prefix}_target")
+    pair.on_source(LEDGER + "CREATE TABLE notes (body text);")
+    copy_database(postgres, pair.target, pair.source)
+    pair.on_target("""
+        -- differences spread over the key space: before the first key, inside, past the last
+        DELETE FROM ledger WHERE entry = 50 AND account IN ('acct-0003', 'acct-0250', 'acct-0510', 'acct-0999');
+        UPDATE ledger SET amount = amount + 1 WHERE entry IN (7, 77) AND account LIKE 'acct-0_10';
+        UPDATE ledger SET memo = NULL WHERE account = 'acct-0700' AND entry BETWEEN 10 AND 12;
+        INSERT INTO ledger VALUES ('acct-', 1, 1, NULL), ('acct-0500', 101, 1, 'x'), ('zz', 1, 1, NULL);
+        SELECT setval('audit_log_audit_id_seq', 10);
+        DROP TABLE customers CASCADE;
+        ANALYZE;
+    """)
+    yield pair
+    for name in (pair.source, pair.target):
+        postgres.admin_execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 class FakeLambdaContext:
@@ -210,6 +256,24 @@ class Lambda:
 def validation_lambda(aws, postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
     """Secrets in moto, the environment the stack sets, and a freshly imported handler (its
     module-level clients are built against this test's moto server)."""
+    yield from lambda_for(postgres, databases, monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def untouched_databases(postgres, database_pool: DatabasePool) -> Databases:
+    """One pair for the tests that never change a database (nor reach one): no copying per test."""
+    source, target = database_pool.take()
+    return Databases(postgres, source, target)
+
+
+@pytest.fixture
+def readonly_lambda(aws, postgres, untouched_databases: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
+    """validation_lambda on the shared, untouched databases: for tests that change no row."""
+    yield from lambda_for(postgres, untouched_databases, monkeypatch)
+
+
+def lambda_for(postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
+    """The handler, freshly imported, with the secrets and the environment the stack gives it."""
     secrets = boto3.client("secretsmanager")
     credentials = json.dumps({"username": postgres.app_user, "password": postgres.app_password})
     source_arn = secrets.create_secret(Name="onprem-db", SecretString=credentials)["ARN"]

@@ -17,10 +17,10 @@ MAX_DIFFS_PER_TABLE_LIMIT = 10_000  # keeps the response well below Lambda's 6 M
 DEFAULT_STATEMENT_TIMEOUT_SECONDS = 300.0
 # Settle and recheck: a few seconds of replication lag settle well within the defaults; the waits
 # together stay far below the 900 s a Lambda invocation may run.
-DEFAULT_RECHECK_SECONDS = 10.0
+DEFAULT_RECHECK_SECONDS = 5.0
 DEFAULT_RECHECK_ROUNDS = 3
 MAX_RECHECK_SECONDS = 300.0
-MAX_RECHECK_ROUNDS = 10
+MAX_RECHECK_ROUNDS = 20
 MAX_RECHECK_WAIT_SECONDS = 600.0
 # Rows per chunk when planning: at the measured per-chunk rate (bench/validation_bench.py), well
 # within one invocation's 900 s.
@@ -234,9 +234,9 @@ class Settings:
     DB_SSLROOTCERT              optional: CA bundle file for verify-ca / verify-full
     SCHEMAS                     optional: comma-separated schemas to compare (default public)
     STATEMENT_TIMEOUT_SECONDS   optional: per statement, on both sides (default 300)
-    RECHECK_SECONDS             optional: wait before each recheck of differing keys (default 10;
+    RECHECK_SECONDS             optional: wait before each recheck of differing keys (default 5;
                                 0 to 300); an event's recheck_seconds overrides it
-    RECHECK_ROUNDS              optional: rechecks at most (default 3; 0 to 10, 0: report what the
+    RECHECK_ROUNDS              optional: rechecks at most (default 3; 0 to 20, 0: report what the
                                 first pass finds); an event's recheck_rounds overrides it
     """
 

@@ -9,7 +9,7 @@ Event keys, all optional (the environment is described in config.Settings):
                          AWS DMS control tables (schema awsdms, tables awsdms_*) are never compared
     max_diffs_per_table  keys listed per kind of difference (0-10000, default 100); totals are exact
     recheck_seconds      wait before each recheck of the differing keys (0-300; default RECHECK_SECONDS)
-    recheck_rounds       rechecks at most (0-10; default RECHECK_ROUNDS). Keys that become equal
+    recheck_rounds       rechecks at most (0-20; default RECHECK_ROUNDS). Keys that become equal
                          in a recheck count per table as converged_in_flight, not as differences
     check_sequences      true: a target sequence whose next value its column already holds
                          (identity, serial) fails its table. Sequences are reported either way
@@ -64,7 +64,6 @@ secrets_manager = boto3.client("secretsmanager")
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics
 def lambda_handler(event: Any, context) -> dict[str, Any]:
     action = "validate"
     try:
@@ -75,8 +74,9 @@ def lambda_handler(event: Any, context) -> dict[str, Any]:
     except Exception as error:  # noqa: BLE001 - the alarm must hear of every failure, expected or not
         logger.exception("validation crashed")
         result = error_result(f"unexpected {type(error).__name__}: {error}", action, event)
-    if action in ("validate", "merge"):
+    if action in ("validate", "merge"):  # a plan's chunks are counted once, by its merge
         record_metrics(result)
+        metrics.flush_metrics()
     log = {Status.PASSED.value: logger.info, Status.FAILED.value: logger.warning,
            "PLANNED": logger.info}.get(result["status"], logger.error)
     log(result["message"], extra={"action": action, "status": result["status"],
