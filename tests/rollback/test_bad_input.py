@@ -1,27 +1,23 @@
-"""Bad events and incomplete environments: FAILED, with a message naming the problem, and nothing
-changed in Route 53, DMS or SNS."""
+"""Bad events and incomplete environments for the rollback: FAILED, with a message naming the
+problem, and nothing changed in Route 53, the writer parameter or SNS. An SNS-shaped event raises
+instead of answering, so Lambda retries it and finally dead-letters it."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.rollback.world import AWS_SET_IDENTIFIER, ONPREM_SET_IDENTIFIER
-
-REQUIRED_ENVIRONMENT = (
-    "HOSTED_ZONE_ID",
-    "RECORD_NAME",
-    "RECORD_TYPE",
-    "ONPREM_SET_IDENTIFIER",
-    "AWS_SET_IDENTIFIER",
-    "DMS_TASK_ARN",
-    "SNS_TOPIC_ARN",
+from payment_rollback.errors import RollbackIncompleteError
+from tests.rollback.world import (
+    AWS_SET_IDENTIFIER,
+    ONPREM_SET_IDENTIFIER,
+    ROLLBACK_ENVIRONMENT,
 )
 
 
 def assert_nothing_changed(world, route53_change_calls):
     assert route53_change_calls == []
     assert world.weights() == {ONPREM_SET_IDENTIFIER: 90, AWS_SET_IDENTIFIER: 10}
-    assert world.task_status(world.forward_task_arn) == "running"
+    assert world.writer()["writer"] == "onprem"
     assert world.notifications() == []
 
 
@@ -32,38 +28,30 @@ def assert_nothing_changed(world, route53_change_calls):
         ({"Reason": "x"}, "unknown key(s) in event: Reason"),
         ({"dry_run": "false"}, "event key 'dry_run' must be a boolean, got string"),
         ({"dry_run": 0}, "event key 'dry_run' must be a boolean, got number"),
-        ({"stop_replication": None}, "event key 'stop_replication' must be a boolean, got null"),
+        ({"dry_run": None}, "event key 'dry_run' must be a boolean, got null"),
         ({"reason": 42}, "event key 'reason' must be a string, got number"),
         ({"reason": ["a"]}, "event key 'reason' must be a string, got array"),
         ({"reason": "x" * 1001}, "event key 'reason' is 1001 characters long"),
         ([], "event must be a JSON object"),
         ("roll back", "event must be a JSON object"),
-        (None, "event must be a JSON object with optional keys reason, dry_run, stop_replication"),
-        ({"Records": "not a list"}, "'Records' must be a non-empty array"),
-        ({"Records": []}, "'Records' must be a non-empty array"),
-        ({"Records": [{"Sns": {}}]}, "Records[0].Sns.Message must be a string"),
-        ({"Records": [{"Sns": {"Message": "{}"}}], "dry_run": True}, "next to 'Records'"),
+        (None, "event must be a JSON object with optional keys reason, dry_run"),
     ],
     ids=[
         "unknown-key",
         "wrong-case-key",
         "dry-run-string",
         "dry-run-number",
-        "stop-replication-null",
+        "dry-run-null",
         "reason-number",
         "reason-array",
         "reason-too-long",
         "list",
         "string",
         "null",
-        "records-not-list",
-        "records-empty",
-        "sns-without-message",
-        "sns-with-extra-key",
     ],
 )
 def test_bad_event_fails_naming_the_problem_and_changes_nothing(
-    world, invoke, route53_change_calls, capsys, event, named
+    world, invoke, route53_change_calls, event, named
 ):
     answer = invoke(event)
 
@@ -72,10 +60,46 @@ def test_bad_event_fails_naming_the_problem_and_changes_nothing(
     assert answer["errors"][0].startswith("invalid event: ")
     assert named in answer["errors"][0]
     assert answer["weights_before"] == answer["weights_after"] == {}
+    assert answer["writer_before"] is answer["writer_after"] is None
     assert_nothing_changed(world, route53_change_calls)
 
 
-@pytest.mark.parametrize("variable", REQUIRED_ENVIRONMENT)
+@pytest.mark.parametrize("value", [True, False])
+def test_stop_replication_is_refused_with_the_reason_it_was_removed(
+    world, invoke, route53_change_calls, value
+):
+    answer = invoke({"reason": "drill", "stop_replication": value})
+
+    assert answer["status"] == "FAILED", answer
+    (error,) = answer["errors"]
+    assert error.startswith("invalid event: event key 'stop_replication' was removed")
+    assert "no longer stops or starts DMS" in error
+    assert "forward replication keeps running" in error
+    assert "state machine switches the replication direction" in error
+    assert_nothing_changed(world, route53_change_calls)
+
+
+@pytest.mark.parametrize(
+    ("event", "named"),
+    [
+        ({"Records": "not a list"}, "'Records' must be a non-empty array"),
+        ({"Records": []}, "'Records' must be a non-empty array"),
+        ({"Records": [{"Sns": {}}]}, "Records[0].Sns.Message must be a string"),
+        ({"Records": [{"Sns": {"Message": "{}"}}], "dry_run": True}, "next to 'Records'"),
+    ],
+    ids=["records-not-list", "records-empty", "sns-without-message", "sns-with-extra-key"],
+)
+def test_bad_sns_event_raises_so_that_it_reaches_the_dead_letter_queue(
+    world, invoke, route53_change_calls, event, named
+):
+    with pytest.raises(RollbackIncompleteError, match="rollback FAILED: invalid event: ") as raised:
+        invoke(event)
+
+    assert named in str(raised.value)
+    assert_nothing_changed(world, route53_change_calls)
+
+
+@pytest.mark.parametrize("variable", ROLLBACK_ENVIRONMENT)
 def test_missing_environment_variable_fails_naming_it(
     world, invoke, route53_change_calls, monkeypatch, variable
 ):
@@ -85,8 +109,8 @@ def test_missing_environment_variable_fails_naming_it(
 
     assert answer["status"] == "FAILED", answer
     assert answer["errors"] == [
-        f"invalid configuration: missing environment variable(s) {variable}: the validation "
-        "stack sets them on the function; check its configuration"
+        f"invalid configuration: missing environment variable(s) {variable}: the stack that "
+        "deploys this function sets them; check its configuration"
     ]
     assert_nothing_changed(world, route53_change_calls)
 
@@ -111,8 +135,36 @@ def test_same_set_identifier_for_both_sides_fails(world, invoke, monkeypatch, ro
     assert_nothing_changed(world, route53_change_calls)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("WRITER_ROLLBACK_WAIT_SECONDS", "two minutes", "WRITER_ROLLBACK_WAIT_SECONDS must be"),
+        ("WRITER_ROLLBACK_WAIT_SECONDS", "-1", "from 0 to 900, got '-1'"),
+        ("WRITER_ROLLBACK_WAIT_SECONDS", "901", "from 0 to 900, got '901'"),
+        ("WRITER_ROLLBACK_WAIT_SECONDS", "nan", "got 'nan'"),
+        ("ROLLBACK_STATE_MACHINE_ARN", "payment-rollback", "is not a state machine ARN"),
+        (
+            "ROLLBACK_STATE_MACHINE_ARN",
+            "arn:aws:lambda:eu-west-1:123456789012:function:payment-rollback",
+            "is not a state machine ARN",
+        ),
+    ],
+)
+def test_bad_environment_value_fails_naming_it(
+    world, invoke, monkeypatch, route53_change_calls, variable, value, named
+):
+    monkeypatch.setenv(variable, value)
+
+    answer = invoke({"reason": "drill"})
+
+    assert answer["status"] == "FAILED", answer
+    assert answer["errors"][0].startswith("invalid configuration: ")
+    assert named in answer["errors"][0]
+    assert_nothing_changed(world, route53_change_calls)
+
+
 def test_bad_event_and_missing_environment_are_both_reported(world, invoke, monkeypatch):
-    monkeypatch.delenv("DMS_TASK_ARN")
+    monkeypatch.delenv("WRITER_PARAMETER")
 
     answer = invoke({"dryrun": True})
 
@@ -122,4 +174,4 @@ def test_bad_event_and_missing_environment_are_both_reported(world, invoke, monk
         "invalid configuration",
     ]
     assert "dryrun" in answer["errors"][0]
-    assert "DMS_TASK_ARN" in answer["errors"][1]
+    assert "WRITER_PARAMETER" in answer["errors"][1]

@@ -12,7 +12,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from payment_rollback.clients import create_clients
+from payment_rollback.clients import create_clients, worst_case_call_seconds
+from payment_rollback.errors import WriterParameterError
+from payment_rollback.writer import parse_writer
 from payment_rollback.core import roll_back
 from payment_rollback.models import RollbackRequest, Settings, Status
 from tests.rollback.world import AWS_SET_IDENTIFIER, ONPREM_SET_IDENTIFIER
@@ -27,13 +29,7 @@ def clients(world):
 
 
 def run(clients, **request: Any):
-    return roll_back(
-        RollbackRequest(**request),
-        Settings.from_environment(os.environ),
-        route53=clients.route53,
-        dms=clients.dms,
-        sns=clients.sns,
-    )
+    return roll_back(RollbackRequest(**request), Settings.from_environment(os.environ), clients)
 
 
 class _Body:
@@ -58,7 +54,7 @@ def test_core_rolls_back_without_lambda(clients, world):
 
     assert result.status is Status.ROLLED_BACK, result
     assert world.weights() == ROLLED_BACK
-    assert world.task_status(world.forward_task_arn) == "stopped"
+    assert result.writer_after["writer"] == "onprem"
 
 
 def test_change_applied_but_response_lost_counts_as_rolled_back(clients, world):
@@ -77,10 +73,11 @@ def test_change_applied_but_response_lost_counts_as_rolled_back(clients, world):
     assert result.weights_after == {"onprem": 100, "aws": 0}
     assert "the records now show onprem=100/aws=0: the change was applied" in result.actions[0]
     assert world.weights() == ROLLED_BACK
-    assert world.task_status(world.forward_task_arn) == "stopped", "follow-ups must still run"
+    assert result.writer_before is not None, "follow-ups must still run"
+    assert len(world.notifications()) == 1
 
 
-def test_rejected_change_fails_and_leaves_replication_running(clients, world):
+def test_rejected_change_fails_and_leaves_the_writer_alone(clients, world):
     clients.route53.meta.events.register(
         "before-send.route53.ChangeResourceRecordSets",
         lambda **_: route53_error(400, "InvalidChangeBatch", "Tried to create an alias ..."),
@@ -93,7 +90,7 @@ def test_rejected_change_fails_and_leaves_replication_running(clients, world):
     assert "ChangeResourceRecordSets InvalidChangeBatch" in result.errors[0]
     assert "the weights are still onprem=90/aws=10" in result.errors[0]
     assert world.weights() == BEFORE
-    assert world.task_status(world.forward_task_arn) == "running"
+    assert result.writer_before is None
     (notification,) = world.notifications()
     assert json.loads(notification["Message"])["status"] == "FAILED"
 
@@ -122,14 +119,12 @@ def test_unexpected_error_after_the_shift_is_partial_not_a_crash(clients, world)
     def explode(**_: Any) -> None:
         raise RuntimeError("response shape changed")
 
-    clients.dms.meta.events.register(
-        "before-call.database-migration-service.DescribeReplicationTasks", explode
-    )
+    clients.ssm.meta.events.register("before-call.ssm.GetParameter", explode)
 
     result = run(clients, reason="drill")
 
     assert result.status is Status.PARTIAL, result
-    assert result.errors == ["DMS: unexpected RuntimeError: response shape changed"]
+    assert result.errors == ["writer: unexpected RuntimeError: response shape changed"]
     assert world.weights() == ROLLED_BACK
     (notification,) = world.notifications()
     assert json.loads(notification["Message"])["status"] == "PARTIAL"
@@ -138,8 +133,55 @@ def test_unexpected_error_after_the_shift_is_partial_not_a_crash(clients, world)
 def test_clients_have_bounded_standard_retries_and_timeouts(world):
     clients = create_clients()
 
-    for client, attempts in ((clients.route53, 4), (clients.dms, 3), (clients.sns, 3)):
+    every_client = (
+        (clients.route53, 4),
+        (clients.sns, 3),
+        (clients.ssm, 3),
+        (clients.stepfunctions, 3),
+        (clients.cloudwatch, 3),
+        (clients.cloudwatch_in("us-east-1"), 3),
+    )
+    for client, attempts in every_client:
         config = client.meta.config
         assert config.retries == {"mode": "standard", "total_max_attempts": attempts}
         assert (config.connect_timeout, config.read_timeout) == (2, 5)
-    assert clients.route53.meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+        assert client.meta.endpoint_url == os.environ["AWS_ENDPOINT_URL"]
+    assert clients.cloudwatch_in("us-east-1").meta.region_name == "us-east-1"
+    assert clients.cloudwatch_in("us-east-1") is clients.cloudwatch_in("us-east-1")
+    assert (worst_case_call_seconds(4), worst_case_call_seconds(3)) == (35, 24)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"writer": "aws", "epoch": 7, "changed_at": "2026-01-01T03:00:00+00:00", "reason": "x"}',
+        '{"writer": "onprem"}',
+        '{"writer": "onprem", "epoch": 0, "extra": true}',
+        '{"writer": "aws", "epoch": true}',
+        '{"writer": "aws", "epoch": -1}',
+        '{"writer": "aws", "epoch": 1.5}',
+        '{"writer": "AWS", "epoch": 1}',
+        '{"epoch": 1}',
+        '["aws", 1]',
+        "aws",
+    ],
+)
+def test_writer_is_read_as_the_cutover_controller_writes_it(document):
+    """This zip cannot import payment_cutover; the two readers must still agree on every value."""
+    from payment_cutover.errors import ConfigurationError as CutoverConfigurationError
+    from payment_cutover.writer import parse_writer as cutover_parse_writer
+
+    try:
+        expected = cutover_parse_writer("/writer", document)
+    except CutoverConfigurationError:
+        expected = None
+    try:
+        read = parse_writer("/writer", document)
+    except WriterParameterError:
+        read = None
+
+    if expected is None:
+        assert read is None, f"the rollback accepts {document}, the controller does not"
+    else:
+        assert read is not None, f"the controller accepts {document}, the rollback does not"
+        assert read.to_dict() == expected.to_dict()

@@ -1,5 +1,7 @@
-"""The rollback handler end to end, against moto in server mode over HTTP. Outcomes are checked in
-Route 53, DMS and the topic's subscriber queue themselves, not only in the handler's answer."""
+"""The rollback handler end to end, against moto in server mode over HTTP, with the writer on-prem
+(before the data cutover: the rollback is DNS only). Outcomes are checked in Route 53, the writer
+parameter and the topic's subscriber queue themselves, not only in the handler's answer. The
+writer-is-AWS path is in test_writer_rollback.py."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from payment_rollback.errors import RollbackIncompleteError
+from tests.rollback.conftest import use_world
 from tests.rollback.world import (
     AWS_SET_IDENTIFIER,
     ONPREM_SET_IDENTIFIER,
@@ -36,10 +40,11 @@ def without_weight(record: dict) -> dict:
     return {key: value for key, value in record.items() if key != "Weight"}
 
 
-def test_rolls_back_both_members_in_one_change_and_stops_forward_replication(
-    world, invoke, route53_change_calls, capsys
+def test_rolls_back_both_members_in_one_change_and_leaves_the_onprem_writer_alone(
+    world, invoke, route53_change_calls, start_execution_calls, capsys
 ):
     members_before = world.members()
+    writer_before = world.writer()
 
     answer = invoke({"reason": "payment errors after phase 2"})
 
@@ -60,26 +65,22 @@ def test_rolls_back_both_members_in_one_change_and_stops_forward_replication(
     for identifier in (ONPREM_SET_IDENTIFIER, AWS_SET_IDENTIFIER):
         assert without_weight(members_after[identifier]) == without_weight(
             members_before[identifier]
-        ), f"{identifier}: target, TTL or health check changed"
+        ), f"{identifier}: target, TTL or alias settings changed"
     assert "AliasTarget" in members_after[AWS_SET_IDENTIFIER]
-    assert members_after[ONPREM_SET_IDENTIFIER]["HealthCheckId"] == world.onprem_health_check_id
-    assert members_after[AWS_SET_IDENTIFIER]["HealthCheckId"] == world.aws_health_check_id
+    assert all("HealthCheckId" not in member for member in members_after.values())
 
     assert answer["change_id"]
     change = world.route53.get_change(Id=answer["change_id"])["ChangeInfo"]
     assert change["Id"].endswith(answer["change_id"])
 
-    assert world.task_status(world.forward_task_arn) == "stopped"
-    assert answer["replication"]["forward_task"] == {
-        "arn": world.forward_task_arn,
-        "status_before": "running",
-        "status_after": "stopped",
-    }
-    assert answer["replication"]["fallback_task"] == {
-        "arn": world.fallback_task_arn,
-        "status": world.task_status(world.fallback_task_arn),
-    }
-    assert world.task_status(world.fallback_task_arn) != "running", "fallback must not be started"
+    # Before the data cutover the rollback is DNS only: no writer rollback, no replication change.
+    assert answer["writer_before"] == answer["writer_after"] == writer_before
+    assert answer["writer_rollback"] is None
+    assert start_execution_calls == []
+    assert world.writer() == writer_before
+    assert any("the rollback is DNS only and forward replication keeps running" in action
+               for action in answer["actions"]), answer["actions"]
+    assert "replication" not in answer
 
     notifications = world.notifications()
     assert len(notifications) == 1
@@ -112,54 +113,9 @@ def test_second_invoke_changes_nothing(world, invoke, route53_change_calls):
     assert second["weights_before"] == second["weights_after"] == {"onprem": 100, "aws": 0}
     assert len(route53_change_calls) == 1, "the second invoke submitted a Route 53 change"
     assert world.members() == members_after_first
-    assert world.task_status(world.forward_task_arn) == "stopped"
-    assert second["replication"]["forward_task"]["status_before"] == "stopped"
-    assert second["replication"]["forward_task"]["status_after"] == "stopped"
+    assert second["writer_before"] == second["writer_after"] == first["writer_after"]
     (notification,) = world.notifications()
     assert json.loads(notification["Message"])["status"] == "ALREADY_ROLLED_BACK"
-
-
-def test_already_rolled_back_still_stops_a_running_forward_task(
-    world, invoke, route53_change_calls
-):
-    # A PARTIAL rollback left replication running: re-invoking finishes the job.
-    world.set_weights(onprem=100, aws=0)
-
-    answer = invoke({})
-
-    assert answer["status"] == "ALREADY_ROLLED_BACK", answer
-    assert route53_change_calls == []
-    assert world.task_status(world.forward_task_arn) == "stopped"
-    assert answer["replication"]["forward_task"]["status_before"] == "running"
-
-
-@pytest.mark.parametrize("task_state", ["stopped", "never started"])
-def test_forward_task_not_running_is_still_rolled_back(aws, monkeypatch, invoke, task_state):
-    world = build_world(start_forward_task=False)
-    for name, value in world.environment().items():
-        monkeypatch.setenv(name, value)
-    if task_state == "stopped":
-        world.start_forward_task()
-        world.dms.stop_replication_task(ReplicationTaskArn=world.forward_task_arn)
-    status_before = world.task_status(world.forward_task_arn)
-
-    answer = invoke({"reason": "drill"})
-
-    assert answer["status"] == "ROLLED_BACK", answer
-    assert answer["errors"] == []
-    assert world.weights() == ROLLED_BACK
-    assert world.task_status(world.forward_task_arn) == status_before
-    assert answer["replication"]["forward_task"]["status_before"] == status_before
-    assert f"DMS: forward task is {status_before}; nothing to stop" in answer["actions"]
-
-
-def test_stop_replication_false_leaves_forward_task_running(world, invoke):
-    answer = invoke({"reason": "traffic only", "stop_replication": False})
-
-    assert answer["status"] == "ROLLED_BACK", answer
-    assert world.weights() == ROLLED_BACK
-    assert world.task_status(world.forward_task_arn) == "running"
-    assert "DMS: forward task left running (stop_replication is false)" in answer["actions"]
 
 
 def test_missing_topic_is_partial_with_traffic_shifted(world, invoke, monkeypatch, capsys):
@@ -172,26 +128,12 @@ def test_missing_topic_is_partial_with_traffic_shifted(world, invoke, monkeypatc
     assert world.weights() == ROLLED_BACK, "traffic must stay shifted when notifying fails"
     assert answer["weights_after"] == {"onprem": 100, "aws": 0}
     assert answer["change_id"]
-    assert world.task_status(world.forward_task_arn) == "stopped"
     assert len(answer["errors"]) == 1
     assert answer["errors"][0].startswith(f"SNS: could not notify {missing_topic}")
     assert "NotFound" in answer["errors"][0]
     (document,) = emitted_metrics(capsys.readouterr().out)
     assert document["Status"] == "PARTIAL"
     assert document["TrafficShifted"] == [1.0]
-
-
-def test_missing_forward_task_is_partial_with_traffic_shifted(world, invoke, monkeypatch):
-    missing_task = world.forward_task_arn + "-gone"
-    monkeypatch.setenv("DMS_TASK_ARN", missing_task)
-
-    answer = invoke({})
-
-    assert answer["status"] == "PARTIAL", answer
-    assert world.weights() == ROLLED_BACK
-    assert answer["errors"] == [f"DMS: forward task {missing_task} not found; check DMS_TASK_ARN"]
-    (notification,) = world.notifications()
-    assert json.loads(notification["Message"])["status"] == "PARTIAL"
 
 
 @pytest.mark.parametrize(
@@ -203,7 +145,7 @@ def test_missing_forward_task_is_partial_with_traffic_shifted(world, invoke, mon
         ("wrong hosted zone", "NoSuchHostedZone"),
     ],
 )
-def test_record_set_missing_fails_and_leaves_replication_alone(
+def test_record_set_missing_fails_and_leaves_the_writer_alone(
     world, invoke, monkeypatch, route53_change_calls, breakage, expected_error
 ):
     if breakage == "aws member deleted":
@@ -225,8 +167,8 @@ def test_record_set_missing_fails_and_leaves_replication_alone(
     assert answer["change_id"] is None
     assert route53_change_calls == []
     assert world.weights() == weights_before
-    assert world.task_status(world.forward_task_arn) == "running", "DMS task must be untouched"
-    assert answer["replication"] == {}
+    assert answer["writer_before"] is None, "the writer is not even read when traffic stays"
+    assert answer["writer_rollback"] is None
     (notification,) = world.notifications()
     assert json.loads(notification["Message"])["status"] == "FAILED"
 
@@ -263,7 +205,6 @@ def test_record_set_that_is_not_weighted_fails(world, invoke, monkeypatch, route
     assert f"member '{ONPREM_SET_IDENTIFIER}' of {failover_name} A" in answer["errors"][0]
     assert "not a weighted record" in answer["errors"][0]
     assert route53_change_calls == []
-    assert world.task_status(world.forward_task_arn) == "running"
 
 
 def alarm_event(message: dict | str) -> dict:
@@ -307,7 +248,6 @@ def test_sns_alarm_notification_rolls_back_with_alarm_name_as_reason(world, invo
     assert answer["status"] == "ROLLED_BACK", answer
     assert answer["reason"] == "payments-alb-5xx-dev"
     assert world.weights() == ROLLED_BACK
-    assert world.task_status(world.forward_task_arn) == "stopped"
     (notification,) = world.notifications()
     published = json.loads(notification["Message"])
     assert published["reason"] == "payments-alb-5xx-dev"
@@ -332,7 +272,6 @@ def test_sns_message_that_is_not_an_alarm_firing_is_ignored(
     assert answer["errors"] == []
     assert route53_change_calls == []
     assert world.weights() == BEFORE
-    assert world.task_status(world.forward_task_arn) == "running"
     assert world.notifications() == []
 
 
@@ -368,11 +307,10 @@ def test_dry_run_reports_the_change_and_changes_nothing(
         without_weight(members_before[ONPREM_SET_IDENTIFIER]),
         without_weight(members_before[AWS_SET_IDENTIFIER]),
     ]
-    assert "DMS: would stop forward task (running)" in answer["actions"]
+    assert answer["writer_before"]["writer"] == "onprem"
 
     assert route53_change_calls == []
     assert world.members() == members_before
-    assert world.task_status(world.forward_task_arn) == "running"
     assert world.notifications() == []
     (document,) = emitted_metrics(capsys.readouterr().out)
     assert document["Status"] == "DRY_RUN"
@@ -386,13 +324,11 @@ def test_dry_run_when_already_rolled_back(world, invoke):
 
     assert answer["status"] == "DRY_RUN", answer
     assert "planned_change" not in answer
-    assert world.task_status(world.forward_task_arn) == "running"
 
 
 def test_plain_a_record_aws_member_keeps_its_records_and_ttl(aws, monkeypatch, invoke):
     world = build_world(aws_member="records", onprem_weight=0, aws_weight=100)
-    for name, value in world.environment().items():
-        monkeypatch.setenv(name, value)
+    use_world(world, monkeypatch)
     members_before = world.members()
 
     answer = invoke({"reason": "full cutover went wrong"})
@@ -406,10 +342,65 @@ def test_plain_a_record_aws_member_keeps_its_records_and_ttl(aws, monkeypatch, i
     assert aws_member["ResourceRecords"] == [{"Value": "198.51.100.20"}]
 
 
-def test_without_fallback_task_reports_no_fallback(world, invoke, monkeypatch):
-    monkeypatch.delenv("FALLBACK_TASK_ARN")
+@pytest.mark.parametrize(
+    ("breakage", "expected_error"),
+    [
+        ("missing", "writer: writer parameter /payment-migration/test/writer does not exist: "
+                    "check WRITER_PARAMETER"),
+        ("not json", "is not JSON"),
+        ("unknown writer", "key 'writer' must be one of onprem, aws, got 'both'"),
+        ("bad epoch", "key 'epoch' must be a non-negative integer, got -1"),
+    ],
+)
+def test_unreadable_writer_is_partial_with_traffic_shifted(
+    world, invoke, start_execution_calls, breakage, expected_error
+):
+    parameter = world.environment()["WRITER_PARAMETER"]
+    if breakage == "missing":
+        world.ssm.delete_parameter(Name=parameter)
+    else:
+        value = {"not json": "aws", "unknown writer": '{"writer": "both", "epoch": 1}',
+                 "bad epoch": '{"writer": "aws", "epoch": -1}'}[breakage]
+        world.ssm.put_parameter(Name=parameter, Value=value, Type="String", Overwrite=True)
 
-    answer = invoke({})
+    answer = invoke({"reason": "drill"})
 
-    assert answer["status"] == "ROLLED_BACK", answer
-    assert set(answer["replication"]) == {"forward_task"}
+    assert answer["status"] == "PARTIAL", answer
+    assert world.weights() == ROLLED_BACK, "traffic stays on-prem whatever the writer says"
+    (error,) = answer["errors"]
+    assert error.startswith("writer: ") and expected_error in error, error
+    assert answer["writer_before"] is None
+    assert start_execution_calls == [], "an unknown writer is never rolled back on a guess"
+    (notification,) = world.notifications()
+    assert json.loads(notification["Message"])["status"] == "PARTIAL"
+
+
+def test_sns_triggered_partial_raises_after_notifying(world, invoke, monkeypatch, capsys):
+    world.ssm.delete_parameter(Name=world.environment()["WRITER_PARAMETER"])
+
+    with pytest.raises(RollbackIncompleteError) as raised:
+        invoke(alarm_event(cloudwatch_alarm("payments-alb-5xx-dev", "ALARM")))
+
+    message = str(raised.value)
+    assert message.startswith("rollback PARTIAL: writer: writer parameter")
+    assert "weights {'onprem': 100, 'aws': 0}, writer unknown" in message
+    assert world.weights() == ROLLED_BACK
+    (notification,) = world.notifications()
+    published = json.loads(notification["Message"])
+    assert (published["status"], published["trigger"]) == ("PARTIAL", "alarm")
+    (document,) = emitted_metrics(capsys.readouterr().out)
+    assert document["Status"] == "PARTIAL", "metrics must be flushed although the handler raised"
+    assert document["TrafficShifted"] == [1.0]
+
+
+def test_sns_triggered_failed_raises_and_direct_failed_returns(world, invoke, monkeypatch):
+    world.delete_member(AWS_SET_IDENTIFIER)
+
+    direct = invoke({"reason": "drill"})
+    assert direct["status"] == "FAILED", direct
+    world.notifications()
+
+    with pytest.raises(RollbackIncompleteError, match="rollback FAILED: Route 53: "):
+        invoke(alarm_event(cloudwatch_alarm("payments-alb-5xx-dev", "ALARM")))
+    (notification,) = world.notifications()
+    assert json.loads(notification["Message"])["status"] == "FAILED"

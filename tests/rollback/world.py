@@ -1,7 +1,10 @@
-"""What the routing, migration and monitoring stacks leave behind, built on a moto server:
-a hosted zone with the weighted record set (on-prem A records + the AWS side, by default an alias
-to a real moto ALB), health checks, the forward and fallback DMS tasks, and the alarm topic with an
-SQS queue subscribed so tests can read what the rollback published.
+"""What the routing, monitoring and cutover stacks leave behind, built on a moto server: a hosted
+zone with the weighted record set (on-prem A records + the AWS side, by default an alias to a real
+moto ALB; no health check on either, as the routing stack has it), the writer parameter, the alarms
+the traffic steps read (rollback and replication alarms in the function's region, health alarms in
+us-east-1), and the alarm topic with an SQS queue subscribed so tests can read what the rollback
+published. Rollback state machines are made on demand (`create_rollback_machine`), because moto
+runs only those created while execution is switched on.
 
 Shared by the tests and bench/rollback_bench.py, with the small fake Lambda context both use.
 """
@@ -9,7 +12,7 @@ Shared by the tests and bench/rollback_bench.py, with the small fake Lambda cont
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -21,33 +24,75 @@ AWS_SET_IDENTIFIER = "aws"
 ONPREM_ADDRESSES = ("192.0.2.10", "192.0.2.11")  # RFC 5737 documentation range
 AWS_ADDRESSES = ("198.51.100.20",)
 TTL = 60
+REGION = "eu-west-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+HEALTH_ALARM_REGION = "us-east-1"
+WRITER_PARAMETER = "/payment-migration/test/writer"
+ROLLBACK_MACHINE_NAME = "payment-migration-rollback-test"
+ROLLBACK_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{ROLLBACK_MACHINE_NAME}"
+ROLLBACK_ALARM_NAMES = ("payments-cutover-unhealthy-test", "payments-alb-5xx-test")
+HEALTH_ALARM_NAMES = ("payments-onprem-unhealthy-test", "payments-aws-unhealthy-test")
+FORWARD_ALARM_NAMES = ("payments-forward-task-state-test", "payments-forward-latency-test")
+FALLBACK_ALARM_NAMES = ("payments-fallback-task-state-test", "payments-fallback-latency-test")
+
+# What each handler reads from its environment, as the stacks would set it.
+ROLLBACK_ENVIRONMENT = (
+    "HOSTED_ZONE_ID",
+    "RECORD_NAME",
+    "RECORD_TYPE",
+    "ONPREM_SET_IDENTIFIER",
+    "AWS_SET_IDENTIFIER",
+    "SNS_TOPIC_ARN",
+    "WRITER_PARAMETER",
+    "ROLLBACK_STATE_MACHINE_ARN",
+)
+TRAFFIC_ENVIRONMENT = (
+    "HOSTED_ZONE_ID",
+    "RECORD_NAME",
+    "RECORD_TYPE",
+    "ONPREM_SET_IDENTIFIER",
+    "AWS_SET_IDENTIFIER",
+    "ROLLBACK_ALARM_NAMES",
+    "HEALTH_ALARM_NAMES",
+    "HEALTH_ALARM_REGION",
+    "FORWARD_ALARM_NAMES",
+    "FALLBACK_ALARM_NAMES",
+    "WRITER_PARAMETER",
+)
 
 
 @dataclass
 class World:
     route53: Any
-    dms: Any
     sns: Any
     sqs: Any
+    ssm: Any
+    stepfunctions: Any
+    cloudwatch: Any
+    health_cloudwatch: Any
     zone_id: str
-    forward_task_arn: str
-    fallback_task_arn: str
     topic_arn: str
     queue_url: str | None
-    onprem_health_check_id: str
-    aws_health_check_id: str
+    writer_rollback_wait_seconds: float = 10
+    machines: dict[str, str] = field(default_factory=dict)
 
     def environment(self) -> dict[str, str]:
-        """What the validation stack sets on the rollback function."""
+        """What the stacks set on the rollback and traffic functions (the union of both)."""
         return {
             "HOSTED_ZONE_ID": self.zone_id,
             "RECORD_NAME": RECORD_NAME,
             "RECORD_TYPE": "A",
             "ONPREM_SET_IDENTIFIER": ONPREM_SET_IDENTIFIER,
             "AWS_SET_IDENTIFIER": AWS_SET_IDENTIFIER,
-            "DMS_TASK_ARN": self.forward_task_arn,
             "SNS_TOPIC_ARN": self.topic_arn,
-            "FALLBACK_TASK_ARN": self.fallback_task_arn,
+            "WRITER_PARAMETER": WRITER_PARAMETER,
+            "ROLLBACK_STATE_MACHINE_ARN": ROLLBACK_MACHINE_ARN,
+            "WRITER_ROLLBACK_WAIT_SECONDS": str(self.writer_rollback_wait_seconds),
+            "ROLLBACK_ALARM_NAMES": ",".join(ROLLBACK_ALARM_NAMES),
+            "HEALTH_ALARM_NAMES": ",".join(HEALTH_ALARM_NAMES),
+            "HEALTH_ALARM_REGION": HEALTH_ALARM_REGION,
+            "FORWARD_ALARM_NAMES": ",".join(FORWARD_ALARM_NAMES),
+            "FALLBACK_ALARM_NAMES": ",".join(FALLBACK_ALARM_NAMES),
         }
 
     def members(self) -> dict[str, dict[str, Any]]:
@@ -88,17 +133,47 @@ class World:
             },
         )
 
-    def task_status(self, arn: str) -> str:
-        tasks = self.dms.describe_replication_tasks(
-            Filters=[{"Name": "replication-task-arn", "Values": [arn]}]
-        )["ReplicationTasks"]
-        assert len(tasks) == 1, f"expected one DMS task {arn}, found {len(tasks)}"
-        return tasks[0]["Status"]
+    def writer(self) -> dict[str, Any]:
+        return json.loads(self.ssm.get_parameter(Name=WRITER_PARAMETER)["Parameter"]["Value"])
 
-    def start_forward_task(self) -> None:
-        self.dms.start_replication_task(
-            ReplicationTaskArn=self.forward_task_arn, StartReplicationTaskType="start-replication"
+    def set_writer(self, writer: str, epoch: int) -> None:
+        self.ssm.put_parameter(
+            Name=WRITER_PARAMETER,
+            Type="String",
+            Overwrite=True,
+            Value=writer_document(writer, epoch, "set by the test world"),
         )
+
+    def alarm(self, name: str) -> dict[str, Any]:
+        """The alarm, from whichever region holds it."""
+        for cloudwatch in (self.cloudwatch, self.health_cloudwatch):
+            alarms = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+            if alarms:
+                return alarms[0]
+        raise AssertionError(f"no alarm {name} in {REGION} or {HEALTH_ALARM_REGION}")
+
+    def set_alarm_state(self, name: str, state: str) -> None:
+        cloudwatch = self.health_cloudwatch if name in HEALTH_ALARM_NAMES else self.cloudwatch
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue=state, StateReason="test world")
+
+    def create_rollback_machine(self, definition: dict[str, Any]) -> str:
+        """The rollback state machine under the ARN the function is configured with. moto executes
+        it only if execution was switched on before this call (tests/rollback/conftest.py)."""
+        arn = self.stepfunctions.create_state_machine(
+            name=ROLLBACK_MACHINE_NAME,
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/payment-migration-rollback-machine",
+        )["stateMachineArn"]
+        assert arn == ROLLBACK_MACHINE_ARN, arn
+        return arn
+
+    def executions(self) -> list[dict[str, Any]]:
+        return self.stepfunctions.list_executions(stateMachineArn=ROLLBACK_MACHINE_ARN)[
+            "executions"
+        ]
+
+    def execution_input(self, arn: str) -> dict[str, Any]:
+        return json.loads(self.stepfunctions.describe_execution(executionArn=arn)["input"])
 
     def notifications(self) -> list[dict[str, Any]]:
         """Everything published to the topic since the last call: SNS envelopes as SQS bodies."""
@@ -117,6 +192,44 @@ class World:
                 )
 
 
+def writer_document(writer: str, epoch: int, reason: str) -> str:
+    return json.dumps(
+        {"writer": writer, "epoch": epoch, "changed_at": "2026-01-01T03:00:00+00:00", "reason": reason}
+    )
+
+
+def switch_writer_to_onprem(epoch: int, *, wait_seconds: int = 0) -> dict[str, Any]:
+    """A stand-in for the rollback state machine that does what its last step does: writes the
+    writer parameter (onprem, the next epoch) through moto's own aws-sdk:ssm integration, after an
+    optional Wait standing in for the fence and the direction switch."""
+    put = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::aws-sdk:ssm:putParameter",
+        "Parameters": {
+            "Name": WRITER_PARAMETER,
+            "Type": "String",
+            "Overwrite": True,
+            "Value": writer_document("onprem", epoch + 1, "rollback state machine"),
+        },
+        "End": True,
+    }
+    if not wait_seconds:
+        return {"StartAt": "SwitchWriter", "States": {"SwitchWriter": put}}
+    return {
+        "StartAt": "FenceAndSwitchDirections",
+        "States": {
+            "FenceAndSwitchDirections": {
+                "Type": "Wait", "Seconds": wait_seconds, "Next": "SwitchWriter"
+            },
+            "SwitchWriter": put,
+        },
+    }
+
+
+def fail_with(error: str, cause: str) -> dict[str, Any]:
+    return {"StartAt": "Fence", "States": {"Fence": {"Type": "Fail", "Error": error, "Cause": cause}}}
+
+
 @dataclass
 class FakeLambdaContext:
     function_name: str = "payment-rollback-test"
@@ -127,9 +240,10 @@ class FakeLambdaContext:
     )
     aws_request_id: str = "6f1c2d3e-0000-4000-8000-000000000001"
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
+    remaining_millis: int = 180_000  # the rollback function's timeout in the validation stack
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_millis
 
 
 def build_world(
@@ -137,36 +251,33 @@ def build_world(
     onprem_weight: int = 90,
     aws_weight: int = 10,
     aws_member: str = "alias",
-    start_forward_task: bool = True,
+    writer: str = "onprem",
+    writer_epoch: int = 0,
     subscribe_queue: bool = True,
 ) -> World:
     """`aws_member` is "alias" (alias A record to an ALB) or "records" (plain A records)."""
     route53 = boto3.client("route53")
-    dms = boto3.client("dms")
     sns = boto3.client("sns")
     sqs = boto3.client("sqs")
+    cloudwatch = boto3.client("cloudwatch")
+    health_cloudwatch = boto3.client("cloudwatch", region_name=HEALTH_ALARM_REGION)
 
     zone_id = route53.create_hosted_zone(Name=ZONE_NAME, CallerReference="payments-zone")[
         "HostedZone"
     ]["Id"].removeprefix("/hostedzone/")
-    onprem_health_check_id = _health_check(
-        route53, "onprem", {"IPAddress": ONPREM_ADDRESSES[0]}
-    )
     if aws_member == "alias":
         load_balancer = _load_balancer()
         aws_target: dict[str, Any] = {
             "AliasTarget": {
                 "HostedZoneId": load_balancer["CanonicalHostedZoneId"],
                 "DNSName": load_balancer["DNSName"],
-                "EvaluateTargetHealth": True,
+                # As the routing stack has it: evaluating target health would move clients on
+                # its own, like a health check on the record.
+                "EvaluateTargetHealth": False,
             }
         }
-        aws_health_check_id = _health_check(
-            route53, "aws", {"FullyQualifiedDomainName": load_balancer["DNSName"]}
-        )
     elif aws_member == "records":
         aws_target = {"TTL": TTL, "ResourceRecords": [{"Value": a} for a in AWS_ADDRESSES]}
-        aws_health_check_id = _health_check(route53, "aws", {"IPAddress": AWS_ADDRESSES[0]})
     else:
         raise ValueError(f"aws_member must be 'alias' or 'records', not {aws_member!r}")
 
@@ -183,7 +294,6 @@ def build_world(
                         "Weight": onprem_weight,
                         "TTL": TTL,
                         "ResourceRecords": [{"Value": a} for a in ONPREM_ADDRESSES],
-                        "HealthCheckId": onprem_health_check_id,
                     },
                 },
                 {
@@ -193,7 +303,6 @@ def build_world(
                         "Type": "A",
                         "SetIdentifier": AWS_SET_IDENTIFIER,
                         "Weight": aws_weight,
-                        "HealthCheckId": aws_health_check_id,
                         **aws_target,
                     },
                 },
@@ -205,7 +314,8 @@ def build_world(
         },
     )
 
-    forward_task_arn, fallback_task_arn = _replication_tasks(dms)
+    _alarms(cloudwatch, (*ROLLBACK_ALARM_NAMES, *FORWARD_ALARM_NAMES, *FALLBACK_ALARM_NAMES))
+    _alarms(health_cloudwatch, HEALTH_ALARM_NAMES)
     topic_arn = sns.create_topic(Name="payment-migration-alarms")["TopicArn"]
     queue_url = None
     if subscribe_queue:
@@ -217,34 +327,35 @@ def build_world(
 
     world = World(
         route53=route53,
-        dms=dms,
         sns=sns,
         sqs=sqs,
+        ssm=boto3.client("ssm"),
+        stepfunctions=boto3.client("stepfunctions"),
+        cloudwatch=cloudwatch,
+        health_cloudwatch=health_cloudwatch,
         zone_id=zone_id,
-        forward_task_arn=forward_task_arn,
-        fallback_task_arn=fallback_task_arn,
         topic_arn=topic_arn,
         queue_url=queue_url,
-        onprem_health_check_id=onprem_health_check_id,
-        aws_health_check_id=aws_health_check_id,
     )
-    if start_forward_task:
-        world.start_forward_task()
+    world.set_writer(writer, writer_epoch)
     return world
 
 
-def _health_check(route53: Any, name: str, target: dict[str, str]) -> str:
-    return route53.create_health_check(
-        CallerReference=f"payments-{name}",
-        HealthCheckConfig={
-            "Type": "HTTPS",
-            "Port": 443,
-            "ResourcePath": "/health",
-            "RequestInterval": 10,
-            "FailureThreshold": 3,
-            **target,
-        },
-    )["HealthCheck"]["Id"]
+def _alarms(cloudwatch: Any, names: tuple[str, ...]) -> None:
+    """Metric alarms, OK and with actions enabled (moto has no composite alarms)."""
+    for name in names:
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="PaymentMigration",
+            MetricName=name,
+            Statistic="Maximum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
+            ActionsEnabled=True,
+        )
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test world")
 
 
 def _load_balancer() -> dict[str, Any]:
@@ -253,63 +364,13 @@ def _load_balancer() -> dict[str, Any]:
     vpc_id = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
     subnet_ids = [
         ec2.create_subnet(
-            VpcId=vpc_id, CidrBlock=f"10.40.{index}.0/24", AvailabilityZone=f"eu-west-1{zone}"
+            VpcId=vpc_id, CidrBlock=f"10.40.{index}.0/24", AvailabilityZone=f"{REGION}{zone}"
         )["Subnet"]["SubnetId"]
         for index, zone in enumerate("ab")
     ]
     return elbv2.create_load_balancer(
         Name="payments", Subnets=subnet_ids, Type="application", Scheme="internet-facing"
     )["LoadBalancers"][0]
-
-
-def _replication_tasks(dms: Any) -> tuple[str, str]:
-    instance_arn = dms.create_replication_instance(
-        ReplicationInstanceIdentifier="payments", ReplicationInstanceClass="dms.t3.medium"
-    )["ReplicationInstance"]["ReplicationInstanceArn"]
-    endpoints = {
-        name: dms.create_endpoint(
-            EndpointIdentifier=name,
-            EndpointType=endpoint_type,
-            EngineName="postgres",
-            ServerName=server,
-            Port=5432,
-            DatabaseName="payments",
-        )["Endpoint"]["EndpointArn"]
-        for name, endpoint_type, server in (
-            ("onprem", "source", ONPREM_ADDRESSES[0]),
-            ("aurora", "target", "aurora.payments.migration.test"),
-        )
-    }
-    table_mappings = json.dumps(
-        {
-            "rules": [
-                {
-                    "rule-type": "selection",
-                    "rule-id": "1",
-                    "rule-name": "payments",
-                    "object-locator": {"schema-name": "public", "table-name": "%"},
-                    "rule-action": "include",
-                }
-            ]
-        }
-    )
-    forward = dms.create_replication_task(
-        ReplicationTaskIdentifier="payments-forward",
-        SourceEndpointArn=endpoints["onprem"],
-        TargetEndpointArn=endpoints["aurora"],
-        ReplicationInstanceArn=instance_arn,
-        MigrationType="full-load-and-cdc",
-        TableMappings=table_mappings,
-    )["ReplicationTask"]["ReplicationTaskArn"]
-    fallback = dms.create_replication_task(
-        ReplicationTaskIdentifier="payments-fallback",
-        SourceEndpointArn=endpoints["aurora"],
-        TargetEndpointArn=endpoints["onprem"],
-        ReplicationInstanceArn=instance_arn,
-        MigrationType="cdc",
-        TableMappings=table_mappings,
-    )["ReplicationTask"]["ReplicationTaskArn"]
-    return forward, fallback
 
 
 def _plain_record(name: str, value: str, record_type: str = "A") -> dict[str, Any]:

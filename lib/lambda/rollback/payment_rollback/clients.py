@@ -4,22 +4,26 @@ Plain boto3 clients, so the standard AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SER
 them to any AWS-compatible endpoint. Retries are botocore's "standard" mode: exponential backoff
 with jitter on throttling (Route 53's Throttling and PriorRequestNotComplete included), 5xx and
 connection errors. "adaptive" adds client-side rate limiting, which only pays off for clients
-sending many requests; this function sends a handful.
+sending many requests; these functions send a handful.
 
-Worst case per call, every attempt timing out: attempts x (connect + read) + backoff
-(at most 1 + 2 + 4 s for Route 53's 4 attempts, 1 + 2 s for the others' 3), about 35 s for a
-Route 53 call and 24 s for DMS or SNS. Throttling alone, the realistic failure, costs seconds.
+Worst case per call, every attempt timing out: attempts x (connect + read) + backoff (at most
+1 + 2 + 4 s for Route 53's 4 attempts, 1 + 2 s for the others' 3): `worst_case_call_seconds`,
+about 35 s for a Route 53 call and 24 s for any other. Throttling alone, the realistic failure,
+costs seconds.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
 CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 5
+ROUTE53_ATTEMPTS = 4
+FOLLOW_UP_ATTEMPTS = 3
 
 
 def client_config(total_max_attempts: int) -> Config:
@@ -30,20 +34,54 @@ def client_config(total_max_attempts: int) -> Config:
     )
 
 
-# The traffic shift is what the invocation is for: it gets one more attempt than the follow-ups.
-ROUTE53_CONFIG = client_config(total_max_attempts=4)
-FOLLOW_UP_CONFIG = client_config(total_max_attempts=3)
+def worst_case_call_seconds(total_max_attempts: int) -> int:
+    """One call whose every attempt times out, plus the longest backoff between attempts."""
+    per_attempt = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+    backoff = sum(2**retry for retry in range(total_max_attempts - 1))
+    return total_max_attempts * per_attempt + backoff
 
 
-class AwsClients(NamedTuple):
-    route53: Any
-    dms: Any
-    sns: Any
+# The traffic shift is what the rollback is for: it gets one more attempt than the follow-ups.
+ROUTE53_CONFIG = client_config(total_max_attempts=ROUTE53_ATTEMPTS)
+FOLLOW_UP_CONFIG = client_config(total_max_attempts=FOLLOW_UP_ATTEMPTS)
+
+
+class AwsClients:
+    """Each client is created on first use, so a handler pays only for the services it calls
+    (creating a boto3 client costs tens of milliseconds)."""
+
+    def __init__(self) -> None:
+        self._cloudwatch_by_region: dict[str, Any] = {}
+
+    @cached_property
+    def route53(self) -> Any:
+        return boto3.client("route53", config=ROUTE53_CONFIG)
+
+    @cached_property
+    def sns(self) -> Any:
+        return boto3.client("sns", config=FOLLOW_UP_CONFIG)
+
+    @cached_property
+    def ssm(self) -> Any:
+        return boto3.client("ssm", config=FOLLOW_UP_CONFIG)
+
+    @cached_property
+    def stepfunctions(self) -> Any:
+        return boto3.client("stepfunctions", config=FOLLOW_UP_CONFIG)
+
+    @cached_property
+    def cloudwatch(self) -> Any:
+        """CloudWatch in the function's own region."""
+        return boto3.client("cloudwatch", config=FOLLOW_UP_CONFIG)
+
+    def cloudwatch_in(self, region: str) -> Any:
+        """CloudWatch in another region (Route 53 health-check alarms live in us-east-1)."""
+        if region not in self._cloudwatch_by_region:
+            self._cloudwatch_by_region[region] = boto3.client(
+                "cloudwatch", region_name=region, config=FOLLOW_UP_CONFIG
+            )
+        return self._cloudwatch_by_region[region]
 
 
 def create_clients() -> AwsClients:
-    return AwsClients(
-        route53=boto3.client("route53", config=ROUTE53_CONFIG),
-        dms=boto3.client("dms", config=FOLLOW_UP_CONFIG),
-        sns=boto3.client("sns", config=FOLLOW_UP_CONFIG),
-    )
+    return AwsClients()

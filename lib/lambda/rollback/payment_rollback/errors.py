@@ -1,14 +1,24 @@
-"""Domain errors of the rollback. Each message says what is wrong and what to check."""
+"""Domain errors of the rollback and traffic handlers. Each message says what is wrong and what to
+check.
+
+The class names are part of the contract: when a handler raises, Lambda reports the class name as
+the error type, and Step Functions matches it in `Retry`/`Catch` (`ErrorEquals`). Errors a retry
+can cure (AwsCallError, TrafficShiftError) are kept apart from those it cannot (InvalidEventError,
+ConfigurationError, RecordSetNotFoundError, RecordSetNotWeightedError, AlarmNotFoundError,
+WriterParameterError).
+"""
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 
 class RollbackError(Exception):
-    """Base class: anything that stops the rollback from doing its job."""
+    """Base class: anything that stops the rollback or a traffic step from doing its job."""
 
 
 class InvalidEventError(RollbackError):
-    """The invocation payload is not one the rollback accepts."""
+    """The invocation payload is not one the handler accepts. Nothing was changed."""
 
 
 class ConfigurationError(RollbackError):
@@ -24,9 +34,43 @@ class RecordSetNotWeightedError(RollbackError):
 
 
 class TrafficShiftError(RollbackError):
-    """Route 53 did not accept the change, and the records do not show the rollback weights."""
+    """Route 53 did not accept the change, and the records do not show the requested weights."""
+
+
+class AlarmNotFoundError(RollbackError):
+    """An alarm named in the function's environment does not exist. Fail safe: an alarm that
+    cannot be read is never taken for an alarm that is OK."""
+
+
+class WriterParameterError(RollbackError):
+    """The writer parameter is missing or does not hold a writer document."""
+
+
+class AwsCallError(RollbackError):
+    """An AWS API call failed after the client's own bounded retries (throttling, 5xx, network).
+    Retrying later may succeed."""
+
+
+class RollbackIncompleteError(RollbackError):
+    """Raised by the rollback handler on an SNS-triggered invocation that ended FAILED or PARTIAL,
+    after the notification went out: the failed invocation makes Lambda retry the event and, once
+    every attempt has failed, send it to the dead-letter queue, whose alarm calls a human."""
 
 
 class IgnoredEvent(Exception):
     """An SNS message that must not trigger a rollback (an OK transition, the function's own
     notification coming back through the topic). Not an error: the invocation does nothing."""
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for an answer or a log: the AWS operation, code and message for a ClientError,
+    the message alone for a domain error, the exception type and message for anything else."""
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return (
+            f"{error.operation_name} {details.get('Code', 'error')}: "
+            f"{details.get('Message', error)}"
+        )
+    if isinstance(error, RollbackError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

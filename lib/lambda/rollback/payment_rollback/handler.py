@@ -1,9 +1,15 @@
-"""Lambda entry point: parse the event and the environment, run the rollback, shape the answer.
+"""Lambda entry point of the rollback: parse the event and the environment, run the rollback,
+shape the answer.
 
-Statuses: ROLLED_BACK, ALREADY_ROLLED_BACK, PARTIAL (traffic on-prem, a follow-up failed),
-FAILED (traffic not shifted), DRY_RUN, and IGNORED for SNS messages that are not an alarm going
-into ALARM (an OK transition, or this function's own notification coming back through the topic
-it is subscribed to), which must never trigger a rollback.
+Statuses: ROLLED_BACK, ALREADY_ROLLED_BACK, PARTIAL (traffic on-prem, the writer rollback or the
+notification did not complete), FAILED (traffic not shifted), DRY_RUN, and IGNORED for SNS
+messages that are not an alarm going into ALARM (an OK transition, or this function's own
+notification coming back through the topic it is subscribed to), which must never trigger a
+rollback.
+
+A direct invocation always gets the answer. An SNS-triggered one that ends FAILED or PARTIAL
+raises RollbackIncompleteError after notifying, so that Lambda retries the event and, when every
+attempt fails, sends it to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -20,8 +26,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from payment_rollback import SERVICE_NAME
 from payment_rollback.clients import AwsClients, create_clients
 from payment_rollback.core import roll_back
-from payment_rollback.errors import ConfigurationError, IgnoredEvent, InvalidEventError
-from payment_rollback.models import RollbackResult, Settings, Status, parse_event
+from payment_rollback.errors import (
+    ConfigurationError,
+    IgnoredEvent,
+    InvalidEventError,
+    RollbackIncompleteError,
+)
+from payment_rollback.models import RollbackResult, Settings, Status, is_sns_delivery, parse_event
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(
@@ -39,12 +50,13 @@ def aws_clients() -> AwsClients:
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    retry_on_failure = is_sns_delivery(event)
     errors: list[str] = []
     try:
         request = parse_event(event)
     except IgnoredEvent as ignored:
         result = RollbackResult(status=Status.IGNORED, actions=[f"ignored: {ignored}"])
-        return _answer(result)
+        return _answer(result, retry_on_failure)
     except InvalidEventError as error:
         errors.append(f"invalid event: {error}")
     try:
@@ -52,21 +64,32 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     except ConfigurationError as error:
         errors.append(f"invalid configuration: {error}")
     if errors:
-        return _answer(RollbackResult(status=Status.FAILED, errors=errors))
+        return _answer(RollbackResult(status=Status.FAILED, errors=errors), retry_on_failure)
 
     logger.info("rollback requested", extra={"request": asdict(request)})
-    clients = aws_clients()
-    result = roll_back(request, settings, route53=clients.route53, dms=clients.dms, sns=clients.sns)
-    return _answer(result)
+    result = roll_back(
+        request,
+        settings,
+        aws_clients(),
+        seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
+    return _answer(result, retry_on_failure)
 
 
-def _answer(result: RollbackResult) -> dict[str, Any]:
+def _answer(result: RollbackResult, retry_on_failure: bool) -> dict[str, Any]:
     metrics.add_dimension(name="Status", value=result.status.value)
     metrics.add_metric(name="RollbackInvocations", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
         name="TrafficShifted", unit=MetricUnit.Count, value=1 if result.traffic_shifted else 0
     )
     answer = result.to_dict()
-    log = logger.error if result.status in (Status.FAILED, Status.PARTIAL) else logger.info
-    log("rollback finished", extra={"result": answer})
+    incomplete = result.status in (Status.FAILED, Status.PARTIAL)
+    (logger.error if incomplete else logger.info)("rollback finished", extra={"result": answer})
+    if incomplete and retry_on_failure:
+        # The metrics are flushed by log_metrics on the way out, exception or not.
+        raise RollbackIncompleteError(
+            f"rollback {result.status.value}: {'; '.join(result.errors)}; "
+            f"weights {answer['weights_after'] or 'unknown'}, writer "
+            f"{(result.writer_after or {}).get('writer', 'unknown')}"
+        )
     return answer

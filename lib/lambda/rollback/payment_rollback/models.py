@@ -9,13 +9,28 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from payment_rollback.environment import required
 from payment_rollback.errors import ConfigurationError, IgnoredEvent, InvalidEventError
+from payment_rollback.routing import RECORD_ENVIRONMENT, WeightedRecord
 
 DEFAULT_REASON = "no reason given"
 MAX_REASON_LENGTH = 1000
+DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS = 120
+# Lambda's own limit on a function's timeout: a wait beyond it can never be honoured.
+MAX_WRITER_ROLLBACK_WAIT_SECONDS = 900
 
 # Keys a direct invocation may carry, with the JSON type each must have.
-EVENT_KEYS: dict[str, type] = {"reason": str, "dry_run": bool, "stop_replication": bool}
+EVENT_KEYS: dict[str, type] = {"reason": str, "dry_run": bool}
+# Keys that once had a meaning, with why they have none now: a caller still sending one is told.
+REMOVED_EVENT_KEYS = {
+    "stop_replication": (
+        "event key 'stop_replication' was removed: the rollback no longer stops or starts DMS. "
+        "Before the data cutover (writer onprem) the rollback is DNS only and forward replication "
+        "keeps running, so Aurora stays a current replica; after it (writer aws) the rollback "
+        "state machine switches the replication direction as part of the fenced writer "
+        "rollback. Invoke without the key"
+    ),
+}
 
 _JSON_TYPE_NAMES = {
     bool: "boolean",
@@ -31,7 +46,7 @@ _JSON_TYPE_NAMES = {
 class Status(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
     ALREADY_ROLLED_BACK = "ALREADY_ROLLED_BACK"
-    PARTIAL = "PARTIAL"  # traffic is on-prem, but a follow-up (DMS, notification) failed
+    PARTIAL = "PARTIAL"  # traffic is on-prem, but the writer rollback or the notification failed
     FAILED = "FAILED"  # traffic was not shifted
     DRY_RUN = "DRY_RUN"
     IGNORED = "IGNORED"  # an SNS message that is not an alarm going into ALARM
@@ -41,7 +56,6 @@ class Status(StrEnum):
 class RollbackRequest:
     reason: str = DEFAULT_REASON
     dry_run: bool = False
-    stop_replication: bool = True
     trigger: str = "direct"  # "direct" or "alarm"
 
 
@@ -49,58 +63,55 @@ class RollbackRequest:
 class Settings:
     """What the stack tells the function through its environment."""
 
-    hosted_zone_id: str
-    record_name: str
-    record_type: str
-    onprem_set_identifier: str
-    aws_set_identifier: str
-    dms_task_arn: str
+    record: WeightedRecord
     sns_topic_arn: str
-    fallback_task_arn: str | None = None
+    writer_parameter: str
+    rollback_state_machine_arn: str
+    writer_rollback_wait_seconds: float = DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS
 
-    REQUIRED = (
-        "HOSTED_ZONE_ID",
-        "RECORD_NAME",
-        "RECORD_TYPE",
-        "ONPREM_SET_IDENTIFIER",
-        "AWS_SET_IDENTIFIER",
-        "DMS_TASK_ARN",
-        "SNS_TOPIC_ARN",
-    )
+    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        values = {name: environ.get(name, "").strip() for name in cls.REQUIRED}
-        missing = [name for name, value in values.items() if not value]
-        if missing:
+        values = required(environ, cls.REQUIRED)
+        state_machine_arn = values["ROLLBACK_STATE_MACHINE_ARN"]
+        if ":states:" not in state_machine_arn or ":stateMachine:" not in state_machine_arn:
             raise ConfigurationError(
-                f"missing environment variable(s) {', '.join(missing)}: the validation stack sets "
-                "them on the function; check its configuration"
-            )
-        if values["ONPREM_SET_IDENTIFIER"] == values["AWS_SET_IDENTIFIER"]:
-            raise ConfigurationError(
-                "ONPREM_SET_IDENTIFIER and AWS_SET_IDENTIFIER are both "
-                f"{values['ONPREM_SET_IDENTIFIER']!r}: they must name the two different members "
-                "of the weighted record set"
+                f"ROLLBACK_STATE_MACHINE_ARN {state_machine_arn!r} is not a state machine ARN "
+                "(arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
             )
         return cls(
-            # Route 53 hands out zone ids both bare and as "/hostedzone/<id>"; the API takes both,
-            # but messages and comparisons read better with one form.
-            hosted_zone_id=values["HOSTED_ZONE_ID"].removeprefix("/hostedzone/"),
-            record_name=values["RECORD_NAME"],
-            record_type=values["RECORD_TYPE"].upper(),
-            onprem_set_identifier=values["ONPREM_SET_IDENTIFIER"],
-            aws_set_identifier=values["AWS_SET_IDENTIFIER"],
-            dms_task_arn=values["DMS_TASK_ARN"],
+            record=WeightedRecord.from_environment(environ),
             sns_topic_arn=values["SNS_TOPIC_ARN"],
-            fallback_task_arn=environ.get("FALLBACK_TASK_ARN", "").strip() or None,
+            writer_parameter=values["WRITER_PARAMETER"],
+            rollback_state_machine_arn=state_machine_arn,
+            writer_rollback_wait_seconds=_wait_seconds(environ),
         )
+
+
+def _wait_seconds(environ: Mapping[str, str]) -> float:
+    name = "WRITER_ROLLBACK_WAIT_SECONDS"
+    text = environ.get(name, "").strip()
+    if not text:
+        return DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WRITER_ROLLBACK_WAIT_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds from 0 to {MAX_WRITER_ROLLBACK_WAIT_SECONDS}, "
+            f"got {text!r}"
+        )
+    return seconds
 
 
 @dataclass
 class RollbackResult:
     """The function's answer. `weights_*` are keyed by role ("onprem", "aws"); for DRY_RUN,
-    `weights_after` holds the weights the rollback would set."""
+    `weights_after` holds the weights the rollback would set. `writer_*` are writer documents
+    ({"writer", "epoch", "changed_at", "reason"}) or None when unknown; `writer_rollback` is
+    {"execution_arn", "status"} when the writer was aws (status None: no execution yet)."""
 
     status: Status
     reason: str = DEFAULT_REASON
@@ -109,7 +120,9 @@ class RollbackResult:
     weights_after: dict[str, int] = field(default_factory=dict)
     change_id: str | None = None
     planned_change: dict[str, Any] | None = None
-    replication: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    writer_before: dict[str, Any] | None = None
+    writer_after: dict[str, Any] | None = None
+    writer_rollback: dict[str, str | None] | None = None
     actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -130,7 +143,9 @@ class RollbackResult:
             "weights_before": dict(self.weights_before),
             "weights_after": dict(self.weights_after),
             "change_id": self.change_id,
-            "replication": {role: dict(task) for role, task in self.replication.items()},
+            "writer_before": self.writer_before,
+            "writer_after": self.writer_after,
+            "writer_rollback": self.writer_rollback,
             "actions": list(self.actions),
             "errors": list(self.errors),
         }
@@ -149,11 +164,14 @@ def parse_event(event: object) -> RollbackRequest:
     if not isinstance(event, dict):
         raise InvalidEventError(
             f"event must be a JSON object with optional keys {_allowed_keys()}, "
-            f"got {_json_type(event)}"
+            f"got {json_type(event)}"
         )
     if "Records" in event:
         return _parse_sns_event(event)
 
+    for key, why in REMOVED_EVENT_KEYS.items():
+        if key in event:
+            raise InvalidEventError(why)
     unknown = sorted(str(key) for key in event if key not in EVENT_KEYS)
     if unknown:
         raise InvalidEventError(
@@ -163,7 +181,7 @@ def parse_event(event: object) -> RollbackRequest:
         if key in event and not isinstance(event[key], expected):
             raise InvalidEventError(
                 f"event key {key!r} must be a {_JSON_TYPE_NAMES[expected]}, "
-                f"got {_json_type(event[key])} {json.dumps(event[key])[:50]}"
+                f"got {json_type(event[key])} {json.dumps(event[key])[:50]}"
             )
     reason = event.get("reason", "").strip() or DEFAULT_REASON
     if len(reason) > MAX_REASON_LENGTH:
@@ -173,7 +191,6 @@ def parse_event(event: object) -> RollbackRequest:
     return RollbackRequest(
         reason=reason,
         dry_run=event.get("dry_run", False),
-        stop_replication=event.get("stop_replication", True),
     )
 
 
@@ -187,7 +204,7 @@ def _parse_sns_event(event: dict[str, Any]) -> RollbackRequest:
     if not isinstance(records, list) or not records:
         raise InvalidEventError(
             f"event key 'Records' must be a non-empty array of SNS records, "
-            f"got {_json_type(records)}"
+            f"got {json_type(records)}"
         )
     alarm_names: list[str] = []
     skipped: list[str] = []
@@ -215,9 +232,15 @@ def _parse_sns_event(event: dict[str, Any]) -> RollbackRequest:
     return RollbackRequest(reason=", ".join(alarm_names)[:MAX_REASON_LENGTH], trigger="alarm")
 
 
+def is_sns_delivery(event: object) -> bool:
+    """Whether the event came (or claims to come) from SNS: such an invocation is asynchronous,
+    and only an error makes Lambda retry it and finally send it to the dead-letter queue."""
+    return isinstance(event, dict) and "Records" in event
+
+
 def _allowed_keys() -> str:
     return ", ".join(EVENT_KEYS)
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
