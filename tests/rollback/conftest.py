@@ -1,4 +1,4 @@
-"""Fixtures for the rollback handler: a built world on the moto server, the functions'
+"""Fixtures for the rollback and traffic handlers: a built world on the moto server, the functions'
 environment, invoke helpers, moto's state-machine execution switched on where a test needs it, and
 Powertools / client state reset between tests."""
 
@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from moto.core.config import default_user_config
 
-from payment_rollback import handler
+from payment_rollback import handler, traffic
 from tests.rollback.world import FakeLambdaContext, World, build_world
 
 
@@ -19,9 +19,11 @@ from tests.rollback.world import FakeLambdaContext, World, build_world
 def fresh_handler_state() -> Iterator[None]:
     """Each test gets clients built against its own environment and empty Powertools buffers."""
     handler.aws_clients.cache_clear()
+    traffic.aws_clients.cache_clear()
     handler.metrics.clear_metrics()
     yield
     handler.aws_clients.cache_clear()
+    traffic.aws_clients.cache_clear()
     handler.metrics.clear_metrics()
 
 
@@ -73,6 +75,16 @@ def invoke() -> Callable[..., dict[str, Any]]:
 
     def invoke_handler(event: Any, *, remaining_millis: int = 180_000) -> dict[str, Any]:
         return handler.lambda_handler(event, FakeLambdaContext(remaining_millis=remaining_millis))
+
+    return invoke_handler
+
+
+@pytest.fixture
+def invoke_traffic() -> Callable[[Any], dict[str, Any]]:
+    def invoke_handler(event: Any) -> dict[str, Any]:
+        return traffic.lambda_handler(
+            event, FakeLambdaContext(function_name="payment-traffic-test")
+        )
 
     return invoke_handler
 
