@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from lib import dms_settings
 from lib.config import ConfigError, config_path, load_config
 
 # The jsii runtime runs on the Node 22 LTS that package.json pins, however this is started
@@ -19,6 +20,8 @@ PINNED_NODE = Path(__file__).resolve().parent / "node_modules" / ".bin" / "node"
 def main() -> int:
     try:
         config = load_config()
+        # Outside legacy-sync the DMS task settings are frozen: changing them stops a running task.
+        dms_settings.check_frozen(config)
     except ConfigError as error:
         print(f"config error in {config_path()}: {error}", file=sys.stderr)
         return 2
@@ -35,6 +38,10 @@ def main() -> int:
     build_app(config, outdir=str(outdir), excluded=excluded).synth()
     if config.emulator is not None:  # a local environment: what its stacks leave out, for the deploy report
         (outdir / "excluded.json").write_text(json.dumps(excluded, indent=2) + "\n")
+    if dms_settings.record(config):
+        print(f"recorded the DMS task settings of phase {dms_settings.FROZEN_PHASE} in "
+              f"{dms_settings.record_path(config).relative_to(Path(__file__).resolve().parent)}: commit it",
+              file=sys.stderr)
     return 0
 
 

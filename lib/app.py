@@ -1,4 +1,4 @@
-"""The orchestrator: one environment's config in, the nine stacks out, wired by their attributes.
+"""The orchestrator: one environment's config in, the stacks out, wired by their attributes.
 cdktf turns each value that crosses stacks into an output of its producer and a
 `terraform_remote_state` read in its consumer."""
 
@@ -13,6 +13,7 @@ from lib.config import Config
 from lib.local.limits import EXCLUDED_TYPES
 from lib.stacks.account import AccountStack
 from lib.stacks.compute import ComputeStack
+from lib.stacks.cutover import CutoverStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.migration import MigrationStack
@@ -26,7 +27,7 @@ from lib.stacks.validation import ValidationStack
 def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, Path]:
     """The Lambda zips for the configured runtime (rebuilt only when their inputs change)."""
     return {name: build_bundle(LAMBDA_ROOT / name, out_dir, python_version=config.compute.python_version)
-            for name in ("api", "validation", "rollback")}
+            for name in ("api", "validation", "rollback", "cutover")}
 
 
 def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, Path] | None = None,
@@ -47,8 +48,10 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
     routing = RoutingStack(app, config=config, network=network, load_balancer=load_balancer)
     monitoring = MonitoringStack(app, config=config, compute=compute, load_balancer=load_balancer,
                                  database=database, migration=migration)
-    ValidationStack(app, config=config, bundles=bundles, network=network, security=security, database=database,
-                    migration=migration, routing=routing, monitoring=monitoring)
+    validation = ValidationStack(app, config=config, bundles=bundles, network=network, security=security,
+                                 database=database, migration=migration, routing=routing, monitoring=monitoring)
+    CutoverStack(app, config=config, bundles=bundles, network=network, security=security, database=database,
+                 migration=migration, routing=routing, monitoring=monitoring, validation=validation)
     if config.emulator is not None:
         removed = _leave_out_what_the_emulator_lacks(app)
         if excluded is not None:

@@ -186,8 +186,6 @@ class OnPremConfig:
     vpn_gateway_id: str | None = None
     transit_gateway_id: str | None = None
     db_port: int = 5432
-    db_secret_arn: str | None = None  # an existing secret; else the security stack creates an empty one
-    db_secret_kms_key_arn: str | None = None  # the key of that existing secret
     app_ip_addresses: tuple[str, ...] = ()  # the on-prem application's public IPv4 addresses
     app_hostname: str | None = None  # or its DNS name, when it has no fixed address
     app_health_check_path: str = "/health"
@@ -213,10 +211,6 @@ class OnPremConfig:
                  f"{self.db_name!r} is not a PostgreSQL database name")
         _require(self.db_engine_version.isdigit() and 10 <= int(self.db_engine_version) <= 17,
                  "db_engine_version", f"{self.db_engine_version!r} is not a PostgreSQL major version DMS reads (10–17)")
-        _arn("db_secret_arn", self.db_secret_arn, "secretsmanager")
-        _arn("db_secret_kms_key_arn", self.db_secret_kms_key_arn, "kms")
-        _require((self.db_secret_arn is None) == (self.db_secret_kms_key_arn is None), "db_secret_kms_key_arn",
-                 "set together with db_secret_arn (the Lambdas and DMS need to decrypt that secret)")
         _require(bool(self.app_ip_addresses) != bool(self.app_hostname), "app_ip_addresses",
                  "set exactly one of app_ip_addresses and app_hostname (the on-prem member of the weighted record)")
         for index, address in enumerate(self.app_ip_addresses):
@@ -442,9 +436,13 @@ class MonitoringConfig:
     aurora_cpu_percent: float = 80.0
     aurora_connections: int = 500
     dms_cdc_latency_seconds: int = 60
+    # A replication slot holds WAL until its reader confirms it: behind by more than this (on either
+    # side), the disk fills towards an outage.
+    replication_slot_lag_mb: int = 1024
     evaluation_periods: int = 3
 
     def __post_init__(self) -> None:
+        _in_range("replication_slot_lag_mb", self.replication_slot_lag_mb, 1, 1_000_000)
         for index, email in enumerate(self.alarm_emails):
             _require(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an e-mail address")
         _in_range("alb_5xx_percent", self.alb_5xx_percent, 0.01, 100)
@@ -466,20 +464,60 @@ class ValidationConfig:
     memory_mb: int = 1024
     timeout_seconds: int = 900
     automatic_rollback: bool = True
-    # Reserved concurrency: validation runs one at a time (overlapping runs only double the load on
-    # both databases); two rollbacks, so a manual invoke is not throttled while an automatic one
-    # runs. Reservations come out of the account's Lambda quota (README, prerequisites).
-    reserved_concurrency: int = 1
+    # On a live replica, keys found different are compared again after recheck_seconds, up to
+    # recheck_rounds times; a key that converges was only in flight.
+    recheck_seconds: int = 5
+    recheck_rounds: int = 3
+    # Tables too large for one invocation are split into chunks validated in parallel by a Step
+    # Functions distributed map, this many at a time (at most reserved_concurrency).
+    max_concurrency: int = 4
+    # Reserved concurrency: validation runs at most this many invocations at once (a distributed
+    # run's chunks; the scheduled run is one); two rollbacks, so a manual invoke is not throttled
+    # while an automatic one runs. Reservations come out of the account's Lambda quota (README,
+    # prerequisites).
+    reserved_concurrency: int = 4
     rollback_reserved_concurrency: int = 2
 
     def __post_init__(self) -> None:
-        _in_range("reserved_concurrency", self.reserved_concurrency, 1, 10)
+        _in_range("reserved_concurrency", self.reserved_concurrency, 1, 1000)
         _in_range("rollback_reserved_concurrency", self.rollback_reserved_concurrency, 1, 10)
+        _in_range("recheck_seconds", self.recheck_seconds, 0, 300)
+        _in_range("recheck_rounds", self.recheck_rounds, 0, 20)
+        _in_range("max_concurrency", self.max_concurrency, 1, 1000)
+        _require(self.max_concurrency <= self.reserved_concurrency, "max_concurrency",
+                 f"{self.max_concurrency} chunks at once would be throttled by reserved_concurrency "
+                 f"{self.reserved_concurrency}")
         _require(bool(re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$", self.schedule)),
                  "schedule", f"{self.schedule!r} is not an EventBridge rate(…) or cron(…) expression")
         _in_range("max_diffs_per_table", self.max_diffs_per_table, 1, 10000)
         _in_range("memory_mb", self.memory_mb, 128, 10240)
         _in_range("timeout_seconds", self.timeout_seconds, 30, 900)
+
+
+@dataclass(frozen=True)
+class CutoverConfig:
+    """The cutover controller (Step Functions): what the fence binds and how phases are taken."""
+
+    # The database roles of every application that writes payments, ours or not: the fence makes
+    # them read-only on the side that is not the writer (schema/roles.sql creates payment_app).
+    application_roles: tuple[str, ...] = ("payment_app",)
+    bake_minutes: int = 15  # how long `advance` watches the alarms after moving the weights
+    writer_cache_seconds: int = 5  # how long the API trusts the writer it read
+    step_wait_seconds: int = 20  # the most one step invocation waits (marker, task state) before a retry
+    reserved_concurrency: int = 2  # the step functions' own, so a cutover never waits for the API's
+
+    def __post_init__(self) -> None:
+        _require(len(self.application_roles) >= 1, "application_roles", "needs at least one role to fence")
+        for index, role in enumerate(self.application_roles):
+            _require(bool(re.match(r"^[a-z_][a-z0-9_]{0,62}$", role)), f"application_roles[{index}]",
+                     f"{role!r} is not a PostgreSQL role name")
+            _require(role not in ("dms_source", "dms_target", "payment_controller", "payment_validator"),
+                     f"application_roles[{index}]", f"{role} is not an application role: fencing it would "
+                     "stop replication or the controller itself")
+        _in_range("bake_minutes", self.bake_minutes, 1, 1440)
+        _in_range("writer_cache_seconds", self.writer_cache_seconds, 0, 60)
+        _in_range("step_wait_seconds", self.step_wait_seconds, 5, 600)
+        _in_range("reserved_concurrency", self.reserved_concurrency, 1, 10)
 
 
 @dataclass(frozen=True)
@@ -518,6 +556,7 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    cutover: CutoverConfig = field(default_factory=CutoverConfig)
     tags: dict[str, str] = field(default_factory=dict)
     emulator: EmulatorConfig | None = None
 

@@ -1,4 +1,6 @@
-"""compute: the payment API Lambda in the private subnets, reading the RDS-managed secret."""
+"""compute: the payment API Lambda in the private subnets. It writes to whichever database the
+writer parameter names (on-prem through the VPN before the data cutover, Aurora after), as the
+payment_app role of that side."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from lib.constructs.python_function import FunctionPlacement, PythonFunction
 from lib.stacks.base import BaseStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.network import NetworkStack
+from lib.stacks.access import database_environment, read_secrets_statements
 from lib.stacks.security import SecurityStack
 
 API_HANDLER = "payment_api.handler.lambda_handler"
@@ -35,18 +38,15 @@ class ComputeStack(BaseStack):
                 log_retention_days=config.logs.retention_days),
             region=config.region, account_id=self.account_id, partition=self.partition,
             environment={
-                "DB_HOST": database.endpoint,
-                "DB_PORT": str(database.port),
-                "DB_NAME": database.database_name,
-                "DB_SECRET_ARN": database.master_secret_arn,
-                "DB_SSLMODE": "require",
+                "WRITER_PARAMETER": security.writer_parameter_name,
+                "WRITER_CACHE_SECONDS": str(config.cutover.writer_cache_seconds),
+                **database_environment(config, database, security, role="payment_app"),
                 "POWERTOOLS_SERVICE_NAME": "payment-api",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[
-                allow(["secretsmanager:GetSecretValue"], [database.master_secret_arn], sid="ReadDatabaseSecret"),
-                allow(["kms:Decrypt"], [database.master_secret_key_arn], sid="DecryptDatabaseSecret",
-                      conditions=[("StringEquals", "kms:ViaService", [f"secretsmanager.{config.region}.amazonaws.com"])]),
+                allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
+                *read_secrets_statements(config, security, role="payment_app"),
             ],
         )
         self.function_name = self.api.function_name

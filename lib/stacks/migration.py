@@ -1,11 +1,11 @@
 """migration: DMS replication on-prem → Aurora (forward) and Aurora → on-prem (fallback).
 
-Neither task is started by Terraform; the operator starts and stops them (README runbook). They
-must never run at the same time: each would replicate the other's changes back (a loop)."""
+Neither task is started by Terraform: the operator starts the forward task once (README runbook);
+from then on the cutover controller stops one direction and starts the other, always from a
+replication slot it created while the new source was fenced. They never run at the same time:
+each would replicate the other's changes back (a loop)."""
 
 from __future__ import annotations
-
-import json
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
@@ -15,69 +15,16 @@ from cdktf_cdktf_provider_aws.dms_replication_subnet_group import DmsReplication
 from cdktf_cdktf_provider_aws.dms_replication_task import DmsReplicationTask
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
 
-from lib.config import Config, MigrationConfig
+from lib.config import Config
+from lib.dms_settings import CONTROL_SCHEMA, table_mappings, task_settings
 from lib.constructs.iam import allow, assume_role_policy, policy_document
 from lib.stacks.account import DMS_ACCOUNT_ROLES
 from lib.stacks.base import BaseStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.security import SecurityStack
-
-LOG_COMPONENTS = ("SOURCE_UNLOAD", "SOURCE_CAPTURE", "TARGET_LOAD", "TARGET_APPLY", "TASK_MANAGER", "VALIDATOR")
-
-
-def table_mappings(migration: MigrationConfig) -> str:
-    """Selection rules: exactly the configured tables of the configured schema."""
-    rules = [{"rule-type": "selection", "rule-id": str(index), "rule-name": f"include-{table}",
-              "object-locator": {"schema-name": migration.schema, "table-name": table},
-              "rule-action": "include", "filters": []}
-             for index, table in enumerate(migration.tables, start=1)]
-    return json.dumps({"rules": rules}, sort_keys=True)
-
-
-def task_settings(migration: MigrationConfig, *, full_load: bool) -> str:
-    """Settings for PostgreSQL → PostgreSQL with the schema created beforehand from the reference
-    schema (DO_NOTHING keeps its constraints and types), limited-size LOBs that fail the task
-    rather than truncate, row-level validation, and a task that stops on any data error: for
-    payments a stopped task is an alarm, a skipped row is a lost payment."""
-    settings = {
-        "TargetMetadata": {
-            "TargetSchema": "", "SupportLobs": True, "FullLobMode": False, "LimitedSizeLobMode": True,
-            "LobMaxSize": migration.lob_max_size_kb, "LobChunkSize": 64, "BatchApplyEnabled": False,
-        },
-        "FullLoadSettings": {
-            "TargetTablePrepMode": "DO_NOTHING", "CreatePkAfterFullLoad": False,
-            "StopTaskCachedChangesApplied": False, "StopTaskCachedChangesNotApplied": False,
-            "MaxFullLoadSubTasks": 8, "TransactionConsistencyTimeout": 600, "CommitRate": 10000,
-        },
-        "Logging": {
-            "EnableLogging": True,
-            "LogComponents": [{"Id": component, "Severity": "LOGGER_SEVERITY_DEFAULT"}
-                              for component in LOG_COMPONENTS],
-        },
-        "ValidationSettings": {
-            "EnableValidation": True, "ValidationMode": "ROW_LEVEL", "ThreadCount": 5, "PartitionSize": 10000,
-            "FailureMaxCount": 10000, "RecordFailureDelayInMinutes": 5, "TableFailureMaxCount": 1000,
-            "HandleCollationDiff": False, "ValidationOnly": False, "SkipLobColumns": False,
-        },
-        "ErrorBehavior": {
-            "DataErrorPolicy": "STOP_TASK", "DataTruncationErrorPolicy": "STOP_TASK",
-            "TableErrorPolicy": "STOP_TASK", "ApplyErrorDeletePolicy": "LOG_ERROR",
-            "ApplyErrorInsertPolicy": "LOG_ERROR", "ApplyErrorUpdatePolicy": "LOG_ERROR",
-            "ApplyErrorEscalationPolicy": "STOP_TASK", "ApplyErrorEscalationCount": 0,
-            "FailOnNoTablesCaptured": True, "FailOnTransactionConsistencyBreached": True,
-            "RecoverableErrorCount": -1, "RecoverableErrorInterval": 5,
-        },
-        "ChangeProcessingTuning": {"BatchApplyPreserveTransaction": True, "CommitTimeout": 1,
-                                   "MemoryLimitTotal": 1024, "StatementCacheSize": 50},
-    }
-    if not full_load:
-        del settings["FullLoadSettings"]
-    return json.dumps(settings, sort_keys=True)
-
 
 class MigrationStack(BaseStack):
     def __init__(self, scope: Construct, *, config: Config, network: NetworkStack, security: SecurityStack,
@@ -106,29 +53,26 @@ class MigrationStack(BaseStack):
             vpc_security_group_ids=[security.dms_security_group_id],
             preferred_maintenance_window=migration.preferred_maintenance_window, depends_on=[task_logs])
 
-        # DMS needs host and port inside the secret, which the RDS-managed master secret lacks:
-        # the replication user on Aurora gets its own secret, whose value the operator puts.
-        self.aurora_secret = SecretsmanagerSecret(
-            self, "aurora-dms-secret", name=f"payment-migration/{config.name}/aurora-dms",
-            description="Aurora replication user for DMS: {\"username\", \"password\", \"host\", \"port\"}; "
-                        "value set by the operator",
-            kms_key_id=data_key, recovery_window_in_days=30)
+        # Each endpoint connects as the role of its purpose (schema/roles.sql), from its own secret
+        # holding host and port too: dms_source where DMS reads changes, dms_target where it applies them.
+        secrets = security.database_secrets
         access_role = self._secrets_access_role(
-            config, secret_arns=[security.onprem_secret_arn, self.aurora_secret.arn],
-            key_arns=sorted({data_key, security.onprem_secret_key_arn}, key=str))
+            config, secret_arns=[secrets.arn(side, role) for side in ("onprem", "aws")
+                                 for role in ("dms_source", "dms_target")],
+            key_arns=[secrets.key_arn])
 
-        def endpoint(id_: str, kind: str, secret_arn: str, database_name: str, role: str) -> DmsEndpoint:
+        def endpoint(id_: str, side: str, kind: str, database_name: str, direction: str) -> DmsEndpoint:
             return DmsEndpoint(
                 self, id_, endpoint_id=self.resource_name(id_), endpoint_type=kind, engine_name="postgres",
-                database_name=database_name, secrets_manager_arn=secret_arn,
+                database_name=database_name, secrets_manager_arn=secrets.arn(side, f"dms_{kind}"),
                 secrets_manager_access_role_arn=access_role.arn, ssl_mode="require", kms_key_arn=data_key,
-                postgres_settings=self._postgres_settings(role))
+                postgres_settings=self._postgres_settings(kind, slot_name=replication_slot_name(config, direction)))
 
         onprem_db, aurora_db = config.onprem.db_name, database.database_name
-        onprem_source = endpoint("onprem-source", "source", security.onprem_secret_arn, onprem_db, "source")
-        aurora_target = endpoint("aurora-target", "target", self.aurora_secret.arn, aurora_db, "target")
-        aurora_source = endpoint("aurora-source", "source", self.aurora_secret.arn, aurora_db, "source")
-        onprem_target = endpoint("onprem-target", "target", security.onprem_secret_arn, onprem_db, "target")
+        onprem_source = endpoint("onprem-source", "onprem", "source", onprem_db, "forward")
+        aurora_target = endpoint("aurora-target", "aws", "target", aurora_db, "forward")
+        aurora_source = endpoint("aurora-source", "aws", "source", aurora_db, "fallback")
+        onprem_target = endpoint("onprem-target", "onprem", "target", onprem_db, "fallback")
 
         def task(id_: str, migration_type: str, source: DmsEndpoint, target: DmsEndpoint) -> DmsReplicationTask:
             name = self.resource_name(id_)
@@ -148,21 +92,28 @@ class MigrationStack(BaseStack):
         self.forward_task_arn = self.forward_task.replication_task_arn
         self.forward_task_resource_identifier = self.forward_task.resource_identifier
         self.fallback_task_arn = self.fallback_task.replication_task_arn
+        self.fallback_task_resource_identifier = self.fallback_task.resource_identifier
+        self.forward_task_id = self.forward_task.replication_task_id
+        self.fallback_task_id = self.fallback_task.replication_task_id
 
     @staticmethod
-    def _postgres_settings(role: str) -> DmsEndpointPostgresSettings:
-        if role == "source":
-            # Heartbeats advance the slot on a quiet source so WAL cannot pile up; DDL is not captured
-            # (the schema is managed, not replicated).
-            return DmsEndpointPostgresSettings(heartbeat_enable=True, heartbeat_frequency=5, capture_ddls=False,
-                                               plugin_name="test_decoding", fail_tasks_on_lob_truncation=True)
+    def _postgres_settings(kind: str, *, slot_name: str) -> DmsEndpointPostgresSettings:
+        if kind == "source":
+            # Heartbeats advance the slot on a quiet source so WAL cannot pile up, written to DMS's own
+            # schema; DDL is not captured (the schema is managed, not replicated). The slot has a fixed
+            # name: the controller creates it while this side is fenced and drops it when the direction
+            # stops, so DMS starts exactly where nothing can be missed.
+            return DmsEndpointPostgresSettings(heartbeat_enable=True, heartbeat_frequency=5,
+                                               heartbeat_schema=CONTROL_SCHEMA, capture_ddls=False,
+                                               plugin_name="test_decoding", slot_name=slot_name,
+                                               fail_tasks_on_lob_truncation=True)
         # Apply as a replica session: triggers and foreign keys wait for the source's transaction
         # order instead of DMS's table order.
         return DmsEndpointPostgresSettings(after_connect_script="SET session_replication_role = replica",
                                            fail_tasks_on_lob_truncation=True)
 
     def _secrets_access_role(self, config: Config, *, secret_arns: list[str], key_arns: list[str]) -> IamRole:
-        """What DMS assumes to read the endpoint secrets: those two secrets and their keys only."""
+        """What DMS assumes to read the endpoint secrets: those four secrets and their key only."""
         trust = assume_role_policy(self, "secrets-trust", f"dms.{config.region}.amazonaws.com",
                                    account_id=self.account_id)
         role = IamRole(self, "secrets-access", name=self.resource_name("dms-secrets"),
@@ -176,3 +127,9 @@ class MigrationStack(BaseStack):
                                              [f"secretsmanager.{config.region}.amazonaws.com"])]),
                       ]).json)
         return role
+
+
+def replication_slot_name(config: Config, direction: str) -> str:
+    """The logical slot of a direction on its source: payment_<env>_forward on on-prem,
+    payment_<env>_fallback on Aurora (the step Lambda gets the same names)."""
+    return f"payment_{config.name.replace('-', '_')}_{direction}"

@@ -4,6 +4,7 @@ unhealthy" alarm that drives automatic rollback."""
 from __future__ import annotations
 
 import json
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_composite_alarm import CloudwatchCompositeAlarm
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
@@ -11,6 +12,7 @@ from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarmMetricQuery,
     CloudwatchMetricAlarmMetricQueryMetric,
 )
+from cdktf_cdktf_provider_aws.dms_event_subscription import DmsEventSubscription
 from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
 from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
@@ -27,6 +29,8 @@ from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.migration import MigrationStack
 
 PERIOD_SECONDS = 60
+# The alarms whose firing means clients on AWS are failing; the composite ORs them.
+ROLLBACK_ALARMS = ("alb-5xx", "alb-latency", "api-errors", "api-throttles")
 # The service name the validation Lambda's metrics carry (Powertools adds it as a dimension).
 VALIDATION_SERVICE = "validation"
 ROLLBACK_SERVICE = "rollback"
@@ -45,13 +49,19 @@ class MonitoringStack(BaseStack):
             "aurora": {"DBClusterIdentifier": database.cluster_identifier},
             "dms": {"ReplicationInstanceIdentifier": migration.replication_instance_id,
                     "ReplicationTaskIdentifier": migration.forward_task_resource_identifier},
+            "dms-fallback": {"ReplicationInstanceIdentifier": migration.replication_instance_id,
+                             "ReplicationTaskIdentifier": migration.fallback_task_resource_identifier},
             "validation": {"service": VALIDATION_SERVICE},
         }
         self._topics(config)
         alarms = self._alarms(config)
+        self._replication_alarms(config, migration)
+        self._dms_events(migration)
         # The alarms whose firing means the AWS side is failing its users: shifting traffic back
         # to on-prem helps. (Aurora load, DMS lag and validation findings call for a human.)
-        rollback_alarms = [alarms[name] for name in ("alb-5xx", "alb-latency", "api-errors", "api-throttles")]
+        rollback_alarms = [alarms[name] for name in ROLLBACK_ALARMS]
+        # The cutover controller watches these while a phase bakes (the composite is their OR).
+        self.rollback_alarm_names = [alarm.alarm_name for alarm in rollback_alarms]
         self.cutover_unhealthy = CloudwatchCompositeAlarm(
             self, "cutover-unhealthy", alarm_name=self.resource_name("cutover-unhealthy"),
             alarm_description="The AWS side is failing its users: roll traffic back to on-prem",
@@ -68,9 +78,10 @@ class MonitoringStack(BaseStack):
             description=f"payment-migration {config.name}: alarm notifications",
             account_id=self.account_id, partition=self.partition,
             deletion_window_days=config.security.kms_deletion_window_days,
-            statements=[key_statement("CloudWatchAlarms", service="cloudwatch.amazonaws.com",
-                                      actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                                      conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})])
+            statements=[key_statement(sid, service=service, actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                                      conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})
+                        for sid, service in (("CloudWatchAlarms", "cloudwatch.amazonaws.com"),
+                                             ("DmsEvents", "dms.amazonaws.com"))])
         self.alarm_key_arn = key.arn
         self.alarm_topic = self._topic("alarms", key.arn)
         self.rollback_topic = self._topic("rollback", key.arn)
@@ -84,8 +95,8 @@ class MonitoringStack(BaseStack):
     def _topic(self, id_: str, key_arn: str) -> SnsTopic:
         topic = SnsTopic(self, f"{id_}-topic", name=self.resource_name(id_), kms_master_key_id=key_arn)
         SnsTopicPolicy(self, f"{id_}-topic-policy", arn=topic.arn, policy=policy_document(self, f"{id_}-topic-access", [
-            allow(["sns:Publish"], [topic.arn], sid="CloudWatchAlarms",
-                  principals={"Service": ["cloudwatch.amazonaws.com"]},
+            allow(["sns:Publish"], [topic.arn], sid="AlarmsAndDmsEvents",
+                  principals={"Service": ["cloudwatch.amazonaws.com", "dms.amazonaws.com"]},
                   conditions=[("StringEquals", "aws:SourceAccount", [self.account_id])]),
         ]).json)
         return topic
@@ -160,17 +171,55 @@ class MonitoringStack(BaseStack):
                 namespace=METRICS_NAMESPACE, metric="RollbackInvocations",
                 dimensions={"service": ROLLBACK_SERVICE, "Status": status}, statistic="Sum", threshold=1,
                 comparison="GreaterThanOrEqualToThreshold", periods=1)
-        for source in ("Source", "Target"):
-            alarms[f"dms-cdc-latency-{source.lower()}"] = self._alarm(
-                f"dms-cdc-latency-{source.lower()}", f"Forward replication lag ({source.lower()} side) too high",
-                namespace="AWS/DMS", metric=f"CDCLatency{source}", dimensions=dims["dms"], statistic="Average",
-                threshold=thresholds.dms_cdc_latency_seconds)
         self.alarms = alarms
         return alarms
 
+    def _replication_alarms(self, config: Config, migration: MigrationStack) -> None:
+        """Replication that lags, stops or fails, in both directions, and slots holding WAL on both
+        sides. The latency alarms treat missing data as breaching: a task that stopped publishes
+        nothing. Only the direction that is expected to run notifies: the cutover controller
+        enables the actions of the running direction's alarms and disables the other's, so
+        Terraform creates them once (forward on, fallback off) and leaves that setting alone."""
+        thresholds = self._config.monitoring
+        self.replication_alarm_names: dict[str, list[str]] = {"forward": [], "fallback": []}
+        for direction, dimensions in (("forward", self.dimensions["dms"]), ("fallback", self.dimensions["dms-fallback"])):
+            for source in ("Source", "Target"):
+                id_ = f"dms-{direction}-latency-{source.lower()}"
+                alarm = CloudwatchMetricAlarm(
+                    self, id_, alarm_name=self.resource_name(id_),
+                    alarm_description=f"{direction.title()} replication lag ({source.lower()} side) above "
+                                      f"{thresholds.dms_cdc_latency_seconds} s, or the task publishes nothing "
+                                      "(stopped, failed) while it should run",
+                    namespace="AWS/DMS", metric_name=f"CDCLatency{source}", dimensions=dimensions,
+                    statistic="Average", period=PERIOD_SECONDS, evaluation_periods=thresholds.evaluation_periods,
+                    datapoints_to_alarm=thresholds.evaluation_periods, threshold=thresholds.dms_cdc_latency_seconds,
+                    comparison_operator="GreaterThanThreshold", treat_missing_data="breaching",
+                    actions_enabled=direction == "forward", alarm_actions=[self.alarm_topic.arn],
+                    ok_actions=[self.alarm_topic.arn],
+                    lifecycle=TerraformResourceLifecycle(ignore_changes=["actions_enabled"]))
+                self.replication_alarm_names[direction].append(alarm.alarm_name)
+        # Published every minute by the cutover controller (publish_metrics) for both sides.
+        for side in ("onprem", "aws"):
+            self._alarm(
+                f"slot-lag-{side}", f"A replication slot on {side} holds more than "
+                f"{thresholds.replication_slot_lag_mb} MB of WAL: its reader is behind or gone, the disk fills",
+                namespace=METRICS_NAMESPACE, metric="ReplicationSlotLagBytes", dimensions={"Side": side},
+                statistic="Maximum", threshold=thresholds.replication_slot_lag_mb * 1024 * 1024)
+        self._alarm(
+            "aurora-wal-disk", f"Aurora keeps more than {thresholds.replication_slot_lag_mb} MB of transaction "
+            "logs (a replication slot holds them)", namespace="AWS/RDS", metric="TransactionLogsDiskUsage",
+            dimensions=self.dimensions["aurora"], statistic="Maximum",
+            threshold=thresholds.replication_slot_lag_mb * 1024 * 1024)
+
+    def _dms_events(self, migration: MigrationStack) -> None:
+        """DMS tells when a task fails or changes state (stopped, started), both directions."""
+        DmsEventSubscription(
+            self, "dms-events", name=self.resource_name("dms-tasks"), sns_topic_arn=self.alarm_topic.arn,
+            source_type="replication-task", event_categories=["failure", "state change"],
+            source_ids=[migration.forward_task_id, migration.fallback_task_id], enabled=True)
+
     def _dashboard(self, config: Config) -> None:
         region, dims = config.region, self.dimensions
-        aws_weight, onprem_weight = config.routing.weights
 
         def metric(namespace: str, name: str, dimensions: dict, **options) -> list:
             entry = [namespace, name]
@@ -183,11 +232,11 @@ class MonitoringStack(BaseStack):
                     "properties": {"title": title, "region": region, "stat": stat, "period": PERIOD_SECONDS,
                                    "view": "timeSeries", "metrics": metrics}}
 
-        phase = (f"explicit {aws_weight}%" if config.routing.aws_weight is not None else config.routing.phase)
         widgets = [
             {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
-                f"## Payment migration — {config.name}\nCutover phase **{phase}**: AWS {aws_weight}% / "
-                f"on-prem {onprem_weight}% of DNS answers for `{config.dns.record_name}`.")}},
+                f"## Payment migration — {config.name}\nThe cutover controller owns the weights of "
+                f"`{config.dns.record_name}` and the writer: `python -m lib.cutover status` shows both, with "
+                "the fence and the replication lag in each direction.")}},
             widget("Traffic on AWS (ALB requests)", [
                 metric("AWS/ApplicationELB", "RequestCount", dims["alb"], label="AWS requests")], 0, 2),
             widget("Errors", [
@@ -202,9 +251,15 @@ class MonitoringStack(BaseStack):
                 metric("AWS/RDS", "CPUUtilization", dims["aurora"]),
                 metric("AWS/RDS", "DatabaseConnections", dims["aurora"]),
                 metric("AWS/RDS", "ServerlessDatabaseCapacity", dims["aurora"])], 12, 8, stat="Average"),
-            widget("DMS forward replication lag (s)", [
-                metric("AWS/DMS", "CDCLatencySource", dims["dms"]),
-                metric("AWS/DMS", "CDCLatencyTarget", dims["dms"])], 0, 14, stat="Average"),
+            widget("DMS replication lag (s): forward and fallback", [
+                metric("AWS/DMS", "CDCLatencySource", dims["dms"], label="forward source"),
+                metric("AWS/DMS", "CDCLatencyTarget", dims["dms"], label="forward target"),
+                metric("AWS/DMS", "CDCLatencySource", dims["dms-fallback"], label="fallback source"),
+                metric("AWS/DMS", "CDCLatencyTarget", dims["dms-fallback"], label="fallback target")],
+                0, 14, stat="Average"),
+            widget("Replication slots: WAL held (bytes)", [
+                metric(METRICS_NAMESPACE, "ReplicationSlotLagBytes", {"Side": side}, label=side)
+                for side in ("onprem", "aws")], 0, 20, stat="Maximum"),
             widget("Validation", [
                 metric(METRICS_NAMESPACE, "ValidationFailed", dims["validation"], stat="Maximum")], 12, 14),
         ]

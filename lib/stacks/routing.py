@@ -83,6 +83,7 @@ class RoutingStack(BaseStack):
         self.onprem_set_identifier = routing.onprem_set_identifier
         self.aws_set_identifier = routing.aws_set_identifier
         self.ttl_seconds = routing.ttl_seconds
+        self.zone_arn = f"arn:{self.partition}:route53:::hostedzone/{self.zone_id}"
         self._query_logging(config)
         self._health_alarms(config)
 
@@ -102,6 +103,20 @@ class RoutingStack(BaseStack):
         return Route53HealthCheck(self, "onprem-health", type="CALCULATED", child_health_threshold=1,
                                   child_healthchecks=[child.id for child in children],
                                   tags={"Name": self.resource_name("onprem-health")})
+
+    def weighted_record_statements(self) -> list:
+        """What a role needs to move the weights, and nothing more: list the zone, and UPSERT only
+        the weighted pair's name and type (never NS, CAA, or the certificate's validation record)."""
+        return [
+            allow(["route53:ListResourceRecordSets"], [self.zone_arn], sid="ReadRecords"),
+            allow(["route53:ChangeResourceRecordSets"], [self.zone_arn], sid="WeightedPairOnly", conditions=[
+                ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsNormalizedRecordNames",
+                 [self.record_name.lower().rstrip(".")]),
+                ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsRecordTypes", [self.record_type]),
+                ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsActions", ["UPSERT"]),
+            ]),
+            allow(["route53:GetChange"], [f"arn:{self.partition}:route53:::change/*"], sid="ChangeStatus"),
+        ]
 
     def _health_alarms(self, config: Config) -> None:
         """An alarm per side when its health check fails. Route 53 publishes health-check metrics

@@ -1,10 +1,14 @@
-"""security: KMS keys, security groups, the WAF web ACL, and the on-prem database secret."""
+"""security: KMS keys, security groups, the WAF web ACL, one secret per database role and side, and
+the writer parameter."""
 
 from __future__ import annotations
 
+import json
+
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
+from cdktf_cdktf_provider_aws.ssm_parameter import SsmParameter
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from cdktf_cdktf_provider_aws.wafv2_web_acl import (
@@ -26,6 +30,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.constructs.secrets import DatabaseCredentials
 from lib.stacks.base import BaseStack
 from lib.stacks.network import NetworkStack
 
@@ -45,7 +50,10 @@ class SecurityStack(BaseStack):
         self._keys()
         self._security_groups(config, network)
         self._web_acl(config)
-        self._onprem_secret(config)
+        # One secret per database role and side; the data key encrypts them all.
+        self.database_secrets = DatabaseCredentials(self, "database-secrets", env_name=config.name,
+                                                    key_arn=self.data_key.arn)
+        self._writer_parameter(config)
 
     def _keys(self) -> None:
         config = self._config
@@ -70,6 +78,7 @@ class SecurityStack(BaseStack):
         alb = group("alb", "Internet-facing ALB of the payment API")
         api = group("lambda", "Payment API Lambda")
         validation = group("validation", "Validation Lambda: reads on-prem and Aurora")
+        controller = group("controller", "Cutover controller steps: fence, markers, sequences, slots on both sides")
         database = group("database", "Aurora PostgreSQL cluster")
         dms = group("dms", "DMS replication instance")
 
@@ -79,7 +88,8 @@ class SecurityStack(BaseStack):
                                         description=f"Clients on {port} (80 only redirects to 443)")
         # ALB → Lambda targets goes through the Lambda service, not the VPC: the ALB needs no egress.
 
-        for client, name in ((api, "lambda"), (validation, "validation"), (dms, "dms")):
+        database_clients = ((api, "lambda"), (validation, "validation"), (controller, "controller"), (dms, "dms"))
+        for client, name in database_clients:
             VpcSecurityGroupIngressRule(self, f"database-in-{name}", security_group_id=database.id,
                                         ip_protocol="tcp", from_port=POSTGRES_PORT, to_port=POSTGRES_PORT,
                                         referenced_security_group_id=client.id,
@@ -92,8 +102,10 @@ class SecurityStack(BaseStack):
                                        from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
                                        description="HTTPS to AWS APIs (Secrets Manager, CloudWatch) via NAT")
 
+        # Every database client reaches on-prem too: the API writes to whichever side is the writer
+        # (through the VPN before the data cutover), the others work on both sides.
         port = config.onprem.db_port
-        for client, name in ((validation, "validation"), (dms, "dms")):
+        for client, name in database_clients:
             for cidr in config.onprem.cidrs:
                 VpcSecurityGroupEgressRule(self, f"{name}-out-onprem-{value_id(cidr)}", security_group_id=client.id,
                                            ip_protocol="tcp", from_port=port, to_port=port, cidr_ipv4=cidr,
@@ -102,6 +114,7 @@ class SecurityStack(BaseStack):
         self.alb_security_group_id = alb.id
         self.lambda_security_group_id = api.id
         self.validation_security_group_id = validation.id
+        self.controller_security_group_id = controller.id
         self.database_security_group_id = database.id
         self.dms_security_group_id = dms.id
 
@@ -137,20 +150,21 @@ class SecurityStack(BaseStack):
                 single_header=Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader(name=header))
                 for header in ("authorization", "cookie")])
 
-    def _onprem_secret(self, config: Config) -> None:
-        """The on-prem database credentials. Terraform creates the secret but never its value: the
-        operator puts {"username", "password"} with `aws secretsmanager put-secret-value` (README),
-        so no password reaches code, plan or state. An existing secret can be named in config."""
-        onprem = config.onprem
-        if onprem.db_secret_arn:
-            self.onprem_secret_arn = onprem.db_secret_arn
-            self.onprem_secret_key_arn = onprem.db_secret_kms_key_arn
-            return
-        secret = SecretsmanagerSecret(
-            self, "onprem-db-secret", name=f"payment-migration/{config.name}/onprem-db",
-            description="On-prem PostgreSQL credentials for DMS and validation: {\"username\", \"password\"}; "
-                        "value set by the operator",
-            kms_key_id=self.data_key.arn, recovery_window_in_days=30)
-        self.onprem_secret_arn = secret.arn
-        self.onprem_secret_key_arn = self.data_key.arn
+    def _writer_parameter(self, config: Config) -> None:
+        """Which database accepts writes: the one place every application looks (the payment API,
+        and by the README's contract the on-prem application). Created here, upstream of every
+        reader, naming on-prem; from then on only the cutover controller changes it, so Terraform
+        ignores its value. It holds no secret: a side's name, an epoch, when and why."""
+        self.writer_parameter = SsmParameter(
+            self, "writer", name=writer_parameter_name(config.name), type="String", tier="Standard",
+            description="The database that accepts payment writes; changed only by the cutover controller",
+            value=json.dumps({"writer": "onprem", "epoch": 0, "changed_at": "",
+                              "reason": "initial: on-prem is the system of record"}),
+            lifecycle=TerraformResourceLifecycle(ignore_changes=["value"]))
+        self.writer_parameter_name = self.writer_parameter.name
+        self.writer_parameter_arn = self.writer_parameter.arn
+
+
+def writer_parameter_name(env_name: str) -> str:
+    return f"/payment-migration/{env_name}/writer"
 

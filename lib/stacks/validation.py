@@ -16,7 +16,9 @@ from lib.config import Config
 from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
 from lib.stacks.base import BaseStack
+from lib.stacks.access import DB_SSLMODE, read_secrets_statements
 from lib.stacks.compute import METRICS_NAMESPACE
+from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
 from lib.stacks.migration import MigrationStack
 from lib.stacks.monitoring import ROLLBACK_SERVICE, VALIDATION_SERVICE, MonitoringStack
@@ -26,8 +28,10 @@ from lib.stacks.security import SecurityStack
 
 VALIDATION_HANDLER = "payment_validation.handler.lambda_handler"
 ROLLBACK_HANDLER = "payment_rollback.handler.lambda_handler"
-# Worst case of the rollback's bounded retries (Route 53, DMS, SNS) with room to report.
-ROLLBACK_TIMEOUT_SECONDS = 180
+# How long the rollback waits for the fenced writer rollback it started, and its timeout: the
+# wait plus the worst case of its bounded Route 53 and SNS retries, with room to report.
+WRITER_ROLLBACK_WAIT_SECONDS = 150
+ROLLBACK_TIMEOUT_SECONDS = 240
 
 
 class ValidationStack(BaseStack):
@@ -38,59 +42,67 @@ class ValidationStack(BaseStack):
         self._common = dict(region=config.region, account_id=self.account_id, partition=self.partition,
                             runtime=config.compute.runtime)
         self._validation(config, bundles["validation"], network, security, database)
-        self._rollback(config, bundles["rollback"], security, migration, routing, monitoring)
+        self._rollback(config, bundles["rollback"], security, routing, monitoring)
 
     def _validation(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
                     database: DatabaseStack) -> None:
-        secrets = [security.onprem_secret_arn, database.master_secret_arn]
-        keys = sorted({security.onprem_secret_key_arn, database.master_secret_key_arn}, key=str)
+        secrets = security.database_secrets
         self.validator = PythonFunction(
             # The monitoring stack (upstream) alarms on this name's errors.
             self, "validator", function_name=self.resource_name("validation"),
             description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
             bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,
-            timeout_seconds=config.validation.timeout_seconds, reserved_concurrency=config.validation.reserved_concurrency,
+            timeout_seconds=config.validation.timeout_seconds,
+            reserved_concurrency=config.validation.reserved_concurrency,
             dead_letter_key_arn=security.data_key.arn,
             placement=FunctionPlacement(
                 subnet_ids=network.private_subnet_ids, security_group_ids=[security.validation_security_group_id],
                 logs_key_arn=security.logs_key.arn, environment_key_arn=security.data_key.arn,
                 log_retention_days=config.logs.retention_days),
+            # Reads as payment_validator on both sides (SELECT only, read-only sessions).
             environment={
                 "SOURCE_DB_HOST": config.onprem.db_host,
                 "SOURCE_DB_PORT": str(config.onprem.db_port),
                 "SOURCE_DB_NAME": config.onprem.db_name,
-                "SOURCE_SECRET_ARN": security.onprem_secret_arn,
+                "SOURCE_SECRET_ARN": secrets.arn("onprem", "payment_validator"),
                 "TARGET_DB_HOST": database.endpoint,
                 "TARGET_DB_PORT": str(database.port),
                 "TARGET_DB_NAME": database.database_name,
-                "TARGET_SECRET_ARN": database.master_secret_arn,
-                "DB_SSLMODE": "require",
+                "TARGET_SECRET_ARN": secrets.arn("aws", "payment_validator"),
+                "DB_SSLMODE": DB_SSLMODE,
                 "SCHEMAS": config.migration.schema,
+                "RECHECK_SECONDS": str(config.validation.recheck_seconds),
+                "RECHECK_ROUNDS": str(config.validation.recheck_rounds),
                 "POWERTOOLS_SERVICE_NAME": VALIDATION_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
-            statements=[
-                allow(["secretsmanager:GetSecretValue"], secrets, sid="ReadDatabaseSecrets"),
-                allow(["kms:Decrypt"], keys, sid="DecryptDatabaseSecrets",
-                      conditions=[("StringEquals", "kms:ViaService", [f"secretsmanager.{config.region}.amazonaws.com"])]),
-            ],
+            statements=read_secrets_statements(config, security, role="payment_validator"),
             **self._common)
         rule = CloudwatchEventRule(self, "schedule", name=self.resource_name("validation-schedule"),
                                    description="Runs the validation Lambda",
                                    schedule_expression=config.validation.schedule)
+        # The replicated tables exactly (DMS patterns aside, which name no one table): whatever else
+        # lives in the schema is not the migration's to compare.
+        scheduled = {"max_diffs_per_table": config.validation.max_diffs_per_table}
+        if not any("%" in table for table in config.migration.tables):
+            scheduled["tables"] = list(config.migration.tables)
         CloudwatchEventTarget(self, "schedule-target", rule=rule.name, arn=self.validator.arn,
-                              input=json.dumps({"max_diffs_per_table": config.validation.max_diffs_per_table}))
+                              input=json.dumps(scheduled))
         LambdaPermission(self, "schedule-invoke", statement_id="AllowSchedule", action="lambda:InvokeFunction",
                          function_name=self.validator.function_name, principal="events.amazonaws.com",
                          source_arn=rule.arn)
 
-    def _rollback(self, config: Config, bundle: Path, security: SecurityStack, migration: MigrationStack,
-                  routing: RoutingStack, monitoring: MonitoringStack) -> None:
-        zone_arn = f"arn:{self.partition}:route53:::hostedzone/{routing.zone_id}"
+    def _rollback(self, config: Config, bundle: Path, security: SecurityStack, routing: RoutingStack,
+                  monitoring: MonitoringStack) -> None:
+        # The writer rollback (cutover stack, downstream) is started by its name: no cross-stack read.
+        machine = writer_rollback_state_machine_name(config.name)
+        machine_arn = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{machine}"
+        executions = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{machine}:*"
         # Outside the VPC on purpose: the way back must not depend on the network it leaves.
         self.rollback = PythonFunction(
             self, "rollback", function_name=self.resource_name("rollback"),
-            description="Shifts all traffic back to on-prem in one Route 53 change, then stops forward DMS",
+            description="All traffic back to on-prem in one Route 53 change; after the data cutover, the fenced "
+                        "writer rollback too",
             bundle=bundle, handler=ROLLBACK_HANDLER, memory_mb=256, timeout_seconds=ROLLBACK_TIMEOUT_SECONDS,
             # Reserved so that a rollback can run even when the API has used up the account's concurrency.
             reserved_concurrency=config.validation.rollback_reserved_concurrency,
@@ -104,19 +116,18 @@ class ValidationStack(BaseStack):
                 "RECORD_TYPE": routing.record_type,
                 "ONPREM_SET_IDENTIFIER": routing.onprem_set_identifier,
                 "AWS_SET_IDENTIFIER": routing.aws_set_identifier,
-                "DMS_TASK_ARN": migration.forward_task_arn,
-                "FALLBACK_TASK_ARN": migration.fallback_task_arn,
+                "WRITER_PARAMETER": security.writer_parameter_name,
+                "ROLLBACK_STATE_MACHINE_ARN": machine_arn,
+                "WRITER_ROLLBACK_WAIT_SECONDS": str(WRITER_ROLLBACK_WAIT_SECONDS),
                 "SNS_TOPIC_ARN": monitoring.alarm_topic_arn,
                 "POWERTOOLS_SERVICE_NAME": ROLLBACK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[
-                allow(["route53:ListResourceRecordSets", "route53:ChangeResourceRecordSets"], [zone_arn],
-                      sid="WeightedRecords"),
-                allow(["route53:GetChange"], [f"arn:{self.partition}:route53:::change/*"], sid="ChangeStatus"),
-                allow(["dms:StopReplicationTask"], [migration.forward_task_arn], sid="StopForwardTask"),
-                # DescribeReplicationTasks supports no resource-level permission.
-                allow(["dms:DescribeReplicationTasks"], ["*"], sid="DescribeTasks"),
+                *routing.weighted_record_statements(),
+                allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
+                allow(["states:StartExecution"], [machine_arn], sid="StartWriterRollback"),
+                allow(["states:DescribeExecution"], [executions], sid="WatchWriterRollback"),
                 allow(["sns:Publish"], [monitoring.alarm_topic_arn], sid="Notify"),
                 allow(["kms:GenerateDataKey*", "kms:Decrypt"], [monitoring.alarm_key_arn], sid="EncryptNotification",
                       conditions=[("StringEquals", "kms:ViaService", [f"sns.{config.region}.amazonaws.com"])]),

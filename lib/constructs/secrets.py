@@ -1,0 +1,52 @@
+"""One Secrets Manager secret per database role and side, created empty: the operator puts each
+value from a prompt (README, Credentials), so no password reaches code, plan or state.
+
+The roles are those schema/roles.sql creates on both databases, one per purpose; the Aurora master
+secret (RDS-managed) stays break-glass and nothing deployed reads it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
+from constructs import Construct
+
+SIDES = ("onprem", "aws")
+
+
+@dataclass(frozen=True)
+class DatabaseRole:
+    name: str
+    purpose: str
+    needs_endpoint: bool = False  # DMS reads host and port from the secret too
+
+
+DATABASE_ROLES = (
+    DatabaseRole("payment_app", "the payment API's writes and reads (fenced off the side that is not the writer)"),
+    DatabaseRole("payment_validator", "the validation Lambda (SELECT only)"),
+    DatabaseRole("payment_controller", "the cutover controller (fence, markers, sequences, replication slots)"),
+    DatabaseRole("dms_source", "DMS reading this side's changes (REPLICATION + SELECT)", needs_endpoint=True),
+    DatabaseRole("dms_target", "DMS applying changes to this side (DML on the replicated tables)",
+                 needs_endpoint=True),
+)
+SIDE_NAMES = {"onprem": "on-prem PostgreSQL", "aws": "Aurora PostgreSQL"}
+
+
+class DatabaseCredentials(Construct):
+    def __init__(self, scope: Construct, id_: str, *, env_name: str, key_arn: str, recovery_window_days: int = 30):
+        super().__init__(scope, id_)
+        self.key_arn = key_arn
+        self._arns: dict[tuple[str, str], str] = {}
+        for side in SIDES:
+            for role in DATABASE_ROLES:
+                fields = '{"username", "password", "host", "port"}' if role.needs_endpoint else \
+                    '{"username", "password"}'
+                secret = SecretsmanagerSecret(
+                    self, f"{side}-{role.name}", name=f"payment-migration/{env_name}/{side}/{role.name}",
+                    description=f"{SIDE_NAMES[side]} role {role.name}, {role.purpose}: {fields}; "
+                                "value set by the operator",
+                    kms_key_id=key_arn, recovery_window_in_days=recovery_window_days)
+                self._arns[(side, role.name)] = secret.arn
+
+    def arn(self, side: str, role: str) -> str:
+        return self._arns[(side, role)]

@@ -1,0 +1,198 @@
+"""cutover: the controller that keeps one writer at a time — Step Functions state machines (advance,
+cutover, writer rollback) and the Lambda steps they call.
+
+Two controls, kept apart: the writer (the SSM parameter the security stack created, naming the
+database that accepts writes) changes only in a fenced step; the weights of the service name move
+in phases. The step function runs in the VPC (it works on both databases as payment_controller);
+the traffic function runs outside it (Route 53, CloudWatch alarms), like the rollback Lambda it
+shares its code with. Nothing reads this stack: the rollback Lambda (validation stack, upstream)
+starts the writer rollback by the state machine's name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktf_cdktf_provider_aws.iam_role import IamRole
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
+from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
+from cdktf_cdktf_provider_aws.sfn_state_machine import (
+    SfnStateMachine,
+    SfnStateMachineLoggingConfiguration,
+    SfnStateMachineTracingConfiguration,
+)
+from constructs import Construct
+
+from lib.config import Config
+from lib.constructs.iam import allow, assume_role_policy, policy_document
+from lib.constructs.python_function import FunctionPlacement, PythonFunction
+from lib.stacks.access import database_environment, read_secrets_statements
+from lib.stacks.base import BaseStack
+from lib.stacks.compute import METRICS_NAMESPACE
+from lib.stacks.cutover_names import writer_rollback_state_machine_name
+from lib.stacks.database import DatabaseStack
+from lib.stacks.migration import MigrationStack, replication_slot_name
+from lib.stacks.monitoring import MonitoringStack
+from lib.stacks.network import NetworkStack
+from lib.stacks.routing import RoutingStack
+from lib.stacks.security import SecurityStack
+from lib.stacks.validation import ValidationStack
+from lib.workflows.cutover import advance_definition, cutover_definition, rollback_definition
+
+STEP_HANDLER = "payment_cutover.handler.lambda_handler"
+TRAFFIC_HANDLER = "payment_rollback.traffic.lambda_handler"
+STEP_SERVICE = "cutover"
+TRAFFIC_SERVICE = "traffic"
+
+
+class CutoverStack(BaseStack):
+    def __init__(self, scope: Construct, *, config: Config, bundles: dict[str, Path], network: NetworkStack,
+                 security: SecurityStack, database: DatabaseStack, migration: MigrationStack,
+                 routing: RoutingStack, monitoring: MonitoringStack, validation: ValidationStack) -> None:
+        super().__init__(scope, "cutover", config=config)
+        common = dict(region=config.region, account_id=self.account_id, partition=self.partition,
+                      runtime=config.compute.runtime, reserved_concurrency=config.cutover.reserved_concurrency)
+        logs = dict(logs_key_arn=security.logs_key.arn, environment_key_arn=security.data_key.arn,
+                    log_retention_days=config.logs.retention_days)
+        self.steps = self._step_function(config, bundles["cutover"], network, security, database, migration, common,
+                                         logs)
+        self.traffic = self._traffic_function(config, bundles["rollback"], security, routing, monitoring, common, logs)
+        self._metrics_schedule(config)
+        self._state_machines(config, security, validation)
+
+    def _step_function(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
+                       database: DatabaseStack, migration: MigrationStack, common: dict, logs: dict) -> PythonFunction:
+        cutover = config.cutover
+        task_arns = [migration.forward_task_arn, migration.fallback_task_arn]
+        return PythonFunction(
+            self, "steps", function_name=self.resource_name("cutover-steps"),
+            description="Cutover controller steps: fence, replication marker, sequences, direction switch, writer",
+            bundle=bundle, handler=STEP_HANDLER, memory_mb=256,
+            # One invocation waits at most step_wait_seconds, then answers (a retry resumes).
+            timeout_seconds=cutover.step_wait_seconds + 60,
+            placement=FunctionPlacement(subnet_ids=network.private_subnet_ids,
+                                        security_group_ids=[security.controller_security_group_id], **logs),
+            environment={
+                "WRITER_PARAMETER": security.writer_parameter_name,
+                "APPLICATION_ROLES": ",".join(cutover.application_roles),
+                "REPLICATION_DRIVER": "dms",
+                "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
+                "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
+                "FORWARD_SLOT_NAME": replication_slot_name(config, "forward"),
+                "FALLBACK_SLOT_NAME": replication_slot_name(config, "fallback"),
+                "SCHEMA": config.migration.schema,
+                "TABLES": ",".join(config.migration.tables),
+                "WAIT_SECONDS": str(cutover.step_wait_seconds),
+                **database_environment(config, database, security, role="payment_controller"),
+                "POWERTOOLS_SERVICE_NAME": STEP_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                allow(["ssm:GetParameter", "ssm:PutParameter"], [security.writer_parameter_arn], sid="Writer"),
+                *read_secrets_statements(config, security, role="payment_controller"),
+                allow(["dms:StartReplicationTask", "dms:StopReplicationTask"], task_arns, sid="SwitchDirections"),
+                # DescribeReplicationTasks supports no resource-level permission.
+                allow(["dms:DescribeReplicationTasks"], ["*"], sid="DescribeTasks"),
+                allow(["cloudwatch:PutMetricData"], ["*"], sid="SlotAndFenceMetrics",
+                      conditions=[("StringEquals", "cloudwatch:namespace", [METRICS_NAMESPACE])]),
+            ],
+            **common)
+
+    def _traffic_function(self, config: Config, bundle: Path, security: SecurityStack, routing: RoutingStack,
+                          monitoring: MonitoringStack, common: dict, logs: dict) -> PythonFunction:
+        region = config.region
+        alarm_arn = f"arn:{self.partition}:cloudwatch:{region}:{self.account_id}:alarm:"
+        health_arn = f"arn:{self.partition}:cloudwatch:{routing.health_alarm_region}:{self.account_id}:alarm:"
+        rollback_alarms = monitoring.rollback_alarm_names
+        replication_alarms = [*monitoring.replication_alarm_names["forward"],
+                              *monitoring.replication_alarm_names["fallback"]]
+        health_alarms = [routing.health_alarm_names["aws"]]
+        return PythonFunction(
+            # Outside the VPC, like the rollback: moving clients must not depend on the network.
+            self, "traffic", function_name=self.resource_name("cutover-traffic"),
+            description="Cutover controller: weights of the service name, alarms while a phase bakes",
+            bundle=bundle, handler=TRAFFIC_HANDLER, memory_mb=256, timeout_seconds=60,
+            placement=FunctionPlacement(**logs),
+            environment={
+                "HOSTED_ZONE_ID": routing.zone_id,
+                "RECORD_NAME": routing.record_name,
+                "RECORD_TYPE": routing.record_type,
+                "ONPREM_SET_IDENTIFIER": routing.onprem_set_identifier,
+                "AWS_SET_IDENTIFIER": routing.aws_set_identifier,
+                "WRITER_PARAMETER": security.writer_parameter_name,
+                "ROLLBACK_ALARM_NAMES": ",".join(rollback_alarms),
+                "HEALTH_ALARM_NAMES": ",".join(health_alarms),
+                "HEALTH_ALARM_REGION": routing.health_alarm_region,
+                "FORWARD_ALARM_NAMES": ",".join(monitoring.replication_alarm_names["forward"]),
+                "FALLBACK_ALARM_NAMES": ",".join(monitoring.replication_alarm_names["fallback"]),
+                "POWERTOOLS_SERVICE_NAME": TRAFFIC_SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                *routing.weighted_record_statements(),
+                allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
+                allow(["cloudwatch:DescribeAlarms"],
+                      [*(alarm_arn + name for name in [*rollback_alarms, *replication_alarms]),
+                       *(health_arn + name for name in health_alarms)], sid="ReadAlarms"),
+                allow(["cloudwatch:EnableAlarmActions", "cloudwatch:DisableAlarmActions", "cloudwatch:SetAlarmState"],
+                      [alarm_arn + name for name in replication_alarms], sid="ReplicationAlarmActions"),
+            ],
+            **common)
+
+    def _metrics_schedule(self, config: Config) -> None:
+        """Slot lag, WAL held and fence state of both sides every minute, for the monitoring
+        stack's alarms (which treat a silence as missing data)."""
+        rule = CloudwatchEventRule(self, "metrics-schedule", name=self.resource_name("cutover-metrics"),
+                                   description="Publishes replication slot and fence metrics of both databases",
+                                   schedule_expression="rate(1 minute)")
+        CloudwatchEventTarget(self, "metrics-target", rule=rule.name, arn=self.steps.arn,
+                              input=json.dumps({"step": "publish_metrics"}))
+        LambdaPermission(self, "metrics-invoke", statement_id="AllowMetricsSchedule",
+                         action="lambda:InvokeFunction", function_name=self.steps.function_name,
+                         principal="events.amazonaws.com", source_arn=rule.arn)
+
+    def _state_machines(self, config: Config, security: SecurityStack, validation: ValidationStack) -> None:
+        functions = [self.steps.arn, self.traffic.arn, validation.validator.arn, validation.rollback.arn]
+        log_group = CloudwatchLogGroup(self, "state-machine-logs",
+                                       name=f"/aws/vendedlogs/states/payment-cutover-{config.name}",
+                                       kms_key_id=security.logs_key.arn, retention_in_days=config.logs.retention_days)
+        role = IamRole(self, "state-machine-role", name=self.resource_name("cutover-controller"),
+                       description="The cutover state machines: invoke their steps, log, trace",
+                       assume_role_policy=assume_role_policy(self, "state-machine-trust", "states.amazonaws.com",
+                                                             account_id=self.account_id).json)
+        policy = IamRolePolicy(self, "state-machine-policy", role=role.id, name="controller",
+                               policy=policy_document(self, "state-machine-permissions", [
+                                   allow(["lambda:InvokeFunction"], [*functions, *(f"{arn}:*" for arn in functions)],
+                                         sid="InvokeSteps"),
+                                   # Log delivery and X-Ray have no resource-level permissions.
+                                   allow(["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                                          "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
+                                          "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                                          "logs:DescribeLogGroups", "xray:PutTraceSegments",
+                                          "xray:PutTelemetryRecords", "xray:GetSamplingRules",
+                                          "xray:GetSamplingTargets"], ["*"], sid="LogsAndTraces"),
+                               ]).json)
+        arns = dict(step_arn=self.steps.arn, validation_arn=validation.validator.arn, traffic_arn=self.traffic.arn)
+        definitions = {
+            "advance": advance_definition(traffic_arn=self.traffic.arn, validation_arn=validation.validator.arn,
+                                          rollback_arn=validation.rollback.arn,
+                                          bake_checks=config.cutover.bake_minutes),
+            "cutover": cutover_definition(**arns),
+            "writer-rollback": rollback_definition(**arns),
+        }
+        names = {"advance": self.resource_name("advance"), "cutover": self.resource_name("cutover"),
+                 "writer-rollback": writer_rollback_state_machine_name(config.name)}
+        self.state_machine_arns = {}
+        for name, definition in definitions.items():
+            machine = SfnStateMachine(
+                self, name, name=names[name], role_arn=role.arn, type="STANDARD",
+                definition=json.dumps(definition, indent=1),
+                logging_configuration=SfnStateMachineLoggingConfiguration(
+                    log_destination=f"{log_group.arn}:*", include_execution_data=True, level="ALL"),
+                tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
+                depends_on=[policy])
+            self.state_machine_arns[name] = machine.arn

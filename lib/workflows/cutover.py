@@ -1,0 +1,263 @@
+"""The cutover controller's state machines (Amazon States Language, as plain dicts).
+
+Two controls, kept apart: the WRITER (which database accepts writes; the SSM writer parameter)
+and the WEIGHTS (where clients go; the weighted record pair). Traffic moves in phases with
+`advance`; the writer changes only in the fenced `cutover` and, after it, in the fenced `rollback`.
+
+    advance   status → refuse aws-primary before the data cutover → validation PASSED (live, with
+              settle-and-recheck) → no alarm active → weights of the next phase → bake: every
+              interval, the alarms; an alarm → the rollback Lambda (the one emergency path: DNS, and a
+              fenced writer rollback when AWS is the writer) → fail; the whole bake quiet → done.
+    cutover   preflight → fence the old writer → replication caught up (marker measured on the
+              target) → validation PASSED on the quiet data → sequences advanced on the new writer →
+              validation with check_sequences → replication direction switched → open the new writer
+              → writer parameter → alarms of the running direction → weights: all to the new writer.
+    rollback  weights all to on-prem first (clients follow within the TTL), then the cutover
+              sequence from AWS back to on-prem.
+
+Every step is a Lambda invocation of an idempotent step that detects work already done, so a
+failed execution can be started again and finishes what is left. A failure before the replication
+direction switched reopens the old writer (`abort`); from the switch on, `abort` changes nothing
+and the execution fails with both sides fenced: the operator runs it again (README).
+
+The builders take the function ARNs (tokens are fine: they are only placed, never taken apart).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.workflows.validation import LAMBDA_INVOKE, TRANSIENT_LAMBDA_ERRORS
+
+SIDES = ("onprem", "aws")
+DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "fallback"}
+# The validation Lambda's `direction`: its SOURCE_* database is on-prem, TARGET_* Aurora.
+VALIDATION_DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "reverse"}
+PHASES = ("legacy-sync", "canary", "split", "aws-primary")
+
+# Step errors a retry can cure (payment_cutover.errors): the marker is still on its way, a task or
+# worker has not reached its state yet, a database answered with a transient error.
+RETRYABLE_STEP_ERRORS = ["ReplicationBehind", "SwitchPending", "DatabaseUnavailable"]
+STEP_RETRY_INTERVAL_SECONDS = 2
+STEP_RETRY_ATTEMPTS = 15  # with each invocation waiting up to step_wait_seconds itself
+
+
+def _invoke(function_arn: str, payload: dict[str, Any], *, result: str | None, retry_errors: list[str] = (),
+            next_state: str | None = None, catch: str | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": LAMBDA_INVOKE,
+        "Parameters": {"FunctionName": function_arn, "Payload": payload},
+        "ResultSelector": {"result.$": "$.Payload"},
+        "ResultPath": result,
+        "Retry": [{"ErrorEquals": TRANSIENT_LAMBDA_ERRORS, "IntervalSeconds": 1, "MaxAttempts": 3,
+                   "BackoffRate": 2.0}],
+    }
+    if retry_errors:
+        state["Retry"].append({"ErrorEquals": list(retry_errors), "IntervalSeconds": STEP_RETRY_INTERVAL_SECONDS,
+                               "MaxAttempts": STEP_RETRY_ATTEMPTS, "BackoffRate": 1.0})
+    if catch:
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catch}]
+    if next_state:
+        state["Next"] = next_state
+    else:
+        state["End"] = True
+    return state
+
+
+def _step(step_arn: str, step: str, source: str, target: str, *, next_state: str, catch: str | None = "Abort",
+          retry: bool = False, **options: Any) -> dict[str, Any]:
+    payload = {"step": step, "from": source, "to": target, "execution.$": "$$.Execution.Id", **options}
+    return _invoke(step_arn, payload, result=f"$.steps.{step}", next_state=next_state, catch=catch,
+                   retry_errors=RETRYABLE_STEP_ERRORS if retry else ["DatabaseUnavailable"])
+
+
+def _validate(validation_arn: str, source: str, target: str, *, name: str, check_sequences: bool,
+              next_state: str) -> dict[str, dict[str, Any]]:
+    """Validation of the quiet data (both sides fenced, replication caught up): no recheck rounds,
+    since nothing is in flight; any difference is real. PASSED goes on, anything else aborts."""
+    payload = {"direction": VALIDATION_DIRECTION[(source, target)], "check_sequences": check_sequences,
+               "recheck_rounds": 0}
+    return {
+        name: _invoke(validation_arn, payload, result=f"$.validation.{name}", next_state=f"{name}Passed?",
+                      catch="Abort"),
+        f"{name}Passed?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": f"$.validation.{name}.result.status", "StringEquals": "PASSED",
+                         "Next": next_state}],
+            "Default": f"{name}Refused",
+        },
+        f"{name}Refused": {
+            "Type": "Pass",
+            "Parameters": {"Error": "ValidationFailed",
+                           "Cause.$": f"$.validation.{name}.result.message"},
+            "ResultPath": "$.error",
+            "Next": "Abort",
+        },
+    }
+
+
+def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source: str, target: str, *,
+                   start: str) -> dict[str, dict[str, Any]]:
+    """The fenced sequence from `source` to `target`, ending in all weight on `target`."""
+    new_direction = DIRECTION[(target, source)]
+    final_aws_weight = 100 if target == "aws" else 0
+    return {
+        start: _step(step_arn, "preflight", source, target, next_state="AlreadySwitched?", catch="Failed"),
+        "AlreadySwitched?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.steps.preflight.result.already_done", "BooleanEquals": True,
+                         "Next": "ReplicationAlarms"}],
+            "Default": "Fence",
+        },
+        "Fence": _step(step_arn, "fence", source, target, next_state="WaitReplication", retry=True),
+        "WaitReplication": _step(step_arn, "wait_replication", source, target, next_state="Validate", retry=True),
+        **_validate(validation_arn, source, target, name="Validate", check_sequences=False,
+                    next_state="AdvanceSequences"),
+        "AdvanceSequences": _step(step_arn, "advance_sequences", source, target, next_state="ValidateSequences"),
+        **_validate(validation_arn, source, target, name="ValidateSequences", check_sequences=True,
+                    next_state="SwitchReplication"),
+        "SwitchReplication": _step(step_arn, "switch_replication", source, target, next_state="Open", retry=True),
+        "Open": _step(step_arn, "open", source, target, next_state="SetWriter", retry=True),
+        "SetWriter": _step(step_arn, "set_writer", source, target, next_state="ReplicationAlarms", retry=True),
+        "ReplicationAlarms": _invoke(traffic_arn, {"action": "replication_alarms", "running": new_direction},
+                                     result="$.traffic.replication_alarms", next_state="MoveTraffic",
+                                     catch="Failed"),
+        "MoveTraffic": _invoke(traffic_arn, {"action": "set_weights", "aws_weight": final_aws_weight,
+                                             "reason.$": "States.Format('{} to {}', $$.StateMachine.Name, '"
+                                             + target + "')"},
+                               result="$.traffic.weights", next_state="Done", catch="Failed"),
+        "Done": {"Type": "Succeed"},
+        "Abort": _invoke(step_arn, {"step": "abort", "from": source, "to": target, "error.$": "$.error",
+                                    "execution.$": "$$.Execution.Id"},
+                         result="$.steps.abort", next_state="Failed", catch="Failed",
+                         retry_errors=["DatabaseUnavailable"]),
+        "Failed": {"Type": "Fail", "Error": "CutoverFailed",
+                   "Cause": f"the switch of the writer from {source} to {target} did not complete: "
+                            "see the execution's history and `python -m lib.cutover status`"},
+    }
+
+
+def cutover_definition(*, step_arn: str, validation_arn: str, traffic_arn: str) -> dict[str, Any]:
+    """The data cutover: on-prem → AWS."""
+    return {
+        "Comment": "Data cutover: the writer moves from on-prem to Aurora behind a database fence",
+        "StartAt": "Preflight",
+        "States": _writer_switch(step_arn, validation_arn, traffic_arn, "onprem", "aws", start="Preflight"),
+    }
+
+
+def rollback_definition(*, step_arn: str, validation_arn: str, traffic_arn: str) -> dict[str, Any]:
+    """The rollback after the data cutover: clients to on-prem first, then the writer, fenced."""
+    states = {
+        "TrafficToOnprem": _invoke(traffic_arn, {"action": "set_weights", "aws_weight": 0,
+                                                 "reason.$": "States.Format('rollback: {}', $.reason)"},
+                                   result="$.traffic.first_weights", next_state="Preflight", catch="Failed"),
+        **_writer_switch(step_arn, validation_arn, traffic_arn, "aws", "onprem", start="Preflight"),
+    }
+    return {
+        "Comment": "Rollback after the data cutover: traffic to on-prem, then the writer back behind a fence",
+        "StartAt": "TrafficToOnprem",
+        "States": states,
+    }
+
+
+def advance_definition(*, traffic_arn: str, validation_arn: str, rollback_arn: str, bake_checks: int,
+                       bake_interval_seconds: int = 60) -> dict[str, Any]:
+    """One phase forward. Input: {"phase": "canary"|"split"|"aws-primary"|"legacy-sync"}; optional
+    "bake_checks" and "bake_interval_seconds" override the defaults given here: the bake lasts
+    bake_checks × bake_interval_seconds, the alarms read once per interval."""
+    return {
+        "Comment": "Move traffic to a phase, then watch the alarms for the bake time; roll back on an alarm",
+        "StartAt": "KnownPhase?",
+        "States": {
+            "KnownPhase?": {
+                "Type": "Choice",
+                "Choices": [{"Or": [{"Variable": "$.phase", "StringEquals": phase} for phase in PHASES],
+                             "Next": "Defaults"}],
+                "Default": "UnknownPhase",
+            },
+            "UnknownPhase": {"Type": "Fail", "Error": "UnknownPhase",
+                             "Cause": f"the input needs \"phase\": one of {', '.join(PHASES)}"},
+            # Optional input keys: the input merged over the defaults.
+            "Defaults": {
+                "Type": "Pass",
+                "Parameters": {"bake_checks": bake_checks, "bake_interval_seconds": bake_interval_seconds},
+                "ResultPath": "$.defaults",
+                "Next": "Settings",
+            },
+            "Settings": {
+                "Type": "Pass",
+                "Parameters": {"merged.$": "States.JsonMerge($.defaults, $, false)"},
+                "OutputPath": "$.merged",
+                "Next": "Status",
+            },
+            "Status": _invoke(traffic_arn, {"action": "status"}, result="$.status",
+                              next_state="AwsPrimaryNeedsWriter?"),
+            "AwsPrimaryNeedsWriter?": {
+                "Type": "Choice",
+                "Choices": [{"And": [{"Variable": "$.phase", "StringEquals": "aws-primary"},
+                                     {"Variable": "$.status.result.writer.writer", "StringEquals": "onprem"}],
+                             "Next": "CutoverFirst"}],
+                "Default": "Validate",
+            },
+            "CutoverFirst": {"Type": "Fail", "Error": "CutoverFirst",
+                             "Cause": "all traffic to AWS needs Aurora as the writer: run the data cutover first"},
+            "Validate": _invoke(validation_arn, {}, result="$.validation", next_state="ValidationPassed?"),
+            "ValidationPassed?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.validation.result.status", "StringEquals": "PASSED",
+                             "Next": "AlarmsQuiet"}],
+                "Default": "ValidationFailed",
+            },
+            "ValidationFailed": {"Type": "Fail", "Error": "ValidationFailed",
+                                 "Cause": "validation did not pass: the weights were not moved"},
+            "AlarmsQuiet": _invoke(traffic_arn, {"action": "check_alarms"}, result="$.alarms_before",
+                                   next_state="AlarmsQuiet?"),
+            "AlarmsQuiet?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.alarms_before.result.alarm", "BooleanEquals": True,
+                             "Next": "AlarmActive"}],
+                "Default": "ShiftWeights",
+            },
+            "AlarmActive": {"Type": "Fail", "Error": "AlarmActive",
+                            "Cause": "an alarm is in ALARM before the shift: the weights were not moved"},
+            "ShiftWeights": _invoke(traffic_arn, {"action": "set_weights", "phase.$": "$.phase",
+                                                  "reason.$": "States.Format('advance to {}', $.phase)"},
+                                    result="$.weights", next_state="StartBake"),
+            "StartBake": {
+                "Type": "Pass",
+                "Parameters": {"remaining.$": "$.bake_checks"},
+                "ResultPath": "$.bake",
+                "Next": "BakeWait",
+            },
+            "BakeWait": {"Type": "Wait", "SecondsPath": "$.bake_interval_seconds", "Next": "CheckAlarms"},
+            "CheckAlarms": _invoke(traffic_arn, {"action": "check_alarms"}, result="$.alarms",
+                                   next_state="Alarm?"),
+            "Alarm?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.alarms.result.alarm", "BooleanEquals": True, "Next": "RollBack"}],
+                "Default": "CountDown",
+            },
+            "CountDown": {
+                "Type": "Pass",
+                "Parameters": {"remaining.$": "States.MathAdd($.bake.remaining, -1)"},
+                "ResultPath": "$.bake",
+                "Next": "Baked?",
+            },
+            "Baked?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.bake.remaining", "NumericGreaterThan": 0, "Next": "BakeWait"}],
+                "Default": "Done",
+            },
+            # The one emergency path: DNS to on-prem at once, and the fenced writer rollback when
+            # Aurora is the writer.
+            "RollBack": _invoke(rollback_arn, {"reason.$": "States.Format('alarm while baking {}: {}', $.phase, "
+                                                           "States.JsonToString($.alarms.result.in_alarm))"},
+                                result="$.rollback", next_state="RolledBack"),
+            "RolledBack": {"Type": "Fail", "Error": "RolledBack",
+                           "Cause": "an alarm fired while the phase baked: traffic went back to on-prem "
+                                    "(the rollback's answer is in the execution's history)"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
