@@ -27,7 +27,7 @@ export PIPENV_NOSPIN := 1
 # No telemetry calls from the cdktf CLI or Terraform.
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help install synth validate test deploy-local emulator scan bench postgres clean
+.PHONY: help install synth validate test deploy-local emulator scan bench postgres clean diagram
 
 help:
 	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
@@ -37,6 +37,7 @@ help:
 	@echo "make emulator      serve the local environment's moto server until Ctrl-C (for cdktf deploy <stack>-local)"
 	@echo "make scan          checkov on cdktf.out and on the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
+	@echo "make diagram       draw docs/architecture.png and .svg (stacks, main resources, cross-stack reads) from cdktf.out"
 	@echo "make clean         remove build output (cdktf.out, build/)"
 
 install: $(VENV)/.synced node_modules/.package-lock.json
@@ -113,6 +114,13 @@ test: install postgres validate
 postgres:
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ echo "==> installing PostgreSQL server binaries"; apt-get update -qq && apt-get install -y -qq postgresql; }
+
+# The architecture picture, drawn from the synthesized app by lib/diagram.py with Graphviz's dot
+# (installed when absent); commit docs/ after a change to the stacks.
+diagram: synth
+	@command -v dot >/dev/null || \
+		{ echo "==> installing Graphviz"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz; }
+	$(PY) -m lib.diagram
 
 clean:
 	rm -rf cdktf.out build
