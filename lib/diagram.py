@@ -78,7 +78,6 @@ MAIN_RESOURCES: dict[str, tuple[str, str]] = {
     "aws_dms_replication_instance": ("DMS replication instance", "migration"),
     "aws_dms_replication_task": ("DMS replication task", "migration"),
     "aws_dms_endpoint": ("DMS endpoint", "migration"),
-    "aws_dms_event_subscription": ("DMS event subscription", "migration"),
     "aws_route53_record": ("Route 53 record", "network"),
     "aws_route53_health_check": ("Route 53 health check", "network"),
     "aws_route53_query_log": ("Route 53 query log", "network"),
@@ -91,6 +90,7 @@ MAIN_RESOURCES: dict[str, tuple[str, str]] = {
     "aws_cloudwatch_composite_alarm": ("CloudWatch composite alarm", "management"),
     "aws_cloudwatch_metric_alarm": ("CloudWatch alarm", "management"),
     "aws_cloudwatch_dashboard": ("CloudWatch dashboard", "management"),
+    "aws_dms_event_subscription": ("DMS event subscription", "migration"),
     # What nearly every stack has comes last, so a box starts with what makes the stack itself.
     "aws_kms_key": ("KMS key", "security"),
     "aws_secretsmanager_secret": ("Secrets Manager secret", "security"),
@@ -353,7 +353,7 @@ def render_dot(arch: Architecture, *, title: str = "payment-migration") -> str:
         lines.append("  }")
     views = {view.name: view for view in arch.stacks}
     for ref in arch.references:
-        what = ", ".join(ref.crossing) or "outputs"
+        what = ", ".join(ref.crossing) or "values not tied to a resource"
         tooltip = f"{ref.consumer} reads {ref.values} output(s) of {ref.producer}: {what}"
         lines.append(f"  {_quote(_anchor(views[ref.producer]))} -> {_quote(_anchor(views[ref.consumer]))} "
                      f"[ltail={_quote(cluster_id(ref.producer))}, lhead={_quote(cluster_id(ref.consumer))}, "
