@@ -1,6 +1,7 @@
 -- Database roles of the payment system, one per purpose (issue 15), and the cutover's control schema.
--- Script version 1 (recorded in payment_control.script_version; a newer version already applied
--- stops the script).
+-- Script version 2 (recorded in payment_control.script_version; a newer version already applied
+-- stops the script). Version 2 adds payment_writer, the group role through which alone the
+-- application roles may write (the fence revokes it).
 --
 -- Apply on BOTH databases (on-prem and Aurora), in the payment database, after schema/payments.sql,
 -- as a superuser (on Aurora: the master user, a member of rds_superuser):
@@ -9,16 +10,21 @@
 --          -v ON_ERROR_STOP=1 -f schema/roles.sql
 --
 -- Idempotent: a second run changes nothing, and it converges drifted grants back to what is below.
--- It never changes a fence (default_transaction_read_only of the application roles set by the
--- cutover controller), so it is safe to run on the fenced side.
+-- It never changes a fence, so it is safe to run on the fenced side: it never touches the
+-- application roles' default_transaction_read_only, and it changes payment_writer memberships only
+-- when it creates payment_writer (the upgrade to version 2, see below); from then on they are the
+-- cutover controller's alone (its fence and open steps).
 --
 -- No password is here. Roles are created LOGIN without a password (nobody can log in as them until
 -- the operator sets one); set each from a prompt, e.g. in psql `\password payment_app` (psql sends
 -- only the SCRAM verifier), and put the same value in that role's Secrets Manager secret.
 --
 -- Roles (cluster-wide; the grants are per database, so run it in each payment database):
---   payment_app        the payment API (and any application that writes payments): DML it needs on the
---                      payment tables only; fenced (read-only) on the side that is not the writer
+--   payment_app        the payment API (and any application that writes payments): SELECT on payments
+--                      directly; its writes only through membership in payment_writer; fenced on the
+--                      side that is not the writer
+--   payment_writer     NOLOGIN group role holding exactly the DML payment_app needs (INSERT on payments
+--                      and audit_log, USAGE on audit_log's identity sequence). Nobody logs in as it.
 --   payment_validator  the validation Lambda: SELECT only, read-only by default
 --   dms_source         replication source (DMS source endpoint, or the publisher connection of the
 --                      PostgreSQL logical replication stand-in): REPLICATION + SELECT
@@ -35,8 +41,30 @@
 --
 -- PostgreSQL 15 and older: changing another role's settings needs CREATEROLE, which on those versions
 -- lets the controller alter any non-superuser role: keep its secret as tightly held as the master's.
--- PostgreSQL 16 and newer: CREATEROLE plus ADMIN OPTION on each application role (granted here with
--- INHERIT FALSE, SET FALSE, so the controller never acts as payment_app).
+-- PostgreSQL 16 and newer: CREATEROLE plus ADMIN OPTION on each application role and on
+-- payment_writer (granted here with INHERIT FALSE, SET FALSE, so the controller never acts as
+-- payment_app and never writes payments itself).
+--
+-- The fence (lib/lambda/cutover/payment_cutover/fence.py) has two parts, and holds against an
+-- application that changes its own settings:
+--   1. privileges: REVOKE payment_writer FROM <application role>. A write then fails with
+--      insufficient_privilege (42501) whatever the session sets: payment_app cannot grant the
+--      membership back (no CREATEROLE, no ADMIN OPTION).
+--   2. the clean error: ALTER ROLE <application role> IN DATABASE <db> SET
+--      default_transaction_read_only = on, so a well-behaved session fails first with
+--      read_only_sql_transaction (25006), which the payment API answers with 503 + Retry-After.
+-- Opening a side grants payment_writer back and RESETs the setting.
+-- MEMBERSHIP IS CLUSTER-WIDE: fencing one database of a server fences the application roles in
+-- every database of that server. Keep ONE payment database per server (as in production: on-prem
+-- and Aurora are separate servers). An application role other than payment_app (e.g. the on-prem
+-- application's own role, in the controller's APPLICATION_ROLES) must likewise get its writes only
+-- from payment_writer: GRANT payment_writer TO <role> (PG16+: ... GRANTED BY payment_controller),
+-- and no write privilege directly (the controller refuses to report such a role fenced).
+--
+-- Upgrade from version 1 (and first install): payment_writer is created and payment_app becomes a
+-- member unless payment_app is fenced in this database (default_transaction_read_only = on for it
+-- here), so an existing fence keeps holding. On a fresh install of the side that is NOT the writer,
+-- run the controller's fence_non_writer step before any application connects to it.
 
 BEGIN;
 SET LOCAL client_min_messages = warning;
@@ -68,8 +96,8 @@ CREATE TABLE IF NOT EXISTS payment_control.script_version (
 );
 DO $$
 BEGIN
-    IF (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql') > 1 THEN
-        RAISE EXCEPTION 'a newer schema/roles.sql (version %) was applied to %; this is version 1',
+    IF (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql') > 2 THEN
+        RAISE EXCEPTION 'a newer schema/roles.sql (version %) was applied to %; this is version 2',
             (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'), current_database();
     END IF;
 END $$;
@@ -108,6 +136,45 @@ BEGIN
 END $$;
 
 ALTER ROLE payment_validator SET default_transaction_read_only = on;
+
+-- payment_writer: the application roles' write privileges, and nothing else. Created NOLOGIN; on the
+-- run that creates it, payment_app joins it unless it is fenced here (see the header).
+DO $$
+DECLARE
+    created boolean := false;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'payment_writer') THEN
+        CREATE ROLE payment_writer NOLOGIN;
+        created := true;
+    ELSIF (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = 'payment_writer') THEN
+        RAISE EXCEPTION 'role payment_writer exists as a superuser or with BYPASSRLS: refusing to use it';
+    END IF;
+    ALTER ROLE payment_writer NOLOGIN NOCREATEROLE NOCREATEDB NOREPLICATION;
+    IF current_setting('server_version_num')::int >= 160000 THEN
+        -- the controller revokes it (fence) and grants it back (open)
+        EXECUTE 'GRANT payment_writer TO payment_controller WITH ADMIN OPTION, INHERIT FALSE, SET FALSE';
+    END IF;
+    IF created AND NOT EXISTS (
+            SELECT FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) AS c(entry)
+            WHERE s.setrole = 'payment_app'::regrole
+              AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND c.entry IN ('default_transaction_read_only=on', 'default_transaction_read_only=true')) THEN
+        IF current_setting('server_version_num')::int >= 160000 THEN
+            BEGIN
+                -- recorded as the controller's grant, so that the controller's REVOKE removes it
+                EXECUTE 'GRANT payment_writer TO payment_app WITH INHERIT TRUE, SET FALSE GRANTED BY payment_controller';
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'cannot record the grant of payment_writer to payment_app as payment_controller''s '
+                              '(running as %): granted as %, which the controller''s REVOKE does not remove (its '
+                              'fence step then fails, naming the grantor): have an operator REVOKE it and the '
+                              'controller grant it (open step)', current_user, current_user;
+                EXECUTE 'GRANT payment_writer TO payment_app WITH INHERIT TRUE, SET FALSE';
+            END;
+        ELSE
+            EXECUTE 'GRANT payment_writer TO payment_app';
+        END IF;
+    END IF;
+END $$;
 
 -- Replication: the attribute on plain PostgreSQL, the rds_replication role on RDS/Aurora.
 DO $$
@@ -166,13 +233,15 @@ GRANT USAGE, CREATE ON SCHEMA payment_dms TO dms_source, dms_target;
 -- Start from nothing on every table and sequence of the schemas, then grant exactly what is listed:
 -- a grant added by hand is taken away by the next run.
 REVOKE ALL ON ALL TABLES IN SCHEMA public, payment_control
-    FROM payment_app, payment_validator, dms_source, dms_target, payment_controller;
+    FROM payment_app, payment_writer, payment_validator, dms_source, dms_target, payment_controller;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public, payment_control
-    FROM payment_app, payment_validator, dms_source, dms_target, payment_controller;
+    FROM payment_app, payment_writer, payment_validator, dms_source, dms_target, payment_controller;
 
--- payment_app: what the payment API does (create and read payments, append to the audit log).
-GRANT SELECT, INSERT ON public.payments TO payment_app;
-GRANT INSERT ON public.audit_log TO payment_app;
+-- payment_app: what the payment API does (create and read payments, append to the audit log). It
+-- reads directly (reads keep working on the fenced side) and writes only as a member of
+-- payment_writer (the fence revokes the membership).
+GRANT SELECT ON public.payments TO payment_app;
+GRANT INSERT ON public.payments, public.audit_log TO payment_writer;
 
 GRANT SELECT ON public.customers, public.payments, public.transactions, public.audit_log
     TO payment_validator, dms_source, payment_controller;
@@ -198,13 +267,13 @@ BEGIN
           AND d.refobjid IN ('public.customers'::regclass, 'public.payments'::regclass,
                              'public.transactions'::regclass, 'public.audit_log'::regclass)
     LOOP
-        EXECUTE format('GRANT USAGE ON SEQUENCE %s TO payment_app', seq);
+        EXECUTE format('GRANT USAGE ON SEQUENCE %s TO payment_writer', seq);
         EXECUTE format('GRANT SELECT ON SEQUENCE %s TO payment_validator', seq);
         EXECUTE format('GRANT SELECT, UPDATE ON SEQUENCE %s TO payment_controller', seq);
     END LOOP;
 END $$;
 
-INSERT INTO payment_control.script_version (script, version) VALUES ('roles.sql', 1)
+INSERT INTO payment_control.script_version (script, version) VALUES ('roles.sql', 2)
 ON CONFLICT (script) DO UPDATE SET version = EXCLUDED.version, applied_at = now(), applied_by = current_user;
 
 COMMIT;

@@ -1,5 +1,6 @@
 """Fixtures for the cutover steps: two PostgreSQL servers (on-prem and AWS) joined by logical
-replication, a fresh replicated pair of databases per test, and the writer parameter in moto's SSM."""
+replication, a replicated pair of databases (one per session, reset before each test to forward
+running, both sides open, empty tables), and the writer parameter in moto's SSM."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import pytest
 
 from tests.support.replication import (
     ReplicatedPair,
+    acquire_servers,
     add_customer,
     create_writer_parameter,
-    replicated_pair,
-    start_servers,
-    stop_servers,
+    release_servers,
+    shared_pair,
 )
 
 WRITER_PARAMETER = "/payment-migration/test/writer"
@@ -20,16 +21,16 @@ WRITER_PARAMETER = "/payment-migration/test/writer"
 
 @pytest.fixture(scope="session")
 def servers():
-    started = start_servers()
-    yield started
-    stop_servers(started)
+    """The two servers, shared with tests/api (started once per process)."""
+    yield acquire_servers()
+    release_servers()
 
 
 @pytest.fixture
 def pair(servers) -> ReplicatedPair:
-    replicated = replicated_pair(servers)
+    replicated = shared_pair(servers)
     yield replicated
-    replicated.close()
+    replicated.close_connections()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from payment_api import payments
 from payment_api.models import PaymentRequest
 from payment_cutover import fence
+from payment_cutover.errors import FenceIncomplete
 from tests.support.replication import ROLES_SQL, add_customer, prepare_database
 
 
@@ -59,7 +60,7 @@ def test_the_script_is_idempotent_and_records_its_version(db):
     before = acl_snapshot(db)
     db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)
     assert acl_snapshot(db) == before, "a second run changed grants, role attributes or settings"
-    assert db.scalar("SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'") == 1
+    assert db.scalar("SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'") == 2
 
 
 def test_a_grant_added_by_hand_is_taken_back(db):
@@ -69,7 +70,7 @@ def test_a_grant_added_by_hand_is_taken_back(db):
 
 
 def test_an_older_script_does_not_overwrite_a_newer_one(db):
-    db.postgres.admin_execute("UPDATE payment_control.script_version SET version = 2", dbname=db.dbname)
+    db.postgres.admin_execute("UPDATE payment_control.script_version SET version = 3", dbname=db.dbname)
     with pytest.raises(psycopg2.errors.RaiseException, match="newer schema/roles.sql"):
         db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)
 
@@ -124,21 +125,117 @@ def test_payment_app_is_refused_everything_else(db, connect, statement):
 def test_a_fenced_payment_app_session_cannot_write(db, connect):
     fence.fence(connect("payment_controller"), ["payment_app"])
     conn = connect("payment_app")
+    # the clean error first: the read-only default refuses before any privilege check
     assert refused(conn, "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', 'x', 'y')",
                    error=psycopg2.errors.ReadOnlySqlTransaction)
     assert refused(conn, f'ALTER ROLE payment_app IN DATABASE "{db.dbname}" RESET default_transaction_read_only',
                    error=psycopg2.errors.ReadOnlySqlTransaction)
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation of the default_transaction_read_only fence: a role may "
-                   "change its own settings, so a client that deliberately turns read-only off can lift the fence "
-                   "(the payment API never does); a privilege-based fence would close this")
+AUDIT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', 'x', 'y')"
+
+
 def test_payment_app_cannot_lift_its_own_fence_even_deliberately(db, connect):
-    fence.fence(connect("payment_controller"), ["payment_app"])
+    """The fence is privilege-based: an application that turns read-only off in its session, resets
+    its own per-database default (ordinary roles may) and starts a new read-write session still
+    cannot write, and cannot grant itself payment_writer back."""
+    controller = connect("payment_controller")
+    fence.fence(controller, ["payment_app"])
     conn = connect("payment_app")
     with conn.cursor() as cur:
         cur.execute("SET default_transaction_read_only = off")
-    assert refused(conn, f'ALTER ROLE payment_app IN DATABASE "{db.dbname}" RESET default_transaction_read_only')
+        cur.execute(f'ALTER ROLE payment_app IN DATABASE "{db.dbname}" RESET default_transaction_read_only')
+    assert refused(conn, AUDIT), "a write got through after the session turned read-only off"
+    assert refused(conn, "INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, "
+                         "request_hash) VALUES (gen_random_uuid(), gen_random_uuid(), 1, 'EUR', 'k', 'h')")
+    fresh = connect("payment_app", autocommit=False)  # starts read-write now: its default is gone
+    with fresh.cursor() as cur:
+        cur.execute("SHOW transaction_read_only")
+        assert cur.fetchone()[0] == "off"
+    assert refused(fresh, AUDIT)
+    assert refused(conn, "BEGIN READ WRITE; " + AUDIT)
+    with conn.cursor() as cur:
+        cur.execute("ROLLBACK")
+    for statement in ("GRANT payment_writer TO payment_app", "SET ROLE payment_writer",
+                      "ALTER ROLE payment_app CREATEROLE"):
+        assert refused(conn, statement), statement
+    assert db.scalar("SELECT count(*) FROM audit_log") == 0
+    with conn.cursor() as cur:  # reads keep working
+        cur.execute("SELECT count(*) FROM payments")
+    # the controller sees what the application did, and the fence step restores the clean error
+    (state,) = fence.fence_state(controller, ["payment_app"]).values()
+    assert state.startswith("partial") and "missing: default_transaction_read_only" in state, state
+    assert not fence.is_fenced(controller, ["payment_app"])
+    assert fence.fence(controller, ["payment_app"]).roles == {"payment_app": "fenced"}
+    assert refused(connect("payment_app"), AUDIT, error=psycopg2.errors.ReadOnlySqlTransaction)
+
+
+def test_payment_app_cannot_reopen_its_side(db, connect):
+    fence.fence(connect("payment_controller"), ["payment_app"])
+    app = connect("payment_app")
+    with app.cursor() as cur:
+        cur.execute("SET default_transaction_read_only = off")
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        fence.open_side(app, ["payment_app"])
+    assert not db.scalar("SELECT pg_has_role('payment_app', 'payment_writer', 'MEMBER')")
+    assert fence.fence_state(connect("payment_controller"), ["payment_app"]) == {"payment_app": "fenced"}
+
+
+def test_payment_writer_holds_exactly_the_app_writes_and_cannot_log_in(db, connect):
+    grants = db.query("""SELECT table_schema || '.' || table_name, privilege_type FROM information_schema.role_table_grants
+                         WHERE grantee = %s ORDER BY 1, 2""", ("payment_writer",))
+    assert grants == [("public.audit_log", "INSERT"), ("public.payments", "INSERT")]
+    assert db.scalar("SELECT has_sequence_privilege('payment_writer', 'audit_log_audit_id_seq', 'USAGE')")
+    assert not db.scalar("SELECT has_sequence_privilege('payment_writer', 'audit_log_audit_id_seq', 'UPDATE')")
+    app_grants = db.query("""SELECT table_name, privilege_type FROM information_schema.role_table_grants
+                             WHERE grantee = 'payment_app' ORDER BY 1, 2""")
+    assert app_grants == [("payments", "SELECT")], "payment_app holds a write privilege of its own"
+    assert db.query("SELECT rolcanlogin, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = 'payment_writer'") == [
+        (False, False, False)]
+    assert db.scalar("SELECT pg_has_role('payment_app', 'payment_writer', 'MEMBER')")
+    assert not db.scalar("SELECT pg_has_role('payment_controller', 'payment_writer', 'USAGE')"), \
+        "the controller inherits payment_writer's writes"
+    with pytest.raises(psycopg2.OperationalError, match="not permitted to log in"):  # even where no password is asked
+        psycopg2.connect(host=db.postgres.socket_dir, port=db.postgres.port, dbname=db.dbname,
+                         user="payment_writer").close()
+
+
+def test_fence_state_says_which_part_is_missing(db, connect):
+    controller = connect("payment_controller")
+    db.postgres.admin_execute("REVOKE payment_writer FROM payment_app")
+    (state,) = fence.fence_state(controller, ["payment_app"]).values()
+    assert state.startswith("partial") and "holds: payment_writer revoked" in state, state
+    assert "missing: default_transaction_read_only = on" in state, state
+    db.postgres.admin_execute("GRANT payment_writer TO payment_app")
+    db.postgres.admin_execute(f'ALTER ROLE payment_app IN DATABASE "{db.dbname}" SET default_transaction_read_only = on')
+    (state,) = fence.fence_state(controller, ["payment_app"]).values()
+    assert "missing: payment_writer revoked" in state, state
+    assert fence.fence(controller, ["payment_app"]).roles == {"payment_app": "fenced"}
+
+
+def test_a_write_privilege_held_outside_payment_writer_is_not_fenced(db, connect):
+    controller = connect("payment_controller")
+    db.postgres.admin_execute("GRANT DELETE ON payments TO payment_app", dbname=db.dbname)
+    with pytest.raises(FenceIncomplete, match=r"can still write .*public\.payments"):
+        fence.fence(controller, ["payment_app"])
+    (state,) = fence.fence_state(controller, ["payment_app"]).values()
+    assert state.startswith("partial") and "payments (table)" in state, state
+    db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)  # converges the grant away
+    assert fence.fence_state(controller, ["payment_app"]) == {"payment_app": "fenced"}
+
+
+def test_the_script_never_grants_payment_writer_back(db, connect):
+    controller = connect("payment_controller")
+    fence.fence(controller, ["payment_app"])
+    # the application resets its own per-database default; a later run of the script must not
+    # take that as "open" and grant the membership back
+    app = connect("payment_app")
+    with app.cursor() as cur:
+        cur.execute("SET default_transaction_read_only = off")
+        cur.execute(f'ALTER ROLE payment_app IN DATABASE "{db.dbname}" RESET default_transaction_read_only')
+    db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)
+    assert not db.scalar("SELECT pg_has_role('payment_app', 'payment_writer', 'MEMBER')")
+    assert refused(connect("payment_app"), AUDIT)
 
 
 def test_validator_reads_and_cannot_write_even_when_it_asks_to(db, connect):

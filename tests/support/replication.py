@@ -1,9 +1,16 @@
 """Two real PostgreSQL servers playing on-prem and Aurora, joined by PostgreSQL logical replication
 standing in for the DMS tasks: the world the cutover steps (and the rehearsal) run in.
 
-Each server gets the reference schema and schema/roles.sql in a fresh database per test, a password
-for every role of roles.sql (generated here, per server), a publication of the payment tables and
-the marker table, and the forward direction (a subscription on "aws" from "onprem") running.
+Each server has a template database (the reference schema, schema/roles.sql, the publication of the
+payment tables and the marker table) from which every test database is cloned (CREATE DATABASE ...
+TEMPLATE: a tenth of a second), and a password for every role of roles.sql (generated here, per
+server). A replicated pair runs the forward direction (a subscription on "aws" from "onprem"); one
+pair is kept for a whole test session and put back to that state before each test (`reset`:
+subscriptions and slots re-made, tables truncated, fences lifted, roles.sql re-applied), which costs
+a fraction of making new databases and syncing them.
+
+Role membership (payment_writer, which the fence revokes) is cluster-wide: whatever prepares a
+database for a test also puts the application roles' membership back (`open_roles`).
 Subscriptions are managed as the superuser (unix socket): PostgreSQL 15 allows nothing else.
 """
 
@@ -12,7 +19,9 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,24 +47,101 @@ LOGICAL_CONF = {
     "wal_retrieve_retry_interval": "200ms",
 }
 ONPREM, AWS = "onprem", "aws"
+TEMPLATE = "payment_template"
+WRITER_GROUP = "payment_writer"
+PAYMENT_TABLES_SQL = ", ".join([*TABLES, "payment_control.cutover_marker"])
 _names = itertools.count(1)
 
 
 @dataclass
 class Server:
-    """A running server and the passwords of the roles of roles.sql on it."""
+    """A running server, the passwords of the roles of roles.sql on it, and its template database."""
 
     postgres: PostgresServer
     passwords: dict[str, str] = field(default_factory=lambda: {role: secrets.token_urlsafe(18) for role in ROLES})
 
+    def prepare_template(self) -> None:
+        """The template every test database is cloned from: schema, roles.sql, publication; the
+        roles' passwords (cluster-wide) set once."""
+        from payment_cutover.postgres_logical import create_publication
+
+        self.postgres.create_payment_database(TEMPLATE)
+        self.postgres.admin_execute(ROLES_SQL.read_text(), dbname=TEMPLATE)
+        for role, password in self.passwords.items():
+            self.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(role)), (password,))
+        admin = self.postgres.admin_connect(TEMPLATE)
+        try:
+            create_publication(admin, PUBLICATION, SCHEMA, TABLES)
+        finally:
+            admin.close()
+
 
 def start_servers() -> dict[str, Server]:
-    return {side: Server(start_postgres(extra_conf=LOGICAL_CONF)) for side in (ONPREM, AWS)}
+    """Both servers, started side by side (initdb and a TLS key each: seconds), templates ready."""
+    def start(_side: str) -> Server:
+        server = Server(start_postgres(extra_conf=LOGICAL_CONF))
+        server.prepare_template()
+        return server
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        started = dict(zip((ONPREM, AWS), pool.map(start, (ONPREM, AWS))))
+    return started
 
 
 def stop_servers(servers: dict[str, Server]) -> None:
-    for server in servers.values():
+    """Throwaway servers: stopped at once (no shutdown checkpoint), side by side, then removed."""
+    def remove(server: Server) -> None:
+        server.postgres._pg_ctl("-w", "-m", "immediate", "stop", check=False)
         server.postgres.remove()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(remove, servers.values()))
+
+
+_shared_lock = threading.Lock()
+_shared: dict = {"servers": None, "users": 0, "pair": None}
+
+
+def acquire_servers() -> dict[str, Server]:
+    """The two servers of this test process, started on first use. Every test directory's session
+    fixture acquires and releases them, so `pytest tests/cutover tests/api` starts them once."""
+    with _shared_lock:
+        if _shared["servers"] is None:
+            _shared["servers"] = start_servers()
+        _shared["users"] += 1
+        return _shared["servers"]
+
+
+def release_servers() -> None:
+    with _shared_lock:
+        _shared["users"] -= 1
+        if _shared["users"] > 0:
+            return
+        servers = _shared["servers"]
+        _shared.update(servers=None, pair=None, users=0)
+    if servers is not None:  # the shared pair's databases go with them
+        stop_servers(servers)
+
+
+def shared_pair(servers: dict[str, Server]) -> ReplicatedPair:
+    """One replicated pair for the session, reset to the forward-running, both-open, empty state each
+    time it is handed out."""
+    with _shared_lock:
+        if _shared["pair"] is None:
+            _shared["pair"] = replicated_pair(servers, name="shared")
+            return _shared["pair"]
+        pair = _shared["pair"]
+    pair.reset()
+    return pair
+
+
+OPEN_ROLES = (f"DO $$ BEGIN IF NOT pg_has_role('payment_app', '{WRITER_GROUP}', 'MEMBER') THEN "
+              f"GRANT {WRITER_GROUP} TO payment_app; END IF; END $$")
+
+
+def open_roles(postgres: PostgresServer) -> None:
+    """payment_app a member of payment_writer again (cluster-wide), as roles.sql first makes it."""
+    postgres.admin_execute(OPEN_ROLES)
 
 
 @dataclass
@@ -99,11 +185,13 @@ class SideDatabase:
 
 
 def prepare_database(server: Server, side: str, dbname: str) -> SideDatabase:
-    """A fresh payment database with roles.sql applied and every role's password set."""
-    server.postgres.create_payment_database(dbname)
-    server.postgres.admin_execute(ROLES_SQL.read_text(), dbname=dbname)
-    for role, password in server.passwords.items():
-        server.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(role)), (password,))
+    """A fresh payment database with roles.sql applied (a clone of the server's template), the
+    application roles open (member of payment_writer; no fence setting in a new database)."""
+    postgres = server.postgres
+    postgres.admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    postgres.admin_execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+        sql.Identifier(dbname), sql.Identifier(TEMPLATE), sql.Identifier(postgres.app_user)))
+    open_roles(postgres)
     return SideDatabase(side, server, dbname)
 
 
@@ -157,10 +245,45 @@ class ReplicatedPair:
             time.sleep(0.05)
         return value
 
-    def close(self) -> None:
+    def close_connections(self) -> None:
         for conn in self._connections:
             conn.close()
         self._connections.clear()
+
+    def reset(self) -> None:
+        """Back to what replicated_pair() makes: no client session, empty tables and sequences, both
+        sides open (roles.sql re-applied), the forward direction alone running from a new slot."""
+        self.close_connections()
+        for db in self.sides.values():  # sessions a test left behind (and the locks they hold)
+            db.postgres.admin_execute(
+                """SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                   WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'""",
+                (db.dbname,))
+        self._stop_replication()
+        for db in self.sides.values():
+            admin = db.admin()
+            try:
+                with admin.cursor() as cur:
+                    cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+                    cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(
+                        sql.Identifier(db.dbname)))
+                    cur.execute(ROLES_SQL.read_text())  # undoes grants a test changed
+                    cur.execute(OPEN_ROLES)
+            finally:
+                admin.close()
+        self._start_forward()
+
+    def close(self) -> None:
+        self.close_connections()
+        self._stop_replication()
+        for db in self.sides.values():
+            db.postgres.admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(db.dbname)))
+
+    def _stop_replication(self) -> None:
+        """Drop every subscription of the pair's databases and, once their walsenders are gone, their slots."""
+        from payment_cutover.postgres_logical import drop_subscription
+
         for db in self.sides.values():
             admin = db.admin()
             try:
@@ -168,8 +291,6 @@ class ReplicatedPair:
                     cur.execute("SELECT subname FROM pg_subscription WHERE subdbid = "
                                 "(SELECT oid FROM pg_database WHERE datname = current_database())")
                     for (name,) in cur.fetchall():
-                        from payment_cutover.postgres_logical import drop_subscription
-
                         drop_subscription(admin, name)
             finally:
                 admin.close()
@@ -178,36 +299,34 @@ class ReplicatedPair:
             while db.query("SELECT slot_name FROM pg_replication_slots WHERE database = %s AND active", (db.dbname,)):
                 if time.monotonic() > deadline:
                     break
-                time.sleep(0.05)
+                time.sleep(0.02)
             db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                                       "WHERE database = %s AND NOT active", (db.dbname,))
-            db.postgres.admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(db.dbname)))
+
+    def _start_forward(self) -> None:
+        """Forward replication from a new slot, streaming. The databases start empty (clones of the
+        template, or truncated), so there is nothing to copy."""
+        from payment_cutover.postgres_logical import subscribe
+        from payment_cutover.sides import FORWARD
+
+        admin = self.aws.admin()
+        try:
+            subscribe(admin, self.slot_names["forward"], self.onprem.conninfo("dms_source"), PUBLICATION,
+                      copy_data=False, create_slot=True)
+        finally:
+            admin.close()
+        driver = self.driver()
+        self.wait_until(lambda: driver.state(FORWARD).running, "forward replication to stream")
+        self.close_connections()
 
 
 def replicated_pair(servers: dict[str, Server], *, name: str | None = None) -> ReplicatedPair:
-    """Fresh databases on both servers, publications on both, forward replication running and synced."""
-    from payment_cutover.postgres_logical import create_publication, subscribe
-
+    """Fresh databases on both servers (clones of the templates, publications included), forward
+    replication running."""
     name = name or f"cut{next(_names)}_{secrets.token_hex(3)}"
     sides = {side: prepare_database(server, side, name) for side, server in servers.items()}
     pair = ReplicatedPair(sides=sides, slot_names={"forward": f"{name}_forward", "fallback": f"{name}_fallback"})
-    for db in sides.values():
-        admin = db.admin()
-        try:
-            create_publication(admin, PUBLICATION, SCHEMA, TABLES)
-        finally:
-            admin.close()
-    admin = pair.aws.admin()
-    try:
-        subscribe(admin, pair.slot_names["forward"], pair.onprem.conninfo("dms_source"), PUBLICATION,
-                  copy_data=True, create_slot=True)
-    finally:
-        admin.close()
-    driver = pair.driver()
-    from payment_cutover.sides import FORWARD
-
-    pair.wait_until(lambda: driver.state(FORWARD).running, "forward replication to stream")
+    pair._start_forward()
     return pair
 
 
@@ -318,8 +437,11 @@ class PaymentApi:
         self.handler.metrics.clear_metrics()
 
     def create(self, customer_id: str, key: str, amount: str = "10.00") -> tuple[int, dict, dict]:
-        event = alb_event("POST", "/payments", {"customer_id": customer_id, "amount": amount, "currency": "EUR"},
-                          {"Idempotency-Key": key})
-        result = self.handler.lambda_handler(event, LambdaContext())
+        return self.call("POST", "/payments", {"customer_id": customer_id, "amount": amount, "currency": "EUR"},
+                         {"Idempotency-Key": key})
+
+    def call(self, method: str, path: str, body: dict | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+        result = self.handler.lambda_handler(alb_event(method, path, body, headers), LambdaContext())
         headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
         return result["statusCode"], headers, json.loads(result["body"])
