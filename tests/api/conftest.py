@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests.support.postgres import PostgresServer
-from tests.support.replication import replicated_pair, start_servers, stop_servers
+from tests.support.replication import acquire_servers, release_servers, shared_pair
 
 
 @dataclass
@@ -80,9 +80,31 @@ class ApiClient:
             conn.close()
 
 
+API_DATABASES = ("payment_api_test", "payment_api_aurora")
+
+
+@pytest.fixture(scope="session")
+def api_databases(postgres: PostgresServer) -> tuple[str, str]:
+    """The two payment databases of the API tests (on-prem's, Aurora's), made once per session and
+    emptied before each test."""
+    for name in API_DATABASES:
+        postgres.create_payment_database(name)
+    return API_DATABASES
+
+
 @pytest.fixture
-def payments_db(postgres: PostgresServer) -> str:
-    return postgres.create_payment_database("payment_api_test")
+def payments_db(postgres: PostgresServer, api_databases) -> str:
+    for name in api_databases:
+        conn = postgres.admin_connect(name)
+        try:
+            with conn.cursor() as cur:  # sessions an earlier test left (and their locks), then the rows
+                cur.execute("""SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+                               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                                 AND backend_type = 'client backend'""")
+                cur.execute("TRUNCATE customers, payments, transactions, audit_log RESTART IDENTITY")
+        finally:
+            conn.close()
+    return api_databases[0]
 
 
 @pytest.fixture
@@ -108,9 +130,9 @@ WRITER_PARAMETER = "/payment-migration/test/writer"
 
 
 @pytest.fixture
-def aurora_db(postgres: PostgresServer) -> str:
+def aurora_db(payments_db: str, api_databases) -> str:
     """The other side's database (on the same server here): the API must not use it while on-prem writes."""
-    return postgres.create_payment_database("payment_api_aurora")
+    return api_databases[1]
 
 
 @pytest.fixture
@@ -158,14 +180,14 @@ def api(function_env: dict[str, str], postgres: PostgresServer, payments_db: str
 
 @pytest.fixture(scope="session")
 def servers():
-    """Two PostgreSQL servers (on-prem, AWS) for the tests that switch the writer with real replication."""
-    started = start_servers()
-    yield started
-    stop_servers(started)
+    """Two PostgreSQL servers (on-prem, AWS) for the tests that switch the writer with real replication
+    and fence with schema/roles.sql (shared with tests/cutover: started once per process)."""
+    yield acquire_servers()
+    release_servers()
 
 
 @pytest.fixture
 def pair(servers):
-    replicated = replicated_pair(servers)
+    replicated = shared_pair(servers)
     yield replicated
-    replicated.close()
+    replicated.close_connections()

@@ -1,5 +1,5 @@
-"""The payment API follows the writer parameter: it writes to the current writer only, answers a write
-the fenced side refuses with 503 writer_fenced + Retry-After, and keeps reads working."""
+"""The payment API follows the writer parameter: it writes to the current writer only. (What a fenced
+side answers: test_fenced_writes.py, with the roles of schema/roles.sql.)"""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import uuid
 
 import boto3
 import pytest
-
-from payment_cutover import fence
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -51,30 +49,6 @@ def test_writes_go_to_the_writer_and_follow_it_when_it_changes(api, postgres, pa
     assert count(postgres, aurora_db, "SELECT array_agg(idempotency_key) FROM payments") == ["on-aws"]
     assert count(postgres, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
                  (onprem_backend,)) == 0, "the connection to the old writer was kept"
-
-
-def test_a_write_to_the_fenced_side_is_503_with_retry_after_and_reads_keep_working(
-        api, postgres, payments_db, aurora_db, aurora_customer, writer_parameter):
-    created = api.create(body(aurora_customer), key="before-fence")
-    assert created.status == 201
-    admin = postgres.admin_connect(payments_db)
-    try:
-        fence.fence(admin, [postgres.app_user])
-    finally:
-        admin.close()
-    read = api.call("GET", f"/payments/{created.body['payment_id']}")
-    assert read.status == 200, f"reads stopped on the fenced side: {read}"
-    assert api.call("GET", "/health").status == 200
-    refused = api.create(body(aurora_customer), key="during-fence")
-    assert refused.status == 503, str(refused)
-    assert refused.body["error"] == "writer_fenced"
-    assert refused.headers["retry-after"] == "2"
-    assert count(postgres, payments_db, "SELECT count(*) FROM payments WHERE idempotency_key = 'during-fence'") == 0
-    # the refusal dropped the cached writer (cache 5 s here): the next write asks SSM again
-    set_writer("aws", writer_parameter)
-    retried = api.create(body(aurora_customer), key="during-fence")
-    assert retried.status == 201, str(retried)
-    assert count(postgres, aurora_db, "SELECT count(*) FROM payments WHERE idempotency_key = 'during-fence'") == 1
 
 
 def test_the_last_writer_keeps_serving_when_ssm_cannot_be_read(api, customer_id, writer_parameter, monkeypatch):

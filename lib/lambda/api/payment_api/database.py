@@ -14,7 +14,7 @@ import psycopg2
 import psycopg2.errors
 from aws_lambda_powertools import Logger
 
-from payment_api.errors import ConfigurationError, DatabaseUnavailable, WriterFenced
+from payment_api.errors import ConfigurationError, DatabaseUnavailable, PrivilegeRefused, WriterFenced
 
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
@@ -22,6 +22,8 @@ logger = Logger(service="payment-api", child=True)
 # TLS is not optional: only modes that refuse a plaintext connection are accepted.
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")
 APPLICATION_NAME = "payment-api"
+# schema/roles.sql: the group role the application roles write through; the fence revokes it.
+WRITER_GROUP = "payment_writer"
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,19 @@ class Database:
         self._credentials: tuple[str, str] | None = None
         self._conn = None
 
-    def run(self, operation: Callable[[Any], T]) -> T:
+    def run(self, operation: Callable[[Any], T], *, write: bool = False) -> T:
         """Call `operation(connection)`. If a kept connection turns out to be broken (the server
         restarted, a failover, an idle timeout), reconnect and call it once more: every operation
-        of the core is a single transaction that is safe to repeat (create is idempotent by key)."""
+        of the core is a single transaction that is safe to repeat (create is idempotent by key).
+        `write`: the operation writes, so a refusal for lack of privilege may be the fence (its
+        privilege part): the role's payment_writer membership is checked and reported."""
         conn, reused = self._connection()
         try:
             return operation(conn)
         except psycopg2.errors.ReadOnlySqlTransaction as exc:
             raise WriterFenced() from exc
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            raise self._privilege_refused(conn, exc, write) from exc
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if not conn.closed:
                 # The connection still works: the statement failed (e.g. statement timeout).
@@ -106,12 +112,31 @@ class Database:
             return operation(conn)
         except psycopg2.errors.ReadOnlySqlTransaction as exc:
             raise WriterFenced() from exc
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            raise self._privilege_refused(conn, exc, write) from exc
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if conn.closed:
                 self._discard()
                 if isinstance(exc, psycopg2.errors.AdminShutdown):
                     raise WriterFenced() from exc
             raise DatabaseUnavailable(f"database query failed ({type(exc).__name__})") from exc
+
+    def _privilege_refused(self, conn, exc: psycopg2.Error, write: bool) -> PrivilegeRefused:
+        """What the refusal means: on a write, whether this role still has payment_writer (the fence
+        revokes it; schema/roles.sql). The operation's transaction was rolled back already."""
+        member = None
+        if write:
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute("SELECT pg_has_role(current_user, to_regrole(%s), 'MEMBER')", (WRITER_GROUP,))
+                    member = cur.fetchone()[0]  # NULL when the role does not exist (roles.sql before version 2)
+            except psycopg2.Error as probe_error:
+                logger.warning("cannot check payment_writer membership after a refused write",
+                               extra={"error": type(probe_error).__name__})
+                if conn.closed:
+                    self._discard()
+        detail = (getattr(exc, "diag", None) and exc.diag.message_primary) or type(exc).__name__
+        return PrivilegeRefused(write=write, writer_member=member, detail=detail)
 
     def close(self) -> None:
         self._discard()

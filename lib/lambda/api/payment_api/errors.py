@@ -98,3 +98,19 @@ class WriterFenced(DatabaseUnavailable):
     def __init__(self) -> None:
         super().__init__("the database is not accepting writes right now (writer switch in progress); "
                          "retry with the same Idempotency-Key")
+
+
+class PrivilegeRefused(PaymentApiError):
+    """The database refused an operation for lack of privilege. On a write, the writer layer turns it
+    into WriterFenced when the side is fenced (the role lost its payment_writer membership, or the
+    writer parameter names the other side now); otherwise it is a missing grant — a deployment fault,
+    answered 500 and logged apart, never turned into a retry. Clients see only "internal error"."""
+
+    code = "internal_error"
+
+    def __init__(self, *, write: bool, writer_member: bool | None, detail: str) -> None:
+        super().__init__("internal error")
+        self.write = write
+        self.writer_member = writer_member  # None: not checked (a read) or payment_writer does not exist
+        self.detail = detail  # the server's primary message, e.g. "permission denied for table payments"
+        self.side: str | None = None

@@ -7,7 +7,10 @@ POST /payments        201 created | 200 replay of the same Idempotency-Key and b
 GET  /payments/{id}   200 | 400 id is not a UUID | 404 | 503
 
 Every request goes to the current writer (payment_api.writer). A write the fenced old writer refuses
-answers 503 {"error": "writer_fenced"} with Retry-After: the client retries with its Idempotency-Key.
+(read-only, or for lack of privilege once payment_writer is revoked) answers 503 {"error":
+"writer_fenced"} with Retry-After: the client retries with its Idempotency-Key. A refusal for lack of
+privilege on a side that is not fenced is a missing grant: 500, logged and counted
+(DatabasePermissionDenied), not retryable.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 
 from payment_api import payments
-from payment_api.errors import DatabaseUnavailable, IdempotencyConflict, InvalidRequest, PaymentApiError, WriterFenced
+from payment_api.errors import (
+    DatabaseUnavailable,
+    IdempotencyConflict,
+    InvalidRequest,
+    PaymentApiError,
+    PrivilegeRefused,
+    WriterFenced,
+)
 from payment_api.models import PaymentRequest
 from payment_api.writer import WriterDatabase
 
@@ -69,7 +79,7 @@ def create_payment() -> Response:
     idempotency_key = _idempotency_key()
     request = _payment_request(app.current_event.decoded_body)
     try:
-        result = database().run(lambda conn: payments.create_payment(conn, request, idempotency_key))
+        result = database().run(lambda conn: payments.create_payment(conn, request, idempotency_key), write=True)
     except IdempotencyConflict:
         metrics.add_metric(name="IdempotencyConflict", unit=MetricUnit.Count, value=1)
         raise
@@ -101,6 +111,14 @@ def _domain_error(exc: PaymentApiError) -> Response:
         metrics.add_metric(name="WriterFenced", unit=MetricUnit.Count, value=1)
         logger.info("write refused by a fenced database")
         return _json(exc.status, exc.to_body(), **{"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, PrivilegeRefused):
+        # Not the fence (payment_api.writer checked): a grant is missing. Loud, and not retryable.
+        metrics.add_metric(name="DatabasePermissionDenied", unit=MetricUnit.Count, value=1)
+        logger.error("the database refused the operation for lack of privilege and the side is not fenced: "
+                     "a grant is missing (schema/roles.sql)",
+                     extra={"side": exc.side, "write": exc.write, "writer_member": exc.writer_member,
+                            "detail": exc.detail})
+        return _json(exc.status, exc.to_body())
     if isinstance(exc, DatabaseUnavailable):
         metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
         logger.warning("database unavailable", extra={"reason": exc.reason})

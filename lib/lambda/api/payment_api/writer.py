@@ -3,7 +3,12 @@ String {"writer": "onprem"|"aws", "epoch": n, ...}), read through a short cache,
 to that side, dropped when the writer changes.
 
 Safety does not rest on the cache being fresh: the side that is not the writer is fenced at the
-database, so a stale answer only costs a 503 `writer_fenced`, after which the cache is dropped."""
+database, so a stale answer only costs a 503 `writer_fenced`, after which the cache is dropped.
+The fence refuses a write in one of two ways (payment_cutover.fence): read_only_sql_transaction
+(the read-only default) or, for a session that started before the fence or turned read-only off,
+insufficient_privilege (payment_writer revoked). The second is a fence only if this role lost
+payment_writer or the writer parameter moved; any other privilege refusal is a missing grant,
+answered 500 and logged as such, never turned into a retry."""
 
 from __future__ import annotations
 
@@ -15,8 +20,8 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
-from payment_api.database import Database, DatabaseSettings
-from payment_api.errors import ConfigurationError, DatabaseUnavailable, WriterFenced
+from payment_api.database import WRITER_GROUP, Database, DatabaseSettings
+from payment_api.errors import ConfigurationError, DatabaseUnavailable, PrivilegeRefused, WriterFenced
 
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
@@ -104,7 +109,7 @@ class WriterDatabase:
                     for side, prefix in SIDE_PREFIXES.items()}
         return cls(settings, WriterDirectory(parameter, cache_seconds))
 
-    def run(self, operation: Callable[[Any], T]) -> T:
+    def run(self, operation: Callable[[Any], T], *, write: bool = False) -> T:
         side = self.directory.current()
         if side != self.side:
             if self.side is not None:
@@ -112,10 +117,36 @@ class WriterDatabase:
                 self._databases[self.side].close()
             self.side = side
         try:
-            return self._databases[side].run(operation)
+            return self._databases[side].run(operation, write=write)
         except WriterFenced:
             self.directory.invalidate()  # the next request asks SSM where the writer is now
             raise
+        except PrivilegeRefused as refused:
+            refused.side = side
+            reason = self._fenced_because(side, refused)
+            if reason is None:
+                raise  # a missing grant: the handler logs it as such and answers 500
+            logger.info("write refused for lack of privilege on a fenced side", extra={
+                "side": side, "reason": reason, "detail": refused.detail})
+            self.directory.invalidate()
+            raise WriterFenced() from refused
+
+    def _fenced_because(self, side: str, refused: PrivilegeRefused) -> str | None:
+        """Why a write refused for lack of privilege is the fence, or None if it is not: the role lost
+        its payment_writer membership (the fence's privilege part), or the writer parameter, read
+        afresh, no longer names this side (a stale cache met the old writer)."""
+        if not refused.write:
+            return None  # the fence never takes a read privilege
+        if refused.writer_member is False:
+            return f"the role is not a member of {WRITER_GROUP} on {side} (fenced)"
+        self.directory.invalidate()
+        try:
+            writer = self.directory.current()
+        except DatabaseUnavailable:
+            return None
+        if writer != side:
+            return f"the writer parameter names {writer} now"
+        return None
 
     def close(self) -> None:
         for database in self._databases.values():
