@@ -294,8 +294,10 @@ def test_each_action_needs_only_its_own_environment(world, invoke_traffic, monke
 )
 def test_bad_alarm_lists_raise(world, invoke_traffic, monkeypatch, variable, value, message):
     monkeypatch.setenv(variable, value)
-    action = "replication_alarms" if variable in ("FORWARD_ALARM_NAMES", "FALLBACK_ALARM_NAMES") else "check_alarms"
-    event = {"action": action, **({"running": "forward"} if action == "replication_alarms" else {})}
+    if variable in ("FORWARD_ALARM_NAMES", "FALLBACK_ALARM_NAMES"):
+        event = {"action": "replication_alarms", "running": "forward"}
+    else:
+        event = {"action": "check_alarms"}
 
     with pytest.raises(ConfigurationError, match=message):
         invoke_traffic(event)

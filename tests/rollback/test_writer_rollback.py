@@ -237,6 +237,7 @@ def test_missing_state_machine_is_partial_with_traffic_shifted(after_cutover, in
     (error,) = answer["errors"]
     assert error.startswith("writer: Step Functions: StartExecution StateMachineDoesNotExist"), error
     assert answer["writer_rollback"] == {"execution_arn": EXECUTION_ARN, "status": None}
+    assert answer["writer_after"]["writer"] == "aws", "read again at the end, whatever happened"
 
 
 def test_wait_is_shortened_to_fit_the_function_timeout(after_cutover, invoke):

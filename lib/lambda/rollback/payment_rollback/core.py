@@ -118,8 +118,8 @@ def _roll_back_writer(
         result.writer_after = writer.to_dict()
         _record_action(
             result,
-            f"writer: onprem (epoch {writer.epoch}), the data cutover has not happened: the "
-            "rollback is DNS only and forward replication keeps running",
+            f"writer: onprem (epoch {writer.epoch}), Aurora is not the writer: the rollback is "
+            "DNS only and forward replication keeps running",
         )
         return
 
@@ -138,27 +138,17 @@ def _roll_back_writer(
                                    f"{arn} exists already ({existing['status']})")
         return
 
-    execution_input = {"reason": request.reason, "trigger": request.trigger}
-    execution, started = start_or_join(
-        clients.stepfunctions, settings.rollback_state_machine_arn, name, execution_input
-    )
-    result.writer_rollback["status"] = execution["status"]
-    _record_action(
-        result,
-        f"writer: aws (epoch {writer.epoch}); "
-        + (f"started the fenced writer rollback {arn}" if started else
-           f"the writer rollback {arn} exists already ({execution['status']}, started "
-           f"{execution['startDate']})"),
-    )
-    execution = wait_for(
-        clients.stepfunctions, execution, _wait_seconds(settings, result, seconds_left)
-    )
-    status = execution["status"]
-    result.writer_rollback["status"] = status
-
+    try:
+        execution = _start_and_wait(request, settings, clients, result, writer.epoch, seconds_left)
+    except RollbackError as error:
+        _record_error(result, f"writer: {describe_error(error)}")
+        execution = None
     # Read again, whatever the outcome: the answer shows the writer as it is now.
     after = read_writer(clients.ssm, parameter)
     result.writer_after = after.to_dict()
+    if execution is None:
+        return
+    status = execution["status"]
     if status == SUCCEEDED and after.writer == ONPREM:
         _record_action(result, f"writer: rollback {arn} SUCCEEDED; the writer is onprem "
                                f"(epoch {after.epoch})")
@@ -173,6 +163,37 @@ def _roll_back_writer(
                               f"the writer is still {after.writer}")
     else:
         _record_error(result, f"writer rollback still running: {arn}")
+
+
+def _start_and_wait(
+    request: RollbackRequest,
+    settings: Settings,
+    clients: AwsClients,
+    result: RollbackResult,
+    epoch: int,
+    seconds_left: Callable[[], float] | None,
+) -> dict[str, Any]:
+    """The execution for this epoch, started or joined, after waiting for it within the bound."""
+    execution, started = start_or_join(
+        clients.stepfunctions,
+        settings.rollback_state_machine_arn,
+        execution_name(epoch),
+        {"reason": request.reason, "trigger": request.trigger},
+    )
+    arn = execution["executionArn"]
+    result.writer_rollback = {"execution_arn": arn, "status": execution["status"]}
+    _record_action(
+        result,
+        f"writer: aws (epoch {epoch}); "
+        + (f"started the fenced writer rollback {arn}" if started else
+           f"the writer rollback {arn} exists already ({execution['status']}, started "
+           f"{execution['startDate']})"),
+    )
+    execution = wait_for(
+        clients.stepfunctions, execution, _wait_seconds(settings, result, seconds_left)
+    )
+    result.writer_rollback["status"] = execution["status"]
+    return execution
 
 
 def _wait_seconds(
