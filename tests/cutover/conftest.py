@@ -4,14 +4,18 @@ running, both sides open, empty tables), and the writer parameter in moto's SSM.
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
 from tests.support.replication import (
+    LambdaContext,
     ReplicatedPair,
     acquire_servers,
     add_customer,
     create_writer_parameter,
+    cutover_environment,
     release_servers,
     shared_pair,
 )
@@ -55,3 +59,27 @@ def writer_parameter(ssm) -> str:
 @pytest.fixture
 def controller(pair, ssm, writer_parameter):
     return pair.controller(ssm=ssm, writer_parameter=writer_parameter)
+
+
+@pytest.fixture
+def handler():
+    """The step Lambda's module, with no cached clients and no buffered metrics."""
+    from payment_cutover import handler
+
+    handler.metrics.clear_metrics()
+    handler.aws_clients.cache_clear()
+    yield handler
+    handler.aws_clients.cache_clear()
+    handler.metrics.clear_metrics()
+
+
+@pytest.fixture
+def step_env(pair, writer_parameter, monkeypatch) -> dict[str, str]:
+    env = cutover_environment(pair, writer_parameter, boto3.client("secretsmanager"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def invoke(handler, **event):
+    return json.loads(json.dumps(handler.lambda_handler(event, LambdaContext())))

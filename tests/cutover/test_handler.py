@@ -5,36 +5,15 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 
 from payment_cutover.errors import ConfigurationError, InvalidEvent, WriterMismatch
-from tests.support.replication import LambdaContext, cutover_environment
+from tests.cutover.conftest import invoke
+from tests.support.replication import LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@pytest.fixture
-def handler():
-    from payment_cutover import handler
-
-    handler.metrics.clear_metrics()
-    handler.aws_clients.cache_clear()
-    yield handler
-    handler.aws_clients.cache_clear()
-    handler.metrics.clear_metrics()
-
-
-@pytest.fixture
-def step_env(pair, writer_parameter, monkeypatch) -> dict[str, str]:
-    env = cutover_environment(pair, writer_parameter, boto3.client("secretsmanager"))
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-def invoke(handler, **event):
-    return json.loads(json.dumps(handler.lambda_handler(event, LambdaContext())))
 
 
 @pytest.mark.parametrize(("event", "named"), [
@@ -48,6 +27,7 @@ def invoke(handler, **event):
     ({"step": "wait_replication", "from": "onprem", "to": "aws", "timeout_seconds": 0}, "'timeout_seconds'"),
     ({"step": "set_writer", "from": "onprem", "to": "aws", "reason": 1}, "'reason'"),
     ({"step": "status", "from": "onprem"}, "from"),
+    ({"step": "publish_metrics", "to": "aws"}, "to"),
 ])
 def test_a_bad_event_is_refused_naming_the_key(handler, event, named):
     with pytest.raises(InvalidEvent, match=named):

@@ -61,3 +61,17 @@ def open_connections(settings: Settings, secrets: Any, stack: ExitStack) -> tupl
                                     password=publisher_password, sslmode=side.sslmode, sslrootcert=side.sslrootcert)
     return controller, admin, publishers
 
+
+
+def open_controller_connections(settings: Settings, secrets: Any, stack: ExitStack) -> tuple[dict, dict[str, str]]:
+    """The controller role's connection to each side that can be reached, and why the others cannot
+    (publish_metrics measures what it can)."""
+    connections, errors = {}, {}
+    for name, side in settings.sides.items():
+        try:
+            user, password = read_credentials(secrets, side.secret_arn)
+            connections[name] = stack.enter_context(closing(connect(
+                side, user, password, name=name, connect_timeout=settings.connect_timeout_seconds)))
+        except (ConfigurationError, DatabaseUnavailable) as error:
+            errors[name] = f"{type(error).__name__}: {error}"
+    return connections, errors

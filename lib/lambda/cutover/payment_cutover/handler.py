@@ -1,7 +1,13 @@
 """Lambda entry point of the cutover controller's steps (called by the Step Functions state machine).
 
-Event: {"step": <name>, "from": "onprem"|"aws", "to": "aws"|"onprem", ...step options}; "status" and
-"fence_non_writer" take no sides. Returns the step's JSON-able result with "step", "from", "to".
+Event: {"step": <name>, "from": "onprem"|"aws", "to": "aws"|"onprem", ...step options}; "status",
+"fence_non_writer" and "publish_metrics" take no sides. Returns the step's JSON-able result with
+"step", "from", "to".
+
+`publish_metrics` (every minute, from an EventBridge schedule) puts the slot lag, retained WAL and
+fence state of each side to CloudWatch in POWERTOOLS_METRICS_NAMESPACE (payment_cutover.monitoring);
+its role needs cloudwatch:PutMetricData, conditioned on cloudwatch:namespace.
+
 A failure raises a payment_cutover.errors class: its name is the Step Functions error name.
 """
 
@@ -18,8 +24,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from payment_cutover import SERVICE_NAME, steps
-from payment_cutover.connections import open_connections
+from payment_cutover import SERVICE_NAME, monitoring, steps
+from payment_cutover.connections import open_connections, open_controller_connections
 from payment_cutover.dms import DmsReplication
 from payment_cutover.errors import CutoverError
 from payment_cutover.postgres_logical import PostgresLogicalReplication
@@ -43,7 +49,7 @@ SIDED_STEPS = {
 @cache
 def aws_clients() -> dict[str, Any]:
     # On first use, not at import: AWS_ENDPOINT_URL is read from the invocation's environment.
-    return {name: boto3.client(name, config=CLIENT_CONFIG) for name in ("ssm", "secretsmanager", "dms")}
+    return {name: boto3.client(name, config=CLIENT_CONFIG) for name in ("ssm", "secretsmanager", "dms", "cloudwatch")}
 
 
 @logger.inject_lambda_context(log_event=True, clear_state=True)
@@ -67,6 +73,12 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
 def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
     """One step with this invocation's connections (all closed when it returns)."""
+    if request.step == "publish_metrics":
+        with ExitStack() as stack:
+            databases, unreachable = open_controller_connections(settings, clients["secretsmanager"], stack)
+            return {"step": request.step, "from": None, "to": None, **monitoring.publish_metrics(
+                databases, clients["cloudwatch"], namespace=settings.metrics_namespace,
+                slot_names=settings.slot_names, roles=settings.roles, unreachable=unreachable)}
     with ExitStack() as stack:
         databases, admin, publishers = open_connections(settings, clients["secretsmanager"], stack)
         if settings.driver == "dms":

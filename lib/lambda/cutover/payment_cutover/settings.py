@@ -27,8 +27,10 @@ STEPS: dict[str, dict[str, type]] = {
     "abort": {"error": dict},
     "status": {},
     "fence_non_writer": {},
+    "publish_metrics": {},
 }
-STEPS_WITHOUT_SIDES = ("status", "fence_non_writer")
+STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics")
+DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
 COMMON_KEYS = {"execution": str}  # e.g. $$.Execution.Id, logged for correlation
 
 
@@ -57,6 +59,7 @@ class Settings:
     publication: str
     wait_seconds: float
     connect_timeout_seconds: int
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -122,6 +125,7 @@ class Settings:
                                     or "payment_migration")[0],
             wait_seconds=number("WAIT_SECONDS", 20, MAX_WAIT_SECONDS),
             connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
+            metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
         )
 
 
