@@ -22,7 +22,10 @@ KNOWN_BAD = re.compile(r"ChangeMe|TempPassword|Password123|AKIA[0-9A-Z]{16}|----
 # Terraform attributes that would carry a credential into plan and state.
 CREDENTIAL_ATTRIBUTES = {"password", "master_password", "master_password_wo", "secret_string", "secret_binary",
                          "secret_string_wo", "access_key", "secret_key", "token"}
-FORBIDDEN_RESOURCES = {"aws_secretsmanager_secret_version", "aws_ssm_parameter", "random_password"}
+FORBIDDEN_RESOURCES = {"aws_secretsmanager_secret_version", "random_password"}
+# The only SSM parameter: the writer's name and epoch, which the controller owns. A parameter can
+# carry a secret only as a SecureString, and none may ever be one here.
+ALLOWED_PARAMETERS = {"/payment-migration/dev/writer"}
 
 
 def literal_credentials(text: str) -> list[str]:
@@ -59,6 +62,10 @@ def test_synthesized_json_holds_no_credential(synthesized) -> None:
         assert list(credential_values(stack)) == [], f"{name}: literal credential"
         assert not FORBIDDEN_RESOURCES & set(stack.get("resource", {})), f"{name} puts a secret value in state"
         assert literal_credentials(json.dumps(stack)) == [], f"{name}: literal credential"
+        for parameter in stack.get("resource", {}).get("aws_ssm_parameter", {}).values():
+            assert parameter["name"] in ALLOWED_PARAMETERS and parameter["type"] == "String", \
+                f"{name}: SSM parameter {parameter['name']} could hold a secret in state"
+            assert set(json.loads(parameter["value"])) == {"writer", "epoch", "changed_at", "reason"}
 
 
 @pytest.mark.parametrize("planted", [

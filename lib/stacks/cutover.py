@@ -133,7 +133,7 @@ class CutoverStack(BaseStack):
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[
-                *routing.weighted_record_statements(),
+                *routing.weighted_record_statements(self.partition),
                 allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
                 allow(["cloudwatch:DescribeAlarms"],
                       [*(alarm_arn + name for name in [*rollback_alarms, *replication_alarms]),

@@ -83,7 +83,7 @@ class RoutingStack(BaseStack):
         self.onprem_set_identifier = routing.onprem_set_identifier
         self.aws_set_identifier = routing.aws_set_identifier
         self.ttl_seconds = routing.ttl_seconds
-        self.zone_arn = f"arn:{self.partition}:route53:::hostedzone/{self.zone_id}"
+
         self._query_logging(config)
         self._health_alarms(config)
 
@@ -104,18 +104,20 @@ class RoutingStack(BaseStack):
                                   child_healthchecks=[child.id for child in children],
                                   tags={"Name": self.resource_name("onprem-health")})
 
-    def weighted_record_statements(self) -> list:
-        """What a role needs to move the weights, and nothing more: list the zone, and UPSERT only
-        the weighted pair's name and type (never NS, CAA, or the certificate's validation record)."""
+    def weighted_record_statements(self, partition: str) -> list:
+        """What a role (in a consuming stack, whose `partition` it passes) needs to move the weights,
+        and nothing more: list the zone, and UPSERT only the weighted pair's name and type (never
+        NS, CAA, or the certificate's validation record)."""
+        zone_arn = f"arn:{partition}:route53:::hostedzone/{self.zone_id}"
         return [
-            allow(["route53:ListResourceRecordSets"], [self.zone_arn], sid="ReadRecords"),
-            allow(["route53:ChangeResourceRecordSets"], [self.zone_arn], sid="WeightedPairOnly", conditions=[
+            allow(["route53:ListResourceRecordSets"], [zone_arn], sid="ReadRecords"),
+            allow(["route53:ChangeResourceRecordSets"], [zone_arn], sid="WeightedPairOnly", conditions=[
                 ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsNormalizedRecordNames",
                  [self.record_name.lower().rstrip(".")]),
                 ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsRecordTypes", [self.record_type]),
                 ("ForAllValues:StringEquals", "route53:ChangeResourceRecordSetsActions", ["UPSERT"]),
             ]),
-            allow(["route53:GetChange"], [f"arn:{self.partition}:route53:::change/*"], sid="ChangeStatus"),
+            allow(["route53:GetChange"], [f"arn:{partition}:route53:::change/*"], sid="ChangeStatus"),
         ]
 
     def _health_alarms(self, config: Config) -> None:

@@ -124,7 +124,7 @@ class ValidationStack(BaseStack):
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[
-                *routing.weighted_record_statements(),
+                *routing.weighted_record_statements(self.partition),
                 allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
                 allow(["states:StartExecution"], [machine_arn], sid="StartWriterRollback"),
                 allow(["states:DescribeExecution"], [executions], sid="WatchWriterRollback"),

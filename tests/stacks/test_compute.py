@@ -33,12 +33,17 @@ def test_function_in_private_subnets_with_the_lambda_group(synthesized):
     assert "aws_security_grouplambda" in json.dumps(vpc["security_group_ids"])
 
 
-def test_environment_points_at_the_cluster_and_its_managed_secret_without_credentials(synthesized):
+def test_environment_names_both_sides_the_writer_parameter_and_no_credential(synthesized):
     env = _function(synthesized)["environment"]["variables"]
-    assert set(env) == {"DB_HOST", "DB_PORT", "DB_NAME", "DB_SECRET_ARN", "DB_SSLMODE",
-                        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
-    assert "aws_rds_clusterclusterendpoint" in env["DB_HOST"]
-    assert "master_user_secret" in env["DB_SECRET_ARN"]
+    sides = {f"{prefix}_{key}" for prefix in ("ONPREM_DB", "AURORA_DB") for key in ("HOST", "PORT", "NAME", "SECRET_ARN")}
+    assert set(env) == sides | {"WRITER_PARAMETER", "WRITER_CACHE_SECONDS", "DB_SSLMODE",
+                                "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    assert env["WRITER_PARAMETER"].endswith("aws_ssm_parameterwritername}") and "remote_state" in env["WRITER_PARAMETER"]
+    assert "aws_rds_clusterclusterendpoint" in env["AURORA_DB_HOST"]
+    assert (env["ONPREM_DB_HOST"], env["ONPREM_DB_PORT"]) == ("172.16.10.20", "5432")
+    # The API connects as payment_app on both sides; the master secret is break-glass.
+    assert "onprem-payment_app" in env["ONPREM_DB_SECRET_ARN"] and "aws-payment_app" in env["AURORA_DB_SECRET_ARN"]
+    assert "master_user_secret" not in json.dumps(env)
     assert env["DB_SSLMODE"] == "require"
 
 
@@ -52,13 +57,15 @@ def test_log_group_encrypted_with_the_logs_key_and_retention_from_config(synthes
 def test_role_allows_exactly_networking_own_logs_the_db_secret_and_its_key(synthesized):
     statements = _statements(synthesized)
     assert set(statements) == {"OwnLogGroup", "VpcNetworkInterfaces", "VpcNetworkInterfaceLifecycle",
-                               "UnscopableReads", "DecryptEnvironment", "ReadDatabaseSecret",
-                               "DecryptDatabaseSecret"}
+                               "UnscopableReads", "DecryptEnvironment", "ReadWriter", "ReadPaymentAppSecrets",
+                               "DecryptDatabaseSecrets"}
     (log_group_name,) = synthesized.resources("compute", "aws_cloudwatch_log_group")
     assert statements["OwnLogGroup"]["resources"] == [f"${{aws_cloudwatch_log_group.{log_group_name}.arn}}:*"]
-    assert statements["ReadDatabaseSecret"]["actions"] == ["secretsmanager:GetSecretValue"]
-    assert "master_user_secret" in statements["ReadDatabaseSecret"]["resources"][0]
-    assert len(statements["ReadDatabaseSecret"]["resources"]) == 1
+    read = statements["ReadPaymentAppSecrets"]
+    assert read["actions"] == ["secretsmanager:GetSecretValue"] and len(read["resources"]) == 2
+    assert all("payment_app" in arn for arn in read["resources"])
+    assert statements["ReadWriter"]["actions"] == ["ssm:GetParameter"]
+    assert statements["ReadWriter"]["resources"][0].endswith("aws_ssm_parameterwriterarn}")
     assert statements["UnscopableReads"]["actions"] == ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
                                                         "ec2:DescribeVpcs", "xray:PutTraceSegments",
                                                         "xray:PutTelemetryRecords"]

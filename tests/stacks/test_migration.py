@@ -65,11 +65,21 @@ def test_endpoints_use_secrets_manager_and_tls_with_no_credentials(synthesized, 
         assert credential not in endpoint, f"{name} carries {credential} in code"
 
 
-def test_onprem_endpoints_read_the_security_stacks_secret(synthesized):
-    for name in ("onprem-source", "onprem-target"):
-        assert "aws_secretsmanager_secretonprem-db-secret" in _endpoints(synthesized)[name]["secrets_manager_arn"]
-    for name in ("aurora-source", "aurora-target"):
-        assert _endpoints(synthesized)[name]["secrets_manager_arn"] == "${aws_secretsmanager_secret.aurora-dms-secret.arn}"
+@pytest.mark.parametrize("name,secret", [
+    ("onprem-source", "onprem-dms_source"), ("aurora-target", "aws-dms_target"),
+    ("aurora-source", "aws-dms_source"), ("onprem-target", "onprem-dms_target"),
+])
+def test_each_endpoint_connects_as_the_role_of_its_purpose(synthesized, name, secret):
+    arn = _endpoints(synthesized)[name]["secrets_manager_arn"]
+    assert "remote_state" in arn and f"database-secrets_{secret}" in arn, arn
+
+
+@pytest.mark.parametrize("name,slot", [("onprem-source", "payment_dev_forward"),
+                                       ("aurora-source", "payment_dev_fallback")])
+def test_sources_read_a_named_slot_and_keep_dms_tables_in_their_own_schema(synthesized, name, slot):
+    settings = _endpoints(synthesized)[name]["postgres_settings"]
+    assert settings["slot_name"] == slot, "the controller creates and drops the slot by this name"
+    assert settings["heartbeat_schema"] == "payment_dms"
 
 
 def test_forward_task_full_load_and_cdc_with_validation_and_logging_not_started(synthesized):
@@ -84,10 +94,19 @@ def test_forward_task_full_load_and_cdc_with_validation_and_logging_not_started(
     assert settings["ErrorBehavior"]["DataErrorPolicy"] == "STOP_TASK"
 
 
-def test_table_mappings_include_the_configured_tables(synthesized):
+def test_table_mappings_include_the_configured_tables_and_the_cutover_marker(synthesized):
     rules = json.loads(_tasks(synthesized)["forward"]["table_mappings"])["rules"]
     assert [(r["object-locator"]["schema-name"], r["object-locator"]["table-name"], r["rule-action"]) for r in rules] \
-        == [("public", t, "include") for t in ("customers", "payments", "transactions", "audit_log")]
+        == [("public", t, "include") for t in ("customers", "payments", "transactions", "audit_log")] \
+        + [("payment_control", "cutover_marker", "include")]
+
+
+def test_an_apply_error_stops_the_task_and_dms_tables_stay_out_of_public(synthesized):
+    for task in _tasks(synthesized).values():
+        settings = json.loads(task["replication_task_settings"])
+        behavior = settings["ErrorBehavior"]
+        assert {behavior[f"ApplyError{kind}Policy"] for kind in ("Insert", "Update", "Delete")} == {"STOP_TASK"}
+        assert settings["ControlTablesSettings"]["ControlSchema"] == "payment_dms"
 
 
 def test_fallback_task_is_cdc_only_in_the_reverse_direction_and_not_started(synthesized):
@@ -104,11 +123,12 @@ def test_fallback_task_is_cdc_only_in_the_reverse_direction_and_not_started(synt
     assert json.loads(fallback["replication_task_settings"])["ValidationSettings"]["EnableValidation"] is True
 
 
-def test_secrets_access_role_reads_exactly_the_two_endpoint_secrets(synthesized):
+def test_secrets_access_role_reads_exactly_the_four_endpoint_secrets(synthesized):
     document = synthesized.data("migration", "aws_iam_policy_document")["secrets-access-permissions"]
     statements = {s["sid"]: s for s in document["statement"]}
     read = statements["ReadEndpointSecrets"]
-    assert len(read["resources"]) == 2 and "*" not in read["resources"]
+    assert len(read["resources"]) == 4 and "*" not in read["resources"]
+    assert all("dms_source" in arn or "dms_target" in arn for arn in read["resources"])
     trust = synthesized.data("migration", "aws_iam_policy_document")["secrets-trust"]
     assert trust["statement"][0]["principals"][0]["identifiers"] == ["dms.eu-west-1.amazonaws.com"]
 

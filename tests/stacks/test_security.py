@@ -45,11 +45,12 @@ def test_every_rule_is_a_separate_resource_with_a_description(synthesized):
             assert rule.get("description"), f"{kind} rule {name} has no description"
 
 
-def test_database_reachable_on_5432_only_from_lambda_validation_and_dms_groups(synthesized):
+def test_database_reachable_on_5432_only_from_its_clients_groups(synthesized):
     ingress = [r for r in _rules(synthesized, "ingress").values()
                if r["security_group_id"] == "${aws_security_group.database.id}"]
     assert {r["referenced_security_group_id"] for r in ingress} == {
-        "${aws_security_group.lambda.id}", "${aws_security_group.validation.id}", "${aws_security_group.dms.id}"}
+        "${aws_security_group.lambda.id}", "${aws_security_group.validation.id}",
+        "${aws_security_group.controller.id}", "${aws_security_group.dms.id}"}
     assert all(r["from_port"] == r["to_port"] == 5432 and "cidr_ipv4" not in r for r in ingress)
     assert not [r for r in _rules(synthesized, "egress").values()
                 if r["security_group_id"] == "${aws_security_group.database.id}"]
@@ -62,10 +63,11 @@ def test_dms_egress_to_onprem_cidrs_on_the_source_port(synthesized):
     assert onprem["security_group_id"] == "${aws_security_group.dms.id}"
 
 
-def test_api_lambda_cannot_reach_onprem(synthesized):
+def test_api_reaches_the_onprem_database_it_writes_to_before_the_data_cutover(synthesized):
     api_rules = [r for r in _rules(synthesized, "egress").values()
                  if r["security_group_id"] == "${aws_security_group.lambda.id}"]
-    assert {r.get("cidr_ipv4") for r in api_rules} <= {None, "0.0.0.0/0"}
+    onprem = [r for r in api_rules if r.get("cidr_ipv4") == "172.16.0.0/16"]
+    assert [(r["from_port"], r["to_port"]) for r in onprem] == [(5432, 5432)]
     assert all(r["from_port"] in (443, 5432) for r in api_rules)
 
 
@@ -97,7 +99,17 @@ def test_waf_logs_to_an_encrypted_log_group_with_credentials_redacted(synthesize
     assert group["kms_key_id"].startswith("${aws_kms_key.logs-key")
 
 
-def test_onprem_secret_is_encrypted_and_has_no_value_in_code(synthesized):
-    (secret,) = synthesized.resources("security", "aws_secretsmanager_secret").values()
-    assert secret["kms_key_id"].startswith("${aws_kms_key.data-key")
+def test_one_encrypted_secret_per_role_and_side_and_no_value_in_code(synthesized):
+    secrets = synthesized.resources("security", "aws_secretsmanager_secret").values()
+    names = {secret["name"] for secret in secrets}
+    assert names == {f"payment-migration/dev/{side}/{role}" for side in ("onprem", "aws")
+                     for role in ("payment_app", "payment_validator", "payment_controller", "dms_source", "dms_target")}
+    assert all(secret["kms_key_id"].startswith("${aws_kms_key.data-key") for secret in secrets)
     assert not synthesized.resources("security", "aws_secretsmanager_secret_version")
+
+
+def test_writer_parameter_starts_on_prem_and_then_belongs_to_the_controller(synthesized):
+    (parameter,) = synthesized.resources("security", "aws_ssm_parameter").values()
+    assert parameter["name"] == "/payment-migration/dev/writer" and parameter["type"] == "String"
+    assert json.loads(parameter["value"])["writer"] == "onprem"
+    assert parameter["lifecycle"]["ignore_changes"] == ["value"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.configs import edited
@@ -22,9 +24,13 @@ def test_validation_lambda_environment_is_exactly_the_contract(synthesized):
     env = function["environment"]["variables"]
     assert set(env) == {"SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "SOURCE_SECRET_ARN",
                         "TARGET_DB_HOST", "TARGET_DB_PORT", "TARGET_DB_NAME", "TARGET_SECRET_ARN",
-                        "DB_SSLMODE", "SCHEMAS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+                        "DB_SSLMODE", "SCHEMAS", "RECHECK_SECONDS", "RECHECK_ROUNDS",
+                        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert (env["SOURCE_DB_HOST"], env["SOURCE_DB_PORT"], env["SOURCE_DB_NAME"]) == ("172.16.10.20", "5432", "payments")
-    assert "onprem-db-secret" in env["SOURCE_SECRET_ARN"] and "master_user_secret" in env["TARGET_SECRET_ARN"]
+    # Read-only as payment_validator on both sides; the Aurora master secret is break-glass.
+    assert "onprem-payment_validator" in env["SOURCE_SECRET_ARN"]
+    assert "aws-payment_validator" in env["TARGET_SECRET_ARN"]
+    assert (env["RECHECK_SECONDS"], env["RECHECK_ROUNDS"]) == ("5", "3")
     assert function["handler"] == "payment_validation.handler.lambda_handler"
     assert "validation" in str(function["vpc_config"]["security_group_ids"])
 
@@ -33,38 +39,49 @@ def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
     function = _functions(synthesized)["payment-rollback-dev"]
     env = function["environment"]["variables"]
     assert set(env) == {"HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER",
-                        "AWS_SET_IDENTIFIER", "DMS_TASK_ARN", "FALLBACK_TASK_ARN", "SNS_TOPIC_ARN",
+                        "AWS_SET_IDENTIFIER", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN",
+                        "WRITER_ROLLBACK_WAIT_SECONDS", "SNS_TOPIC_ARN",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "CNAME")
     assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
-    assert "replication_taskforward" in env["DMS_TASK_ARN"] and "replication_taskfallback" in env["FALLBACK_TASK_ARN"]
+    # The writer rollback is started by name: the cutover stack is downstream.
+    assert env["ROLLBACK_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-writer-rollback-dev")
+    assert int(env["WRITER_ROLLBACK_WAIT_SECONDS"]) < function["timeout"]
     assert "alarms-topic" in env["SNS_TOPIC_ARN"]
     assert "vpc_config" not in function, "the rollback must not depend on the VPC"
 
 
-def test_validation_role_reads_exactly_the_two_secrets(synthesized):
+def test_validation_role_reads_exactly_the_two_validator_secrets(synthesized):
     statements = _statements(synthesized, "validator")
-    read = statements["ReadDatabaseSecrets"]
+    read = statements["ReadPaymentValidatorSecrets"]
     assert read["actions"] == ["secretsmanager:GetSecretValue"] and len(read["resources"]) == 2
-    assert all("remote_state" in arn for arn in read["resources"])
+    assert all("remote_state" in arn and "payment_validator" in arn for arn in read["resources"])
 
 
 def test_rollback_role_is_scoped_to_exact_arns(synthesized):
     statements = _statements(synthesized, "rollback")
-    assert statements["WeightedRecords"]["resources"][0].startswith("arn:${data.aws_partition.partition.partition}"
-                                                                     ":route53:::hostedzone/")
-    assert "replication_taskforward" in statements["StopForwardTask"]["resources"][0]
+    change = statements["WeightedPairOnly"]
+    assert change["actions"] == ["route53:ChangeResourceRecordSets"]
+    assert change["resources"][0].startswith("arn:${data.aws_partition.partition.partition}:route53:::hostedzone/")
+    # Only the weighted pair, only UPSERT: never NS, CAA or the certificate's validation record.
+    conditions = {c["variable"]: c["values"] for c in change["condition"]}
+    assert conditions == {"route53:ChangeResourceRecordSetsNormalizedRecordNames": ["api.payments-dev.example.com"],
+                          "route53:ChangeResourceRecordSetsRecordTypes": ["CNAME"],
+                          "route53:ChangeResourceRecordSetsActions": ["UPSERT"]}
+    assert statements["StartWriterRollback"]["resources"][0].endswith(":stateMachine:payment-writer-rollback-dev")
+    assert statements["WatchWriterRollback"]["resources"][0].endswith(":execution:payment-writer-rollback-dev:*")
     assert "alarms-topic" in statements["Notify"]["resources"][0]
+    assert not {sid for sid in statements if "Dms" in sid or "Task" in sid}, "the rollback no longer touches DMS"
     wildcard = {sid for sid, s in statements.items() if "*" in s["resources"]}
-    assert wildcard == {"DescribeTasks", "UnscopableReads"}, f"wildcard resources beyond the unscopable: {wildcard}"
-    assert statements["DescribeTasks"]["actions"] == ["dms:DescribeReplicationTasks"]
+    assert wildcard == {"UnscopableReads"}, f"wildcard resources beyond the unscopable: {wildcard}"
 
 
 def test_validation_runs_on_the_configured_schedule(synthesized):
     (rule,) = synthesized.resources("validation", "aws_cloudwatch_event_rule").values()
     assert rule["schedule_expression"] == "rate(1 hour)"
     (target,) = synthesized.resources("validation", "aws_cloudwatch_event_target").values()
-    assert target["input"] == '{"max_diffs_per_table": 100}'
+    assert json.loads(target["input"]) == {"max_diffs_per_table": 100,
+                                           "tables": ["customers", "payments", "transactions", "audit_log"]}
     permissions = synthesized.resources("validation", "aws_lambda_permission")
     assert permissions["schedule-invoke"]["source_arn"] == "${aws_cloudwatch_event_rule.schedule.arn}"
 

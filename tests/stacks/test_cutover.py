@@ -1,0 +1,110 @@
+"""cutover stack: the controller's state machines and the two functions they call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _functions(synthesized):
+    return {f["function_name"]: f for f in synthesized.resources("cutover", "aws_lambda_function").values()}
+
+
+def _statements(synthesized, prefix):
+    (document,) = [d for n, d in synthesized.data("cutover", "aws_iam_policy_document").items()
+                   if n.startswith(f"{prefix}_permissions")]
+    return {s["sid"]: s for s in document["statement"]}
+
+
+def _machines(synthesized):
+    return {m["name"]: m for m in synthesized.resources("cutover", "aws_sfn_state_machine").values()}
+
+
+def test_three_state_machines_logged_and_traced(synthesized):
+    machines = _machines(synthesized)
+    assert set(machines) == {"payment-advance-dev", "payment-cutover-dev", "payment-writer-rollback-dev"}
+    for name, machine in machines.items():
+        assert machine["type"] == "STANDARD"
+        assert machine["tracing_configuration"] == {"enabled": True}, name
+        assert machine["logging_configuration"]["level"] == "ALL", name
+        assert machine["logging_configuration"]["log_destination"].endswith(":*"), name
+        definition = json.loads(machine["definition"])
+        assert definition["StartAt"] in definition["States"], name
+
+
+def test_cutover_fences_then_proves_replication_then_validates_before_anything_opens(synthesized):
+    states = json.loads(_machines(synthesized)["payment-cutover-dev"]["definition"])["States"]
+    # The happy path: not already switched, every validation PASSED.
+    order, state = [], "Preflight"
+    while state != "Done":
+        order.append(state)
+        body = states[state]
+        if body["Type"] == "Choice":
+            state = body["Default"] if state == "AlreadySwitched?" else body["Choices"][0]["Next"]
+        else:
+            state = body["Next"]
+    tasks = [name for name in order if states[name]["Type"] == "Task"]
+    assert tasks == ["Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences", "ValidateSequences",
+                     "SwitchReplication", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic"]
+    assert states["ValidateSequences"]["Parameters"]["Payload"]["check_sequences"] is True
+    assert states["WaitReplication"]["Retry"][-1]["ErrorEquals"] == ["ReplicationBehind", "SwitchPending",
+                                                                     "DatabaseUnavailable"]
+    for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "Open", "SetWriter"):
+        assert states[name]["Catch"][0]["Next"] == "Abort", f"{name} failing must reach the abort path"
+
+
+def test_step_function_in_the_vpc_as_the_controller_on_both_sides(synthesized):
+    function = _functions(synthesized)["payment-cutover-steps-dev"]
+    env = function["environment"]["variables"]
+    assert "controller" in json.dumps(function["vpc_config"]["security_group_ids"])
+    assert "onprem-payment_controller" in env["ONPREM_DB_SECRET_ARN"]
+    assert "aws-payment_controller" in env["AURORA_DB_SECRET_ARN"]
+    assert (env["REPLICATION_DRIVER"], env["APPLICATION_ROLES"]) == ("dms", "payment_app")
+    assert (env["FORWARD_SLOT_NAME"], env["FALLBACK_SLOT_NAME"]) == ("payment_dev_forward", "payment_dev_fallback")
+    assert env["TABLES"] == "customers,payments,transactions,audit_log"
+    assert function["timeout"] > int(env["WAIT_SECONDS"]), "an invocation must outlast its own wait"
+    assert function["reserved_concurrent_executions"] == 2
+
+
+def test_step_role_switches_exactly_the_two_tasks_and_writes_only_the_writer(synthesized):
+    statements = _statements(synthesized, "steps")
+    assert statements["Writer"]["actions"] == ["ssm:GetParameter", "ssm:PutParameter"]
+    assert len(statements["SwitchDirections"]["resources"]) == 2
+    assert all("replication_task" in arn for arn in statements["SwitchDirections"]["resources"])
+    metrics = statements["SlotAndFenceMetrics"]
+    assert metrics["condition"] == [{"test": "StringEquals", "variable": "cloudwatch:namespace",
+                                     "values": ["PaymentMigration"]}]
+
+
+def test_traffic_function_outside_the_vpc_moves_only_the_weighted_pair(synthesized):
+    function = _functions(synthesized)["payment-cutover-traffic-dev"]
+    assert "vpc_config" not in function, "moving clients must not depend on the VPC"
+    assert function["handler"] == "payment_rollback.traffic.lambda_handler"
+    env = function["environment"]["variables"]
+    assert env["ROLLBACK_ALARM_NAMES"].count(",") == 3 and env["HEALTH_ALARM_REGION"] == "us-east-1"
+    statements = _statements(synthesized, "traffic")
+    conditions = {c["variable"] for c in statements["WeightedPairOnly"]["condition"]}
+    assert conditions == {"route53:ChangeResourceRecordSetsNormalizedRecordNames",
+                          "route53:ChangeResourceRecordSetsRecordTypes", "route53:ChangeResourceRecordSetsActions"}
+    actions = statements["ReplicationAlarmActions"]
+    assert all(":alarm:" in arn and "dms-" in arn for arn in actions["resources"]) and len(actions["resources"]) == 4
+
+
+def test_state_machines_may_invoke_exactly_their_four_functions(synthesized):
+    (document,) = [d for n, d in synthesized.data("cutover", "aws_iam_policy_document").items()
+                   if n == "state-machine-permissions"]
+    invoke = {s["sid"]: s for s in document["statement"]}["InvokeSteps"]
+    assert invoke["actions"] == ["lambda:InvokeFunction"] and len(invoke["resources"]) == 8
+
+
+def test_slot_and_fence_metrics_are_published_every_minute(synthesized):
+    (rule,) = synthesized.resources("cutover", "aws_cloudwatch_event_rule").values()
+    assert rule["schedule_expression"] == "rate(1 minute)"
+    (target,) = synthesized.resources("cutover", "aws_cloudwatch_event_target").values()
+    assert json.loads(target["input"]) == {"step": "publish_metrics"}
+
+
+@pytest.mark.parametrize("stack", ["validation-dev", "monitoring-dev", "security-dev"])
+def test_nothing_reads_the_cutover_stack(synthesized, stack):
+    assert "cutover-dev" not in synthesized.manifest["stacks"][stack].get("dependencies", [])
