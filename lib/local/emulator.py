@@ -133,11 +133,14 @@ class Emulator:
     """A moto server on 127.0.0.1:`port` with the shims installed and AWS managed IAM policies
     loaded (the stacks attach some); reached over HTTP like AWS."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, execute_state_machines: bool = False) -> None:
+        """`execute_state_machines`: moto runs Step Functions executions (its own interpreter),
+        which must be switched on before any state machine is created."""
         from moto.core.config import default_user_config
         from moto.server import ThreadedMotoServer
 
         default_user_config.setdefault("iam", {})["load_aws_managed_policies"] = True
+        default_user_config.setdefault("stepfunctions", {})["execute_state_machine"] = execute_state_machines
         for shim in SHIMS:
             shim.install()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -138,7 +138,7 @@ class CutoverStack(BaseStack):
                 allow(["cloudwatch:DescribeAlarms"],
                       [*(alarm_arn + name for name in [*rollback_alarms, *replication_alarms]),
                        *(health_arn + name for name in health_alarms)], sid="ReadAlarms"),
-                allow(["cloudwatch:EnableAlarmActions", "cloudwatch:DisableAlarmActions", "cloudwatch:SetAlarmState"],
+                allow(["cloudwatch:EnableAlarmActions", "cloudwatch:DisableAlarmActions"],
                       [alarm_arn + name for name in replication_alarms], sid="ReplicationAlarmActions"),
             ],
             **common)

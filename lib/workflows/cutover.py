@@ -254,10 +254,20 @@ def advance_definition(*, traffic_arn: str, validation_arn: str, rollback_arn: s
             # Aurora is the writer.
             "RollBack": _invoke(rollback_arn, {"reason.$": "States.Format('alarm while baking {}: {}', $.phase, "
                                                            "States.JsonToString($.alarms.result.in_alarm))"},
-                                result="$.rollback", next_state="RolledBack"),
+                                result="$.rollback", next_state="RolledBack?"),
+            "RolledBack?": {
+                "Type": "Choice",
+                "Choices": [{"Or": [{"Variable": "$.rollback.result.status", "StringEquals": status}
+                                    for status in ("ROLLED_BACK", "ALREADY_ROLLED_BACK")],
+                             "Next": "RolledBack"}],
+                "Default": "RollbackIncomplete",
+            },
             "RolledBack": {"Type": "Fail", "Error": "RolledBack",
-                           "Cause": "an alarm fired while the phase baked: traffic went back to on-prem "
-                                    "(the rollback's answer is in the execution's history)"},
+                           "Cause": "an alarm fired while the phase baked: traffic and writer went back to "
+                                    "on-prem (the rollback's answer is in the execution's history)"},
+            "RollbackIncomplete": {"Type": "Fail", "Error": "RollbackIncomplete",
+                                   "Cause": "an alarm fired while the phase baked and the rollback did not "
+                                            "complete: finish it by hand (README, Rollback)"},
             "Done": {"Type": "Succeed"},
         },
     }
