@@ -68,8 +68,10 @@ def test_the_switch_stops_forward_drops_its_slot_makes_the_fallback_slot_and_sta
     for conn in conns.values():
         fence.fence(conn, ["payment_app"])
 
+    c.wait_seconds = 0.5
     with pytest.raises(ReplicationBehind):  # moto moves no data: a fresh marker never arrives
         steps.switch_replication(c, "onprem", "aws")
+    c.wait_seconds = 2
     assert c.driver.state(FORWARD).running, "the forward task was stopped before catch-up was proven"
 
     # DMS catches up: the switch's own marker reaches aws, then the task is stopped (by hand here)

@@ -13,15 +13,22 @@ from payment_api import payments
 from payment_api.models import PaymentRequest
 from payment_cutover import fence
 from payment_cutover.errors import FenceIncomplete
-from tests.support.replication import ROLES_SQL, add_customer, prepare_database
+from tests.support.replication import ROLES_SQL, add_customer, prepare_database, reset_database
 
 
-@pytest.fixture
-def db(servers):
+@pytest.fixture(scope="module")
+def roles_database(servers):
     name = f"roles_{secrets.token_hex(3)}"
     database = prepare_database(servers["onprem"], "onprem", name)
     yield database
     database.postgres.admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(roles_database):
+    """A payment database as roles.sql leaves it (one per module, reset before each test)."""
+    reset_database(roles_database)
+    return roles_database
 
 
 @pytest.fixture

@@ -255,22 +255,10 @@ class ReplicatedPair:
         sides open (roles.sql re-applied), the forward direction alone running from a new slot."""
         self.close_connections()
         for db in self.sides.values():  # sessions a test left behind (and the locks they hold)
-            db.postgres.admin_execute(
-                """SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
-                   WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'""",
-                (db.dbname,))
+            end_sessions(db)
         self._stop_replication()
         for db in self.sides.values():
-            admin = db.admin()
-            try:
-                with admin.cursor() as cur:
-                    cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
-                    cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(
-                        sql.Identifier(db.dbname)))
-                    cur.execute(ROLES_SQL.read_text())  # undoes grants a test changed
-                    cur.execute(OPEN_ROLES)
-            finally:
-                admin.close()
+            reset_database(db, sessions=False)
         self._start_forward()
 
     def close(self) -> None:
@@ -328,6 +316,33 @@ def replicated_pair(servers: dict[str, Server], *, name: str | None = None) -> R
     pair = ReplicatedPair(sides=sides, slot_names={"forward": f"{name}_forward", "fallback": f"{name}_fallback"})
     pair._start_forward()
     return pair
+
+
+def end_sessions(db: SideDatabase) -> None:
+    db.postgres.admin_execute(
+        """SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+           WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'""", (db.dbname,))
+
+
+def reset_database(db: SideDatabase, *, sessions: bool = True) -> None:
+    """Back to a fresh clone of the template, cheaply: client sessions ended, slots dropped, tables
+    and sequences emptied, DMS's schema emptied, the script's version forgotten, no fence, roles.sql
+    applied again (undoing any grant a test changed) and payment_app a member of payment_writer."""
+    if sessions:
+        end_sessions(db)
+        db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                  "WHERE database = %s AND NOT active", (db.dbname,))
+    admin = db.admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+            cur.execute("DROP SCHEMA payment_dms CASCADE")
+            cur.execute("DELETE FROM payment_control.script_version")
+            cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(sql.Identifier(db.dbname)))
+            cur.execute(ROLES_SQL.read_text())
+            cur.execute(OPEN_ROLES)
+    finally:
+        admin.close()
 
 
 def add_customer(db: SideDatabase, external_ref: str = "onprem-1") -> str:
