@@ -40,6 +40,7 @@ EXCLUDED: tuple[Excluded, ...] = (
     Excluded("aws_backup_selection", "moto has no CreateBackupSelection (AWS Backup)"),
     Excluded("aws_cloudwatch_composite_alarm",
              "moto has no PutCompositeAlarm; the rehearsal drives the composite's children instead"),
+    Excluded("aws_dms_event_subscription", "moto has no CreateEventSubscription (DMS task events)"),
 )
 
 EXCLUDED_TYPES = frozenset(item.resource_type for item in EXCLUDED)
