@@ -1,7 +1,7 @@
 """The architecture picture, drawn from the synthesized app and never by hand: one box per stack
 with its main resources, left to right in deploy order, and an arrow for every stack that reads
 another's outputs (cdktf's cross-stack references: the manifest's dependencies, resolved through
-`terraform_remote_state`), labelled with what crosses.
+`terraform_remote_state`); in the SVG, an arrow's tooltip names what crosses.
 
     python -m lib.diagram [--out cdktf.out] [--to docs/architecture] [--dot-only]
 
