@@ -31,8 +31,9 @@ class Hammer:
     """A thread writing audit rows as payment_app on one side as fast as it can, reconnecting when its
     session is ended, and recording each attempt's outcome."""
 
-    def __init__(self, pair, side: str) -> None:
+    def __init__(self, pair, side: str, *, rogue: bool = False) -> None:
         self.pair, self.side = pair, side
+        self.rogue = rogue  # turns read-only off in each new session, as no well-behaved client does
         self.outcomes: list[tuple[float, str]] = []  # (monotonic time, "ok" or error class name)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -59,6 +60,9 @@ class Hammer:
             try:
                 if conn is None or conn.closed:
                     conn = self.pair.sides[self.side].connect("payment_app")
+                    if self.rogue:
+                        with conn.cursor() as cur:
+                            cur.execute("SET default_transaction_read_only = off")
                 with conn.cursor() as cur:
                     cur.execute(AUDIT_INSERT, (f"hammer-{n}",))
                 self.outcomes.append((time.monotonic(), "ok"))
@@ -97,6 +101,22 @@ def test_during_a_fence_no_write_lands_on_the_old_writer(pair):
     with reader.cursor() as cur:
         cur.execute("SELECT count(*) FROM payments")  # what payment_app may read
         assert cur.fetchone()[0] == 0, "reads stopped working on the fenced side"
+
+
+def test_during_a_fence_a_client_that_turns_read_only_off_writes_nothing(pair):
+    """The privilege part of the fence binds a client that ignores the read-only default."""
+    controller_conn = pair.connection(ONPREM, "payment_controller")
+    with Hammer(pair, ONPREM, rogue=True) as hammer:
+        hammer.wait_for_attempts(20, since=0)
+        assert set(hammer.attempts_since(0)) == {"ok"}
+        fence.fence(controller_conn, ["payment_app"])
+        fenced = time.monotonic()
+        rows_when_fenced = audit_rows(pair.onprem)
+        after = hammer.wait_for_attempts(50, since=fenced)
+        rows_later = audit_rows(pair.onprem)
+    assert rows_later == rows_when_fenced, f"{rows_later - rows_when_fenced} rows landed on the fenced side"
+    assert set(after) == {"InsufficientPrivilege"}, f"writes after the fence ended with {sorted(set(after))}"
+    assert fence.fence_state(controller_conn, ["payment_app"]) == {"payment_app": "fenced"}
 
 
 def test_fence_and_open_are_idempotent_and_reported(pair):
