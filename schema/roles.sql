@@ -39,8 +39,10 @@
 -- session_replication_role`; the script then warns and dms_target gets it from the rds_superuser
 -- master by hand (or the DMS target endpoint runs without session_replication_role = replica).
 --
--- PostgreSQL 15 and older: changing another role's settings needs CREATEROLE, which on those versions
--- lets the controller alter any non-superuser role: keep its secret as tightly held as the master's.
+-- PostgreSQL 15 and older: changing another role's settings and granting/revoking payment_writer
+-- need CREATEROLE, which on those versions lets the controller alter any non-superuser role (and
+-- grant itself payment_writer): keep its secret as tightly held as the master's. The controller is
+-- not a member of payment_writer there.
 -- PostgreSQL 16 and newer: CREATEROLE plus ADMIN OPTION on each application role and on
 -- payment_writer (granted here with INHERIT FALSE, SET FALSE, so the controller never acts as
 -- payment_app and never writes payments itself).
