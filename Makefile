@@ -38,7 +38,10 @@ help:
 	@echo "make scan          checkov on cdktf.out and on the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
 	@echo "make diagram       draw docs/architecture.png and .svg (stacks, main resources, cross-stack reads) from cdktf.out"
+	@echo "make install       Python deps (Pipfile.lock) into .venv, cdktf CLI and Node 22 (package-lock.json)"
+	@echo "make postgres      install the PostgreSQL server binaries the tests start, if absent"
 	@echo "make clean         remove build output (cdktf.out, build/)"
+	@echo "make help          this list"
 
 install: $(VENV)/.synced node_modules/.package-lock.json
 
