@@ -75,6 +75,18 @@ class Server:
         finally:
             admin.close()
 
+    def grants_fingerprint(self) -> str:
+        """What a database as roles.sql leaves it looks like (its template's grants and script version)."""
+        if not hasattr(self, "_fingerprint"):
+            conn = self.postgres.admin_connect(TEMPLATE)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(GRANTS_FINGERPRINT)
+                    self._fingerprint = cur.fetchone()[0]
+            finally:
+                conn.close()
+        return self._fingerprint
+
 
 def start_servers() -> dict[str, Server]:
     """Both servers, started side by side (initdb and a TLS key each: seconds), templates ready."""
@@ -324,10 +336,20 @@ def end_sessions(db: SideDatabase) -> None:
            WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'""", (db.dbname,))
 
 
+GRANTS_FINGERPRINT = """
+    SELECT md5(concat_ws('|',
+        (SELECT string_agg(format('%s.%s=%s', n.nspname, c.relname, c.relacl), ',' ORDER BY n.nspname, c.relname)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'payment_control', 'payment_dms')),
+        (SELECT string_agg(format('%s=%s', n.nspname, n.nspacl), ',' ORDER BY n.nspname) FROM pg_namespace n),
+        (SELECT string_agg(format('%s:%s', version, script), ',') FROM payment_control.script_version)))"""
+
+
 def reset_database(db: SideDatabase, *, sessions: bool = True) -> None:
     """Back to a fresh clone of the template, cheaply: client sessions ended, slots dropped, tables
-    and sequences emptied, DMS's schema emptied, the script's version forgotten, no fence, roles.sql
-    applied again (undoing any grant a test changed) and payment_app a member of payment_writer."""
+    and sequences emptied, no fence, payment_app a member of payment_writer; and when a test changed
+    a grant, DMS's schema or the script's version (the catalogs differ from the template's), DMS's
+    schema emptied and roles.sql applied again."""
     if sessions:
         end_sessions(db)
         db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
@@ -336,10 +358,12 @@ def reset_database(db: SideDatabase, *, sessions: bool = True) -> None:
     try:
         with admin.cursor() as cur:
             cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
-            cur.execute("DROP SCHEMA payment_dms CASCADE")
-            cur.execute("DELETE FROM payment_control.script_version")
             cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(sql.Identifier(db.dbname)))
-            cur.execute(ROLES_SQL.read_text())
+            cur.execute(GRANTS_FINGERPRINT)
+            if cur.fetchone()[0] != db.server.grants_fingerprint():
+                cur.execute("DROP SCHEMA payment_dms CASCADE")
+                cur.execute("DELETE FROM payment_control.script_version")
+                cur.execute(ROLES_SQL.read_text())
             cur.execute(OPEN_ROLES)
     finally:
         admin.close()
