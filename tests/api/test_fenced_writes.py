@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import boto3
+import psycopg2.errors
 import pytest
 
 from payment_cutover import fence
@@ -116,3 +117,50 @@ def test_a_read_refused_for_lack_of_privilege_is_never_a_fence(pair, api, custom
     status, headers, body = api.call("GET", f"/payments/{created['payment_id']}")
     assert (status, body["error"]) == (500, "internal_error"), body  # ...but the fence never takes SELECT
     assert "retry-after" not in headers
+
+
+class _EndedConnection:
+    """A connection the fence ends between the refused write and the membership check."""
+
+    closed = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def cursor(self):
+        self.closed = 1
+        raise psycopg2.errors.AdminShutdown("terminating connection due to administrator command")
+
+
+def test_a_session_ended_right_after_its_privilege_refusal_is_the_fence():
+    """The fence revokes payment_writer, then ends the sessions: a session refused for lack of privilege
+    may be gone before its membership can be checked. That is the fence (503), not a missing grant."""
+    from payment_api.database import Database, DatabaseSettings
+    from payment_api.errors import WriterFenced
+    from payment_api.writer import WriterDatabase
+
+    database = Database(DatabaseSettings(secret_arn="unused", host="unused", dbname="unused"))
+    refused = database._privilege_refused(_EndedConnection(), psycopg2.errors.InsufficientPrivilege(), write=True)
+    assert (refused.session_ended, refused.writer_member) == (True, None)
+
+    class Directory:
+        def current(self):
+            return "aws"  # the writer parameter has not moved yet
+
+        def invalidate(self):
+            pass
+
+    class Refusing:
+        def run(self, operation, *, write=False):
+            raise refused
+
+        def close(self):
+            pass
+
+    writer = WriterDatabase({}, Directory())
+    writer._databases = {"aws": Refusing()}
+    with pytest.raises(WriterFenced):
+        writer.run(lambda conn: None, write=True)

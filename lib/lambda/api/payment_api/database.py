@@ -124,6 +124,7 @@ class Database:
     def _privilege_refused(self, conn, exc: psycopg2.Error, write: bool) -> PrivilegeRefused:
         """What the refusal means: on a write, whether this role still has payment_writer (the fence
         revokes it; schema/roles.sql). The operation's transaction was rolled back already."""
+        detail = (getattr(exc, "diag", None) and exc.diag.message_primary) or type(exc).__name__
         member = None
         if write:
             try:
@@ -131,11 +132,15 @@ class Database:
                     cur.execute("SELECT pg_has_role(current_user, to_regrole(%s), 'MEMBER')", (WRITER_GROUP,))
                     member = cur.fetchone()[0]  # NULL when the role does not exist (roles.sql before version 2)
             except psycopg2.Error as probe_error:
+                ended = conn.closed or isinstance(probe_error, psycopg2.errors.AdminShutdown)
                 logger.warning("cannot check payment_writer membership after a refused write",
-                               extra={"error": type(probe_error).__name__})
+                               extra={"error": type(probe_error).__name__, "session_ended": ended})
                 if conn.closed:
                     self._discard()
-        detail = (getattr(exc, "diag", None) and exc.diag.message_primary) or type(exc).__name__
+                if not ended:
+                    raise DatabaseUnavailable(f"database query failed ({type(probe_error).__name__})") from exc
+                # The fence revokes, then ends the sessions: this one was ended right after its refusal.
+                return PrivilegeRefused(write=write, writer_member=None, detail=detail, session_ended=True)
         return PrivilegeRefused(write=write, writer_member=member, detail=detail)
 
     def close(self) -> None:

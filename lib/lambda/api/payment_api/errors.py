@@ -108,9 +108,10 @@ class PrivilegeRefused(PaymentApiError):
 
     code = "internal_error"
 
-    def __init__(self, *, write: bool, writer_member: bool | None, detail: str) -> None:
+    def __init__(self, *, write: bool, writer_member: bool | None, detail: str, session_ended: bool = False) -> None:
         super().__init__("internal error")
         self.write = write
-        self.writer_member = writer_member  # None: not checked (a read) or payment_writer does not exist
+        self.writer_member = writer_member  # None: not checked (a read, an ended session) or no payment_writer
+        self.session_ended = session_ended  # the session was ended before its membership could be checked
         self.detail = detail  # the server's primary message, e.g. "permission denied for table payments"
         self.side: str | None = None

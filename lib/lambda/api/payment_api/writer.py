@@ -133,12 +133,15 @@ class WriterDatabase:
 
     def _fenced_because(self, side: str, refused: PrivilegeRefused) -> str | None:
         """Why a write refused for lack of privilege is the fence, or None if it is not: the role lost
-        its payment_writer membership (the fence's privilege part), or the writer parameter, read
-        afresh, no longer names this side (a stale cache met the old writer)."""
+        its payment_writer membership (the fence's privilege part), its session was ended before that
+        could be checked (the fence's next part), or the writer parameter, read afresh, no longer
+        names this side (a stale cache met the old writer)."""
         if not refused.write:
             return None  # the fence never takes a read privilege
         if refused.writer_member is False:
             return f"the role is not a member of {WRITER_GROUP} on {side} (fenced)"
+        if refused.session_ended:  # the fence revokes the membership, then ends the sessions
+            return f"the session on {side} was ended right after the refusal (a fence ends sessions)"
         self.directory.invalidate()
         try:
             writer = self.directory.current()
