@@ -16,20 +16,13 @@ from pathlib import Path
 
 from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
 from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
-from cdktf_cdktf_provider_aws.sfn_state_machine import (
-    SfnStateMachine,
-    SfnStateMachineLoggingConfiguration,
-    SfnStateMachineTracingConfiguration,
-)
 from constructs import Construct
 
 from lib.config import Config
-from lib.constructs.iam import allow, assume_role_policy, policy_document
+from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
+from lib.constructs.state_machine import StateMachine
 from lib.stacks.access import database_environment, read_secrets_statements
 from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE
@@ -138,7 +131,9 @@ class CutoverStack(BaseStack):
                 allow(["cloudwatch:DescribeAlarms"],
                       [*(alarm_arn + name for name in [*rollback_alarms, *replication_alarms]),
                        *(health_arn + name for name in health_alarms)], sid="ReadAlarms"),
-                allow(["cloudwatch:EnableAlarmActions", "cloudwatch:DisableAlarmActions"],
+                # SetAlarmState: an alarm already in ALARM when its actions go on is set to OK, so
+                # that a condition still breaching transitions (and notifies) again.
+                allow(["cloudwatch:EnableAlarmActions", "cloudwatch:DisableAlarmActions", "cloudwatch:SetAlarmState"],
                       [alarm_arn + name for name in replication_alarms], sid="ReplicationAlarmActions"),
             ],
             **common)
@@ -156,43 +151,22 @@ class CutoverStack(BaseStack):
                          principal="events.amazonaws.com", source_arn=rule.arn)
 
     def _state_machines(self, config: Config, security: SecurityStack, validation: ValidationStack) -> None:
-        functions = [self.steps.arn, self.traffic.arn, validation.validator.arn, validation.rollback.arn]
-        log_group = CloudwatchLogGroup(self, "state-machine-logs",
-                                       name=f"/aws/vendedlogs/states/payment-cutover-{config.name}",
-                                       kms_key_id=security.logs_key.arn, retention_in_days=config.logs.retention_days)
-        role = IamRole(self, "state-machine-role", name=self.resource_name("cutover-controller"),
-                       description="The cutover state machines: invoke their steps, log, trace",
-                       assume_role_policy=assume_role_policy(self, "state-machine-trust", "states.amazonaws.com",
-                                                             account_id=self.account_id).json)
-        policy = IamRolePolicy(self, "state-machine-policy", role=role.id, name="controller",
-                               policy=policy_document(self, "state-machine-permissions", [
-                                   allow(["lambda:InvokeFunction"], [*functions, *(f"{arn}:*" for arn in functions)],
-                                         sid="InvokeSteps"),
-                                   # Log delivery and X-Ray have no resource-level permissions.
-                                   allow(["logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
-                                          "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
-                                          "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
-                                          "logs:DescribeLogGroups", "xray:PutTraceSegments",
-                                          "xray:PutTelemetryRecords", "xray:GetSamplingRules",
-                                          "xray:GetSamplingTargets"], ["*"], sid="LogsAndTraces"),
-                               ]).json)
-        arns = dict(step_arn=self.steps.arn, validation_arn=validation.validator.arn, traffic_arn=self.traffic.arn)
-        definitions = {
-            "advance": advance_definition(traffic_arn=self.traffic.arn, validation_arn=validation.validator.arn,
-                                          rollback_arn=validation.rollback.arn,
-                                          bake_checks=config.cutover.bake_minutes),
-            "cutover": cutover_definition(**arns),
-            "writer-rollback": rollback_definition(**arns),
+        validator, rollback = validation.validator.arn, validation.rollback.arn
+        arns = dict(step_arn=self.steps.arn, validation_arn=validator, traffic_arn=self.traffic.arn)
+        machines = {
+            "advance": (self.resource_name("advance"), "one phase forward, bake, roll back on an alarm",
+                        advance_definition(traffic_arn=self.traffic.arn, validation_arn=validator,
+                                           rollback_arn=rollback, bake_checks=config.cutover.bake_minutes),
+                        [self.traffic.arn, validator, rollback]),
+            "cutover": (self.resource_name("cutover"), "the fenced data cutover, on-prem to Aurora",
+                        cutover_definition(**arns), [self.steps.arn, self.traffic.arn, validator]),
+            "writer-rollback": (writer_rollback_state_machine_name(config.name),
+                                "traffic to on-prem, then the writer back behind a fence",
+                                rollback_definition(**arns), [self.steps.arn, self.traffic.arn, validator]),
         }
-        names = {"advance": self.resource_name("advance"), "cutover": self.resource_name("cutover"),
-                 "writer-rollback": writer_rollback_state_machine_name(config.name)}
-        self.state_machine_arns = {}
-        for name, definition in definitions.items():
-            machine = SfnStateMachine(
-                self, name, name=names[name], role_arn=role.arn, type="STANDARD",
-                definition=json.dumps(definition, indent=1),
-                logging_configuration=SfnStateMachineLoggingConfiguration(
-                    log_destination=f"{log_group.arn}:*", include_execution_data=True, level="ALL"),
-                tracing_configuration=SfnStateMachineTracingConfiguration(enabled=True),
-                depends_on=[policy])
-            self.state_machine_arns[name] = machine.arn
+        self.state_machine_arns = {
+            id_: StateMachine(self, id_, name=name, description=description, definition=definition,
+                              functions=functions, account_id=self.account_id, logs_key_arn=security.logs_key.arn,
+                              log_retention_days=config.logs.retention_days).arn
+            for id_, (name, description, definition, functions) in machines.items()
+        }

@@ -91,11 +91,19 @@ def test_traffic_function_outside_the_vpc_moves_only_the_weighted_pair(synthesiz
     assert all(":alarm:" in arn and "dms-" in arn for arn in actions["resources"]) and len(actions["resources"]) == 4
 
 
-def test_state_machines_may_invoke_exactly_their_four_functions(synthesized):
+@pytest.mark.parametrize("machine,functions", [
+    ("advance", {"traffic", "validator", "rollback"}),
+    ("cutover", {"steps", "traffic", "validator"}),
+    ("writer-rollback", {"steps", "traffic", "validator"}),
+])
+def test_each_state_machine_may_invoke_exactly_the_functions_it_calls(synthesized, machine, functions):
     (document,) = [d for n, d in synthesized.data("cutover", "aws_iam_policy_document").items()
-                   if n == "state-machine-permissions"]
+                   if n.startswith(f"{machine}_permissions")]
     invoke = {s["sid"]: s for s in document["statement"]}["InvokeSteps"]
-    assert invoke["actions"] == ["lambda:InvokeFunction"] and len(invoke["resources"]) == 8
+    assert invoke["actions"] == ["lambda:InvokeFunction"] and len(invoke["resources"]) == 2 * len(functions)
+    named = {name for name in ("steps", "traffic", "validator", "rollback")
+             if any(name in arn for arn in invoke["resources"])}
+    assert named == functions
 
 
 def test_slot_and_fence_metrics_are_published_every_minute(synthesized):
