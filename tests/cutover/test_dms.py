@@ -14,21 +14,30 @@ from payment_cutover import fence, slots, steps
 from payment_cutover.dms import DmsReplication
 from payment_cutover.errors import ConfigurationError, ReplicationBehind
 from payment_cutover.sides import FALLBACK, FORWARD
-from tests.support.replication import SCHEMA, TABLES, prepare_database
+from tests.support.replication import SCHEMA, TABLES, prepare_database, reset_database
 
 
-@pytest.fixture
-def databases(servers):
+@pytest.fixture(scope="module")
+def dms_databases(servers):
+    """A payment database on each server, without replication between them (moto's DMS moves nothing)."""
     name = f"dms_{secrets.token_hex(3)}"
     sides = {side: prepare_database(server, side, name) for side, server in servers.items()}
-    conns = {side: db.connect("payment_controller") for side, db in sides.items()}
-    yield sides, conns
-    for conn in conns.values():
-        conn.close()
+    yield sides
     for db in sides.values():
         db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                                   "WHERE database = %s", (db.dbname,))
         db.postgres.admin_execute(f'DROP DATABASE IF EXISTS "{db.dbname}" WITH (FORCE)')
+
+
+@pytest.fixture
+def databases(dms_databases):
+    """The module's databases as new (reset before each test), with a controller connection to each."""
+    for db in dms_databases.values():
+        reset_database(db)
+    conns = {side: db.connect("payment_controller") for side, db in dms_databases.items()}
+    yield dms_databases, conns
+    for conn in conns.values():
+        conn.close()
 
 
 @pytest.fixture

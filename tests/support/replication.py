@@ -45,6 +45,9 @@ LOGICAL_CONF = {
     "wal_receiver_status_interval": "1",
     # a logical replication worker that could not start is retried after this (default 5 s)
     "wal_retrieve_retry_interval": "200ms",
+    # commits are asynchronous here (synchronous_commit = off) and a walsender sends only flushed
+    # WAL: flush every 10 ms rather than 200, or each marker waits up to 0.2 s for nothing
+    "wal_writer_delay": "10ms",
 }
 ONPREM, AWS = "onprem", "aws"
 TEMPLATE = "payment_template"
@@ -264,14 +267,77 @@ class ReplicatedPair:
 
     def reset(self) -> None:
         """Back to what replicated_pair() makes: no client session, empty tables and sequences, both
-        sides open (roles.sql re-applied), the forward direction alone running from a new slot."""
+        sides open, the forward direction alone running — kept if the test left it so, else re-made
+        from a new slot."""
         self.close_connections()
         for db in self.sides.values():  # sessions a test left behind (and the locks they hold)
             end_sessions(db)
+        admin = {side: db.admin() for side, db in self.sides.items()}
+        try:
+            kept = self._forward_alone_streaming(admin) and self._empty_through_replication(admin)
+        finally:
+            for conn in admin.values():
+                conn.close()
+        if kept:
+            for db in self.sides.values():
+                reset_database(db, sessions=False, truncate=False)
+            return
         self._stop_replication()
         for db in self.sides.values():
             reset_database(db, sessions=False)
         self._start_forward()
+
+    def _forward_alone_streaming(self, admin: dict) -> bool:
+        """Whether replication is as replicated_pair() left it: the forward subscription alone, enabled
+        and applying, its slot on onprem in use, no other subscription or slot."""
+        def rows(side: str, statement: str, params=None) -> list[tuple]:
+            with admin[side].cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall()
+
+        forward = self.slot_names["forward"]
+        this_database = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        return (rows(AWS, f"""SELECT s.subname, s.subenabled, w.pid IS NOT NULL FROM pg_subscription s
+                              LEFT JOIN pg_stat_subscription w ON w.subid = s.oid AND w.relid IS NULL
+                              WHERE s.subdbid = {this_database}""") == [(forward, True, True)]
+                and not rows(ONPREM, f"SELECT 1 FROM pg_subscription WHERE subdbid = {this_database}")
+                and rows(ONPREM, "SELECT slot_name, active FROM pg_replication_slots "
+                                 "WHERE database = current_database()") == [(forward, True)]
+                and not rows(AWS, "SELECT 1 FROM pg_replication_slots WHERE database = current_database()"))
+
+    def _empty_through_replication(self, admin: dict, timeout: float = 5.0) -> bool:
+        """Empty both sides while forward replication keeps running: truncate onprem (replicated), let a
+        marker prove aws applied it, take the marker back out the same way, then truncate aws (rows
+        written there directly, its sequences). False, changing nothing more, if a marker is late."""
+        import uuid
+
+        marker = str(uuid.uuid4())
+
+        def on_aws(present: bool) -> bool:
+            deadline = time.monotonic() + timeout
+            with admin[AWS].cursor() as cur:
+                while True:
+                    cur.execute("SELECT count(*) FROM payment_control.cutover_marker WHERE marker_id = %s", (marker,))
+                    if bool(cur.fetchone()[0]) == present:
+                        return True
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.005)
+
+        with admin[ONPREM].cursor() as cur:
+            cur.execute("SET synchronous_commit = on")  # flushed at commit: the walsender sends it at once
+            cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+            cur.execute("INSERT INTO payment_control.cutover_marker (marker_id, from_side, to_side) "
+                        "VALUES (%s, 'onprem', 'aws')", (marker,))
+        if not on_aws(True):
+            return False
+        with admin[ONPREM].cursor() as cur:
+            cur.execute("DELETE FROM payment_control.cutover_marker WHERE marker_id = %s", (marker,))
+        if not on_aws(False):
+            return False
+        with admin[AWS].cursor() as cur:
+            cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+        return True
 
     def close(self) -> None:
         self.close_connections()
@@ -345,7 +411,7 @@ GRANTS_FINGERPRINT = """
         (SELECT string_agg(format('%s:%s', version, script), ',') FROM payment_control.script_version)))"""
 
 
-def reset_database(db: SideDatabase, *, sessions: bool = True) -> None:
+def reset_database(db: SideDatabase, *, sessions: bool = True, truncate: bool = True) -> None:
     """Back to a fresh clone of the template, cheaply: client sessions ended, slots dropped, tables
     and sequences emptied, no fence, payment_app a member of payment_writer; and when a test changed
     a grant, DMS's schema or the script's version (the catalogs differ from the template's), DMS's
@@ -357,7 +423,8 @@ def reset_database(db: SideDatabase, *, sessions: bool = True) -> None:
     admin = db.admin()
     try:
         with admin.cursor() as cur:
-            cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+            if truncate:
+                cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
             cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(sql.Identifier(db.dbname)))
             cur.execute(GRANTS_FINGERPRINT)
             if cur.fetchone()[0] != db.server.grants_fingerprint():
