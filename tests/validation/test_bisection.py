@@ -31,7 +31,7 @@ def small_buckets(monkeypatch, request):
     """Buckets of a few rows, so a few thousand rows need several levels of splitting. The first
     pass samples about 1% of the pages (often none: one bucket) or half of them."""
     for name, value in {"LEAF_ROWS": 40, "BUCKET_ROWS": 16, "MAX_BUCKETS": 8, "SAMPLED_KEYS_PER_BUCKET": request.param,
-                        "MAX_RANGES_PER_READ": 3}.items():
+                        "MAX_RANGES_PER_READ": 3, "MAX_SAMPLE_SHARE": 1.0}.items():
         monkeypatch.setattr(engine, name, value)
     splits = []
     original_split = engine._ContentComparison._split

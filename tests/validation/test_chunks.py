@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from payment_validation import Chunk, ValidationOptions, merge, plan, validate
+from payment_validation import engine
 from payment_validation.engine import ValidationError
+from payment_validation.queries import KeyRange
 from tests.validation.conftest import Databases, ledger_databases
 
 CHUNK_ROWS = 10_000
@@ -44,8 +46,25 @@ def ledger(postgres, database_pool) -> Iterator[Databases]:
     yield from ledger_databases(postgres, database_pool, "chunks")
 
 
-def test_a_chunked_run_reports_exactly_what_a_single_run_reports(connect, ledger):
-    """Keys capped at 10: the merged lists are the first ten in key order, across chunks."""
+@pytest.mark.parametrize("buckets", ["as shipped", "small and sampled in chunks"])
+def test_a_chunked_run_reports_exactly_what_a_single_run_reports(connect, ledger, monkeypatch, buckets):
+    """Keys capped at 10: the merged lists are the first ten in key order, across chunks. With the
+    shipped sizes a chunk of this table is one bucket; with small buckets and the sample's share
+    uncapped, each chunk samples its own bounds and splits."""
+    sampled_in_chunks = []
+    if buckets != "as shipped":
+        for name, value in {"BUCKET_ROWS": 500, "LEAF_ROWS": 1_500, "SAMPLED_KEYS_PER_BUCKET": 4,
+                            "MAX_SAMPLE_SHARE": 1.0}.items():
+            monkeypatch.setattr(engine, name, value)
+        sampled_bounds = engine._sampled_bounds
+
+        def recording(sides, side, queries, key_range, *estimates):
+            bounds = sampled_bounds(sides, side, queries, key_range, *estimates)
+            if key_range != KeyRange():
+                sampled_in_chunks.append(len(bounds))
+            return bounds
+
+        monkeypatch.setattr(engine, "_sampled_bounds", recording)
     options = ValidationOptions(max_diffs_per_table=10, check_sequences=True)
     single = validate(connect(ledger.source), connect(ledger.target), options).to_dict()
 
@@ -61,6 +80,8 @@ def test_a_chunked_run_reports_exactly_what_a_single_run_reports(connect, ledger
     assert single["tables"]["public.audit_log"]["status"] == "FAILED"  # its sequence, behind
     assert single["tables"]["public.customers"]["message"] == "table is missing in target"
     assert single["tables"]["public.notes"]["status"] == "UNVERIFIABLE"
+    if buckets != "as shipped":
+        assert sum(sampled_in_chunks) > 0, "no chunk sampled bounds of its own: the variant tested nothing more"
 
 
 def test_chunks_are_consecutive_key_ranges_that_travel_as_json(connect, ledger):
