@@ -201,6 +201,7 @@ def test_replication_alarms_follow_the_running_direction(world, invoke_traffic):
     assert forward["enabled"] == list(FORWARD_ALARM_NAMES)
     assert forward["disabled"] == list(FALLBACK_ALARM_NAMES)
     assert forward["changed"] is True
+    assert forward["reset_to_ok"] == [], "every alarm is OK"
     assert forward["actions_enabled_before"] == {
         name: True for name in (*FORWARD_ALARM_NAMES, *FALLBACK_ALARM_NAMES)
     }
@@ -217,6 +218,37 @@ def test_replication_alarms_follow_the_running_direction(world, invoke_traffic):
         **{name: False for name in FORWARD_ALARM_NAMES},
         **{name: True for name in FALLBACK_ALARM_NAMES},
     }
+
+
+def test_enabled_alarms_already_in_alarm_are_put_back_to_ok(world, invoke_traffic):
+    """The fallback latency alarm sits in ALARM while its task does not run (missing data is
+    breaching) with its actions off. Enabling its actions alone would never notify: actions run on
+    transitions. Set to OK, it goes back to ALARM — and notifies — at the next evaluation."""
+    world.cloudwatch.disable_alarm_actions(AlarmNames=list(FALLBACK_ALARM_NAMES))
+    breaching, quiet = FALLBACK_ALARM_NAMES[1], FALLBACK_ALARM_NAMES[0]
+    world.set_alarm_state(breaching, "ALARM")
+    world.set_alarm_state(FORWARD_ALARM_NAMES[0], "ALARM")  # its actions go off: left as it is
+    reason_of_quiet = world.alarm(quiet)["StateReason"]
+
+    answer = invoke_traffic({"action": "replication_alarms", "running": "fallback"})
+
+    assert answer["reset_to_ok"] == [breaching]
+    assert answer["changed"] is True
+    assert alarm_actions(world) == {
+        **{name: False for name in FORWARD_ALARM_NAMES},
+        **{name: True for name in FALLBACK_ALARM_NAMES},
+    }
+    reset = world.alarm(breaching)
+    assert (reset["StateValue"], reset["StateReason"]) == (
+        "OK", "actions enabled by the cutover controller; re-evaluated from now")
+    assert world.alarm(quiet)["StateReason"] == reason_of_quiet, "an OK alarm is not touched"
+    assert world.alarm(FORWARD_ALARM_NAMES[0])["StateValue"] == "ALARM", "a disabled alarm is not reset"
+
+    world.set_alarm_state(breaching, "ALARM")  # the next evaluation: still breaching
+    retried = invoke_traffic({"action": "replication_alarms", "running": "fallback"})
+
+    assert retried["changed"] is False
+    assert retried["reset_to_ok"] == [breaching], "a retry resets what is in ALARM again"
 
 
 def test_replication_alarms_with_a_missing_alarm_change_nothing(world, invoke_traffic):

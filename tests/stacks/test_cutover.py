@@ -89,6 +89,9 @@ def test_traffic_function_outside_the_vpc_moves_only_the_weighted_pair(synthesiz
                           "route53:ChangeResourceRecordSetsRecordTypes", "route53:ChangeResourceRecordSetsActions"}
     actions = statements["ReplicationAlarmActions"]
     assert all(":alarm:" in arn and "dms-" in arn for arn in actions["resources"]) and len(actions["resources"]) == 4
+    # SetAlarmState: an alarm already in ALARM when its actions go on is put back to OK.
+    assert sorted(actions["actions"]) == ["cloudwatch:DisableAlarmActions", "cloudwatch:EnableAlarmActions",
+                                          "cloudwatch:SetAlarmState"]
 
 
 @pytest.mark.parametrize("machine,functions", [

@@ -75,6 +75,16 @@ def set_alarm_actions(cloudwatch: Any, *, enable: Iterable[str], disable: Iterab
         raise AwsCallError(f"CloudWatch: {describe_error(error)}") from error
 
 
+def reset_to_ok(cloudwatch: Any, names: Iterable[str], reason: str) -> None:
+    """Set each alarm's state to OK; the next evaluation puts a still-breaching alarm back into ALARM,
+    and that transition runs its actions."""
+    try:
+        for name in names:
+            cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason=reason)
+    except (ClientError, BotoCoreError) as error:
+        raise AwsCallError(f"CloudWatch: {describe_error(error)}") from error
+
+
 def _describe(group: AlarmGroup) -> dict[str, Alarm]:
     alarms: dict[str, Alarm] = {}
     try:

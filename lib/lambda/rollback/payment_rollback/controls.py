@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from payment_rollback.alarms import ALARM, AlarmGroup, describe_alarms, set_alarm_actions
+from payment_rollback.alarms import ALARM, AlarmGroup, describe_alarms, reset_to_ok, set_alarm_actions
 from payment_rollback.clients import AwsClients
 from payment_rollback.routing import WeightedRecord, read_weighted_pair, set_weights, split_weights
 from payment_rollback.traffic_models import (
@@ -24,6 +24,10 @@ from payment_rollback.traffic_models import (
     writer_parameter,
 )
 from payment_rollback.writer import read_writer
+
+
+# The StateReason of an alarm that replication_alarms puts back to OK.
+ACTIONS_ENABLED_REASON = "actions enabled by the cutover controller; re-evaluated from now"
 
 
 def run(request: TrafficRequest, environ: Mapping[str, str], clients: AwsClients) -> dict[str, Any]:
@@ -91,16 +95,25 @@ def switch_replication_alarms(
     request: ReplicationAlarms, settings: ReplicationAlarmSettings, cloudwatch: Any
 ) -> dict[str, Any]:
     """Actions on for the alarms of the running direction, off for the other's: a stopped
-    direction's task-state and lag alarms would otherwise page (or roll back) for nothing."""
+    direction's task-state and lag alarms would otherwise page (or roll back) for nothing.
+
+    Actions run on a state transition only. An alarm of the running direction that is in ALARM
+    already (the latency alarms treat missing data as breaching, so they sit in ALARM while their
+    task does not run) would never notify: once its actions are on, it is set to OK, and the next
+    evaluation takes it back to ALARM — with its actions — if the condition still holds. A retry
+    does the same again (one more OK → ALARM round, never a lost one)."""
     stopped = "fallback" if request.running == "forward" else "forward"
     enable, disable = settings.names(request.running), settings.names(stopped)
-    before = describe_alarms(
-        [
-            AlarmGroup(cloudwatch, settings.forward_alarm_names, "FORWARD_ALARM_NAMES"),
-            AlarmGroup(cloudwatch, settings.fallback_alarm_names, "FALLBACK_ALARM_NAMES"),
-        ]
-    )
+    groups = {
+        "forward": AlarmGroup(cloudwatch, settings.forward_alarm_names, "FORWARD_ALARM_NAMES"),
+        "fallback": AlarmGroup(cloudwatch, settings.fallback_alarm_names, "FALLBACK_ALARM_NAMES"),
+    }
+    before = describe_alarms(list(groups.values()))
     set_alarm_actions(cloudwatch, enable=enable, disable=disable)
+    # Read after enabling: an alarm that went into ALARM in between is reset too.
+    enabled_now = describe_alarms([groups[request.running]])
+    reset = [name for name in enable if enabled_now[name].state == ALARM]
+    reset_to_ok(cloudwatch, reset, ACTIONS_ENABLED_REASON)
     wanted = {**{name: True for name in enable}, **{name: False for name in disable}}
     return {
         "action": "replication_alarms",
@@ -108,6 +121,7 @@ def switch_replication_alarms(
         "enabled": list(enable),
         "disabled": list(disable),
         "actions_enabled_before": {name: before[name].actions_enabled for name in wanted},
+        "reset_to_ok": reset,
         "changed": any(before[name].actions_enabled != on for name, on in wanted.items()),
     }
 
