@@ -98,6 +98,14 @@ class ValidationStack(BaseStack):
         machine = writer_rollback_state_machine_name(config.name)
         machine_arn = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{machine}"
         executions = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{machine}:*"
+        # The controller's advance and cutover, also by name: a rollback stops the first and waits
+        # for the second (never stopped mid-way: it could leave both sides fenced).
+        advance, cutover = self.resource_name("advance"), self.resource_name("cutover")
+        advance_arn, cutover_arn = (f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{name}"
+                                    for name in (advance, cutover))
+        advance_executions, cutover_executions = (
+            f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{name}:*"
+            for name in (advance, cutover))
         # Outside the VPC on purpose: the way back must not depend on the network it leaves.
         self.rollback = PythonFunction(
             self, "rollback", function_name=self.resource_name("rollback"),
@@ -118,6 +126,8 @@ class ValidationStack(BaseStack):
                 "AWS_SET_IDENTIFIER": routing.aws_set_identifier,
                 "WRITER_PARAMETER": security.writer_parameter_name,
                 "ROLLBACK_STATE_MACHINE_ARN": machine_arn,
+                "ADVANCE_STATE_MACHINE_ARN": advance_arn,
+                "CUTOVER_STATE_MACHINE_ARN": cutover_arn,
                 "WRITER_ROLLBACK_WAIT_SECONDS": str(WRITER_ROLLBACK_WAIT_SECONDS),
                 "SNS_TOPIC_ARN": monitoring.alarm_topic_arn,
                 "POWERTOOLS_SERVICE_NAME": ROLLBACK_SERVICE,
@@ -128,6 +138,12 @@ class ValidationStack(BaseStack):
                 allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
                 allow(["states:StartExecution"], [machine_arn], sid="StartWriterRollback"),
                 allow(["states:DescribeExecution"], [executions], sid="WatchWriterRollback"),
+                allow(["states:ListExecutions"], [advance_arn, cutover_arn], sid="FindControllerExecutions"),
+                # GetExecutionHistory: an advance execution waiting on this function (its RollBack
+                # state) is left to finish; StopExecution on advance only: a cutover is waited for.
+                allow(["states:StopExecution", "states:DescribeExecution", "states:GetExecutionHistory"],
+                      [advance_executions], sid="StopAdvance"),
+                allow(["states:DescribeExecution"], [cutover_executions], sid="WatchCutover"),
                 allow(["sns:Publish"], [monitoring.alarm_topic_arn], sid="Notify"),
                 allow(["kms:GenerateDataKey*", "kms:Decrypt"], [monitoring.alarm_key_arn], sid="EncryptNotification",
                       conditions=[("StringEquals", "kms:ViaService", [f"sns.{config.region}.amazonaws.com"])]),

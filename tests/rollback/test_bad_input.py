@@ -148,6 +148,12 @@ def test_same_set_identifier_for_both_sides_fails(world, invoke, monkeypatch, ro
             "arn:aws:lambda:eu-west-1:123456789012:function:payment-rollback",
             "is not a state machine ARN",
         ),
+        ("ADVANCE_STATE_MACHINE_ARN", "payment-advance-test", "ADVANCE_STATE_MACHINE_ARN 'payment-advance"),
+        (
+            "CUTOVER_STATE_MACHINE_ARN",
+            "arn:aws:states:eu-west-1:123456789012:execution:payment-cutover-test:x",
+            "CUTOVER_STATE_MACHINE_ARN 'arn:aws:states:eu-west-1:123456789012:execution:",
+        ),
     ],
 )
 def test_bad_environment_value_fails_naming_it(

@@ -30,6 +30,11 @@ HEALTH_ALARM_REGION = "us-east-1"
 WRITER_PARAMETER = "/payment-migration/test/writer"
 ROLLBACK_MACHINE_NAME = "payment-migration-rollback-test"
 ROLLBACK_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{ROLLBACK_MACHINE_NAME}"
+# The controller's state machines the rollback stops (advance) or waits for (cutover).
+ADVANCE_MACHINE_NAME = "payment-migration-advance-test"
+ADVANCE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{ADVANCE_MACHINE_NAME}"
+CUTOVER_MACHINE_NAME = "payment-migration-cutover-test"
+CUTOVER_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{CUTOVER_MACHINE_NAME}"
 ROLLBACK_ALARM_NAMES = ("payments-cutover-unhealthy-test", "payments-alb-5xx-test")
 HEALTH_ALARM_NAMES = ("payments-onprem-unhealthy-test", "payments-aws-unhealthy-test")
 FORWARD_ALARM_NAMES = ("payments-forward-task-state-test", "payments-forward-latency-test")
@@ -45,6 +50,8 @@ ROLLBACK_ENVIRONMENT = (
     "SNS_TOPIC_ARN",
     "WRITER_PARAMETER",
     "ROLLBACK_STATE_MACHINE_ARN",
+    "ADVANCE_STATE_MACHINE_ARN",
+    "CUTOVER_STATE_MACHINE_ARN",
 )
 TRAFFIC_ENVIRONMENT = (
     "HOSTED_ZONE_ID",
@@ -87,6 +94,8 @@ class World:
             "SNS_TOPIC_ARN": self.topic_arn,
             "WRITER_PARAMETER": WRITER_PARAMETER,
             "ROLLBACK_STATE_MACHINE_ARN": ROLLBACK_MACHINE_ARN,
+            "ADVANCE_STATE_MACHINE_ARN": ADVANCE_MACHINE_ARN,
+            "CUTOVER_STATE_MACHINE_ARN": CUTOVER_MACHINE_ARN,
             "WRITER_ROLLBACK_WAIT_SECONDS": str(self.writer_rollback_wait_seconds),
             "ROLLBACK_ALARM_NAMES": ",".join(ROLLBACK_ALARM_NAMES),
             "HEALTH_ALARM_NAMES": ",".join(HEALTH_ALARM_NAMES),
@@ -166,6 +175,15 @@ class World:
         )["stateMachineArn"]
         assert arn == ROLLBACK_MACHINE_ARN, arn
         return arn
+
+    def create_controller_machine(self, name: str, definition: dict[str, Any]) -> str:
+        """The advance or cutover state machine (ADVANCE_MACHINE_NAME, CUTOVER_MACHINE_NAME), under
+        the ARN the rollback function is configured with; executed like the rollback machine."""
+        return self.stepfunctions.create_state_machine(
+            name=name,
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/payment-migration-controller-machine",
+        )["stateMachineArn"]
 
     def executions(self) -> list[dict[str, Any]]:
         return self.stepfunctions.list_executions(stateMachineArn=ROLLBACK_MACHINE_ARN)[

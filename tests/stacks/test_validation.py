@@ -40,12 +40,16 @@ def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
     env = function["environment"]["variables"]
     assert set(env) == {"HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER",
                         "AWS_SET_IDENTIFIER", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN",
+                        "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN",
                         "WRITER_ROLLBACK_WAIT_SECONDS", "SNS_TOPIC_ARN",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "CNAME")
     assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
     # The writer rollback is started by name: the cutover stack is downstream.
     assert env["ROLLBACK_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-writer-rollback-dev")
+    # The controller's executions it stops (advance) or waits for (cutover), by name as well.
+    assert env["ADVANCE_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-advance-dev")
+    assert env["CUTOVER_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-cutover-dev")
     assert int(env["WRITER_ROLLBACK_WAIT_SECONDS"]) < function["timeout"]
     assert "alarms-topic" in env["SNS_TOPIC_ARN"]
     assert "vpc_config" not in function, "the rollback must not depend on the VPC"
@@ -70,6 +74,20 @@ def test_rollback_role_is_scoped_to_exact_arns(synthesized):
                           "route53:ChangeResourceRecordSetsActions": ["UPSERT"]}
     assert statements["StartWriterRollback"]["resources"][0].endswith(":stateMachine:payment-writer-rollback-dev")
     assert statements["WatchWriterRollback"]["resources"][0].endswith(":execution:payment-writer-rollback-dev:*")
+    listing = statements["FindControllerExecutions"]
+    assert listing["actions"] == ["states:ListExecutions"]
+    assert [arn.rsplit(":", 2)[-2:] for arn in listing["resources"]] == [
+        ["stateMachine", "payment-advance-dev"], ["stateMachine", "payment-cutover-dev"]]
+    # An advance may be stopped; a cutover only watched: it is never stopped mid-way.
+    stop_advance = statements["StopAdvance"]
+    assert sorted(stop_advance["actions"]) == ["states:DescribeExecution", "states:GetExecutionHistory",
+                                               "states:StopExecution"]
+    assert [arn.rsplit(":", 3)[-3:] for arn in stop_advance["resources"]] == [["execution", "payment-advance-dev", "*"]]
+    assert statements["WatchCutover"]["actions"] == ["states:DescribeExecution"]
+    assert [arn.rsplit(":", 3)[-3:] for arn in statements["WatchCutover"]["resources"]] == [
+        ["execution", "payment-cutover-dev", "*"]]
+    assert not [sid for sid, s in statements.items()
+                if "states:StopExecution" in s["actions"] and any("payment-cutover-dev" in r for r in s["resources"])]
     assert "alarms-topic" in statements["Notify"]["resources"][0]
     assert not {sid for sid in statements if "Dms" in sid or "Task" in sid}, "the rollback no longer touches DMS"
     wildcard = {sid for sid, s in statements.items() if "*" in s["resources"]}

@@ -1,12 +1,20 @@
 """The rollback itself: plain Python that takes its AWS clients as arguments.
 
 Order matters and is fixed:
+0. The controller's executions in flight (payment_rollback.preemption): every running `advance`
+   is stopped, so none moves weights after the rollback; a running `cutover` is waited for (never
+   stopped mid-way), so the rollback works on the writer it leaves instead of being undone by it.
 1. Traffic: on-prem 100 / AWS 0 in one Route 53 ChangeBatch.
 2. The writer. On-prem (before the data cutover): nothing more, the rollback is DNS only and
    forward replication keeps Aurora a current replica. AWS (after it): the fenced writer rollback,
    an execution of the rollback state machine named after the writer epoch, waited for within a
-   bound.
-3. The notification.
+   bound. A cutover still running at the bound: the writer is left alone (PARTIAL).
+3. The weights once more: a weight change an advance step had sent before it was stopped may land
+   after step 1; if the weights moved, they are set again.
+4. The notification.
+
+All the waiting (for a cutover, then for the writer rollback) shares one bound,
+WRITER_ROLLBACK_WAIT_SECONDS, itself shortened to fit the function's remaining time.
 
 Once traffic is on-prem nothing undoes it; a failure after that point makes the result PARTIAL and
 the next invocation finishes the job (it sees ALREADY_ROLLED_BACK and joins or reports the same
@@ -17,6 +25,7 @@ the next invocation does both.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +33,15 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payment_rollback import SERVICE_NAME
-from payment_rollback.clients import FOLLOW_UP_ATTEMPTS, AwsClients, worst_case_call_seconds
-from payment_rollback.errors import RollbackError, describe_error
+from payment_rollback.clients import FOLLOW_UP_ATTEMPTS, ROUTE53_ATTEMPTS, AwsClients, worst_case_call_seconds
+from payment_rollback.errors import AwsCallError, RollbackError, describe_error
 from payment_rollback.models import RollbackRequest, RollbackResult, Settings, Status
+from payment_rollback.preemption import Preemption, running_executions, stop, task_in_flight
 from payment_rollback.routing import split_weights, set_weights
 from payment_rollback.writer import ONPREM, read_writer
 from payment_rollback.writer_rollback import (
     FAILED_STATUSES,
+    RUNNING_STATUSES,
     SUCCEEDED,
     execution_arn,
     execution_name,
@@ -45,6 +56,8 @@ ROLLED_BACK_WEIGHTS = split_weights(aws_weight=0)
 # After the wait come, at worst, one more DescribeExecution, the writer re-read and the SNS publish,
 # each with bounded retries: the wait ends early enough for them to fit in the function's timeout.
 AFTER_WAIT_RESERVE_SECONDS = 3 * worst_case_call_seconds(FOLLOW_UP_ATTEMPTS)
+# After the wait for a cutover come the traffic shift and everything after the writer rollback's wait.
+AFTER_CUTOVER_WAIT_RESERVE_SECONDS = AFTER_WAIT_RESERVE_SECONDS + worst_case_call_seconds(ROUTE53_ATTEMPTS)
 _SUBJECT_LIMIT = 100  # SNS Publish Subject
 
 
@@ -54,11 +67,23 @@ def roll_back(
     clients: AwsClients,
     *,
     seconds_left: Callable[[], float] | None = None,
+    function_name: str | None = None,
 ) -> RollbackResult:
     """`seconds_left` tells how long the invocation may still run (the Lambda context's remaining
-    time): the wait for the writer rollback (WRITER_ROLLBACK_WAIT_SECONDS) is shortened to leave
-    room for what follows it. Without it, the configured wait is used as is."""
+    time): the waits (WRITER_ROLLBACK_WAIT_SECONDS) are shortened to leave room for what follows
+    them. Without it, the configured wait is used as is. `function_name` is this function's name
+    (the Lambda context's): an advance execution waiting on it is the caller, and is not stopped."""
     result = RollbackResult(status=Status.FAILED, reason=request.reason, dry_run=request.dry_run)
+    preemption = Preemption()
+    waited = [0.0]  # seconds of WRITER_ROLLBACK_WAIT_SECONDS spent so far
+    cutover_running: list[str] = []
+    # Errors here are recorded, never raised: nothing may keep traffic from moving.
+    _follow_up(result, "advance",
+               lambda: _stop_advance(request, settings, clients, result, preemption, function_name))
+    _follow_up(result, "cutover",
+               lambda: cutover_running.extend(
+                   _wait_for_cutover(request, settings, clients, result, preemption, waited, seconds_left)))
+    result.controller = preemption.to_dict()
     try:
         _shift_traffic(request, settings, clients.route53, result)
     except RollbackError as error:
@@ -71,15 +96,131 @@ def roll_back(
 
     # From here on traffic is on-prem (or, for a dry run, nothing was changed), and the answer
     # must say so: a failing follow-up is recorded, never raised.
-    _follow_up(
-        result,
-        "writer",
-        lambda: _roll_back_writer(request, settings, clients, result, seconds_left),
-    )
+    if cutover_running:
+        _follow_up(result, "writer", lambda: _leave_writer(settings, clients, result, cutover_running, waited[0]))
+    else:
+        _follow_up(
+            result,
+            "writer",
+            lambda: _roll_back_writer(request, settings, clients, result, seconds_left, waited[0]),
+        )
     if not request.dry_run:
+        _follow_up(result, "traffic", lambda: _traffic_again(request, settings, clients.route53, result))
         _follow_up(result, "SNS", lambda: _notify(clients.sns, settings, request, result))
     _settle_status(result)
     return result
+
+
+def _stop_advance(
+    request: RollbackRequest,
+    settings: Settings,
+    clients: AwsClients,
+    result: RollbackResult,
+    preemption: Preemption,
+    function_name: str | None,
+) -> None:
+    """Stop every running advance execution but one waiting on this function (its caller)."""
+    arn = settings.advance_state_machine_arn
+    running = running_executions(clients.stepfunctions, arn)
+    if running is None:
+        _record_action(result, f"advance: state machine {arn} does not exist: no execution to stop")
+        return
+    for execution in running:
+        execution_arn = execution["executionArn"]
+        try:
+            task = task_in_flight(clients.stepfunctions, execution_arn)
+        except AwsCallError as error:
+            task = None
+            _record_action(result, f"advance: cannot tell what {execution_arn} is doing "
+                                   f"({describe_error(error)}): it is stopped")
+        if task is not None and function_name and task["function_name"] == function_name:
+            preemption.advance_left_running.append(execution_arn)
+            _record_action(result, f"advance: {execution_arn} is waiting on this rollback (its "
+                                   f"{task['state'] or 'current'} state): left to finish and report")
+            continue
+        preemption.advance_stopped.append(execution_arn)
+        in_flight = ""
+        if task is not None:
+            in_flight = (f"; its {task['state'] or 'current'} step ({task['function_name']}) was in flight "
+                         "and may still complete: the weights are checked again at the end")
+        if request.dry_run:
+            _record_action(result, f"advance: would stop {execution_arn}{in_flight}")
+            continue
+        stop(clients.stepfunctions, execution_arn, request.reason)
+        _record_action(result, f"advance: stopped {execution_arn}{in_flight}")
+
+
+def _wait_for_cutover(
+    request: RollbackRequest,
+    settings: Settings,
+    clients: AwsClients,
+    result: RollbackResult,
+    preemption: Preemption,
+    waited: list[float],
+    seconds_left: Callable[[], float] | None,
+) -> list[str]:
+    """Wait for a running cutover execution to end; returns the ARNs still running at the bound.
+
+    Never stopped: stopped between two of its steps, a cutover could leave both databases fenced
+    (or the writer switched with replication half turned), which takes a human to repair. Its
+    steps are short and it ends on its own, well within the wait, on the writer it leaves."""
+    arn = settings.cutover_state_machine_arn
+    running = running_executions(clients.stepfunctions, arn)
+    if running is None:
+        _record_action(result, f"cutover: state machine {arn} does not exist: no execution to wait for")
+        return []
+    still_running: list[str] = []
+    for execution in running:
+        execution_arn = execution["executionArn"]
+        preemption.cutover = {"execution_arn": execution_arn, "status": execution["status"], "waited_seconds": 0}
+        if request.dry_run:
+            _record_action(result, f"cutover: {execution_arn} is running: would wait for it to end "
+                                   "(never stopped mid-way), then roll back from the writer it leaves")
+            continue
+        wait = _bounded_wait(settings, result, seconds_left, waited[0], AFTER_CUTOVER_WAIT_RESERVE_SECONDS,
+                             "cutover")
+        _record_action(result, f"cutover: {execution_arn} is running: waiting up to {wait:.0f} s for it to end "
+                               "(a cutover is never stopped mid-way)")
+        started = time.monotonic()
+        execution = wait_for(clients.stepfunctions, execution, wait)
+        spent = time.monotonic() - started
+        waited[0] += spent
+        preemption.cutover.update(status=execution["status"], waited_seconds=round(spent, 1))
+        if execution["status"] in RUNNING_STATUSES:
+            still_running.append(execution_arn)
+        else:
+            _record_action(result, f"cutover: {execution_arn} ended {execution['status']} after {spent:.1f} s")
+    return still_running
+
+
+def _leave_writer(
+    settings: Settings, clients: AwsClients, result: RollbackResult, cutover_running: list[str], waited: float
+) -> None:
+    """A cutover still runs: the writer is not this invocation's to move."""
+    writer = read_writer(clients.ssm, settings.writer_parameter)
+    result.writer_before = result.writer_after = writer.to_dict()
+    _record_error(
+        result,
+        f"cutover {', '.join(cutover_running)} still running after {waited:.0f} s of waiting: the writer "
+        f"({writer.writer}, epoch {writer.epoch}) was left alone, since a cutover is never stopped mid-way; "
+        "when it completes it moves all traffic to AWS: invoke the rollback again once it has ended",
+    )
+
+
+def _traffic_again(request: RollbackRequest, settings: Settings, route53: Any, result: RollbackResult) -> None:
+    """On-prem 100 / AWS 0 once more, if a step in flight moved the weights since the shift."""
+    change = set_weights(
+        route53, settings.record, ROLLED_BACK_WEIGHTS, f"rollback to on-prem, again: {request.reason}"
+    )
+    if not change.changed:
+        return
+    result.weights_after = change.weights_after
+    result.change_id = change.change_id
+    _record_action(result, f"traffic: the weights had moved to {change.weights_before} during the rollback "
+                           "(a controller step in flight): set again")
+    result.actions.extend(change.actions)
+    if result.status == Status.ALREADY_ROLLED_BACK:
+        result.status = Status.ROLLED_BACK
 
 
 def _shift_traffic(
@@ -110,6 +251,7 @@ def _roll_back_writer(
     clients: AwsClients,
     result: RollbackResult,
     seconds_left: Callable[[], float] | None,
+    waited: float,
 ) -> None:
     parameter = settings.writer_parameter
     writer = read_writer(clients.ssm, parameter)
@@ -139,7 +281,7 @@ def _roll_back_writer(
         return
 
     try:
-        execution = _start_and_wait(request, settings, clients, result, writer.epoch, seconds_left)
+        execution = _start_and_wait(request, settings, clients, result, writer.epoch, seconds_left, waited)
     except RollbackError as error:
         _record_error(result, f"writer: {describe_error(error)}")
         execution = None
@@ -172,6 +314,7 @@ def _start_and_wait(
     result: RollbackResult,
     epoch: int,
     seconds_left: Callable[[], float] | None,
+    waited: float,
 ) -> dict[str, Any]:
     """The execution for this epoch, started or joined, after waiting for it within the bound."""
     execution, started = start_or_join(
@@ -190,23 +333,36 @@ def _start_and_wait(
            f"{execution['startDate']})"),
     )
     execution = wait_for(
-        clients.stepfunctions, execution, _wait_seconds(settings, result, seconds_left)
+        clients.stepfunctions,
+        execution,
+        _bounded_wait(settings, result, seconds_left, waited, AFTER_WAIT_RESERVE_SECONDS, "writer"),
     )
     result.writer_rollback["status"] = execution["status"]
     return execution
 
 
-def _wait_seconds(
-    settings: Settings, result: RollbackResult, seconds_left: Callable[[], float] | None
+def _bounded_wait(
+    settings: Settings,
+    result: RollbackResult,
+    seconds_left: Callable[[], float] | None,
+    waited: float,
+    reserve: float,
+    step: str,
 ) -> float:
-    wait = settings.writer_rollback_wait_seconds
+    """What is left of WRITER_ROLLBACK_WAIT_SECONDS after `waited`, and no more than the function's
+    remaining time less `reserve` (for the calls after the wait)."""
+    configured = settings.writer_rollback_wait_seconds
+    wait = max(0.0, configured - waited)
+    if wait < configured:
+        _record_action(result, f"{step}: waiting at most {wait:.0f} s: {waited:.0f} s of "
+                               f"WRITER_ROLLBACK_WAIT_SECONDS={configured:g} went to the cutover")
     if seconds_left is not None:
-        room = max(0.0, seconds_left() - AFTER_WAIT_RESERVE_SECONDS)
+        room = max(0.0, seconds_left() - reserve)
         if room < wait:
             _record_action(
                 result,
-                f"writer: waiting {room:.0f} s instead of WRITER_ROLLBACK_WAIT_SECONDS={wait:g}, "
-                f"to keep {AFTER_WAIT_RESERVE_SECONDS} s of the function's timeout for reporting",
+                f"{step}: waiting {room:.0f} s instead of WRITER_ROLLBACK_WAIT_SECONDS={configured:g}, "
+                f"to keep {reserve} s of the function's timeout for reporting",
             )
             wait = room
     return wait

@@ -72,6 +72,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         settings,
         aws_clients(),
         seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        function_name=context.function_name,
     )
     return _answer(result, retry_on_failure)
 

@@ -67,24 +67,32 @@ class Settings:
     sns_topic_arn: str
     writer_parameter: str
     rollback_state_machine_arn: str
+    # The controller's executions a rollback must win over (payment_rollback.preemption).
+    advance_state_machine_arn: str
+    cutover_state_machine_arn: str
+    # The bound of all the rollback's waiting: for a cutover in flight, then the writer rollback.
     writer_rollback_wait_seconds: float = DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS
 
-    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN")
+    STATE_MACHINES = ("ROLLBACK_STATE_MACHINE_ARN", "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN")
+    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", *STATE_MACHINES)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         values = required(environ, cls.REQUIRED)
-        state_machine_arn = values["ROLLBACK_STATE_MACHINE_ARN"]
-        if ":states:" not in state_machine_arn or ":stateMachine:" not in state_machine_arn:
-            raise ConfigurationError(
-                f"ROLLBACK_STATE_MACHINE_ARN {state_machine_arn!r} is not a state machine ARN "
-                "(arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
-            )
+        for name in cls.STATE_MACHINES:
+            arn = values[name]
+            if ":states:" not in arn or ":stateMachine:" not in arn:
+                raise ConfigurationError(
+                    f"{name} {arn!r} is not a state machine ARN "
+                    "(arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
+                )
         return cls(
             record=WeightedRecord.from_environment(environ),
             sns_topic_arn=values["SNS_TOPIC_ARN"],
             writer_parameter=values["WRITER_PARAMETER"],
-            rollback_state_machine_arn=state_machine_arn,
+            rollback_state_machine_arn=values["ROLLBACK_STATE_MACHINE_ARN"],
+            advance_state_machine_arn=values["ADVANCE_STATE_MACHINE_ARN"],
+            cutover_state_machine_arn=values["CUTOVER_STATE_MACHINE_ARN"],
             writer_rollback_wait_seconds=_wait_seconds(environ),
         )
 
@@ -111,7 +119,10 @@ class RollbackResult:
     """The function's answer. `weights_*` are keyed by role ("onprem", "aws"); for DRY_RUN,
     `weights_after` holds the weights the rollback would set. `writer_*` are writer documents
     ({"writer", "epoch", "changed_at", "reason"}) or None when unknown; `writer_rollback` is
-    {"execution_arn", "status"} when the writer was aws (status None: no execution yet)."""
+    {"execution_arn", "status"} when the writer was aws (status None: no execution yet).
+    `controller` says what became of the controller's executions in flight: {"advance_stopped",
+    "advance_left_running": [ARN], "cutover": {"execution_arn", "status", "waited_seconds"} or
+    None} (for a dry run: what would be stopped, the cutover as found)."""
 
     status: Status
     reason: str = DEFAULT_REASON
@@ -123,6 +134,7 @@ class RollbackResult:
     writer_before: dict[str, Any] | None = None
     writer_after: dict[str, Any] | None = None
     writer_rollback: dict[str, str | None] | None = None
+    controller: dict[str, Any] | None = None
     actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -146,6 +158,7 @@ class RollbackResult:
             "writer_before": self.writer_before,
             "writer_after": self.writer_after,
             "writer_rollback": self.writer_rollback,
+            "controller": self.controller,
             "actions": list(self.actions),
             "errors": list(self.errors),
         }
