@@ -118,6 +118,25 @@ def _install_query_log_arn() -> None:
     models.Route53Backend.create_query_logging_config = create_query_logging_config
 
 
+def _install_sfn_list_versions() -> None:
+    """The provider reads a state machine's versions after creating it; moto keeps versions but
+    does not answer ListStateMachineVersions (a 500 the provider retries, then fails on)."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions import responses
+
+    if getattr(responses.StepFunctionResponse, "list_state_machine_versions", None) is not None:
+        return
+
+    def list_state_machine_versions(self) -> ActionResult:
+        machine = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
+        versions = sorted(getattr(machine, "versions", {}).values(), key=lambda version: version.version, reverse=True)
+        return ActionResult({"stateMachineVersions": [
+            {"stateMachineVersionArn": version.arn, "creationDate": version.creation_date.timestamp()}
+            for version in versions]})
+
+    responses.StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
+
+
 SHIMS = (
     Shim("dms-timestamps", "DMS responses carry timestamps as ISO strings instead of epoch seconds; "
          "the provider rejects them and cannot read back a replication instance or task",
@@ -126,6 +145,8 @@ SHIMS = (
          _install_dms_task_ready),
     Shim("route53-query-log-arn", "CreateQueryLoggingConfig accepts only a log-group ARN ending in ':*'",
          _install_query_log_arn),
+    Shim("sfn-list-versions", "ListStateMachineVersions is not answered (500), which the provider calls "
+         "after creating a state machine", _install_sfn_list_versions),
 )
 
 
