@@ -15,6 +15,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
+from lib.constructs.state_machine import StateMachine
 from lib.stacks.base import BaseStack
 from lib.stacks.access import DB_SSLMODE, read_secrets_statements
 from lib.stacks.compute import METRICS_NAMESPACE
@@ -25,6 +26,7 @@ from lib.stacks.monitoring import ROLLBACK_SERVICE, VALIDATION_SERVICE, Monitori
 from lib.stacks.network import NetworkStack
 from lib.stacks.routing import RoutingStack
 from lib.stacks.security import SecurityStack
+from lib.workflows.validation import validation_definition
 
 VALIDATION_HANDLER = "payment_validation.handler.lambda_handler"
 ROLLBACK_HANDLER = "payment_rollback.handler.lambda_handler"
@@ -43,6 +45,7 @@ class ValidationStack(BaseStack):
                             runtime=config.compute.runtime)
         self._validation(config, bundles["validation"], network, security, database)
         self._rollback(config, bundles["rollback"], security, routing, monitoring)
+        self._distributed_validation(config, security)
 
     def _validation(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
                     database: DatabaseStack) -> None:
@@ -162,3 +165,20 @@ class ValidationStack(BaseStack):
                              principal="sns.amazonaws.com", source_arn=monitoring.rollback_topic_arn)
             SnsTopicSubscription(self, "rollback-subscription", topic_arn=monitoring.rollback_topic_arn,
                                  protocol="lambda", endpoint=self.rollback.arn)
+
+    def _distributed_validation(self, config: Config, security: SecurityStack) -> None:
+        """Tables beyond one invocation's 15 minutes: a plan step cuts them into key-range chunks,
+        a distributed map validates validation.max_concurrency chunks at a time, a merge step
+        joins the chunks' reports into one (lib/workflows/validation.py)."""
+        name = self.resource_name("validation")
+        # A distributed map runs its chunks as child executions of this state machine.
+        own = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{name}"
+        children = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{name}/*"
+        self.distributed = StateMachine(
+            self, "distributed", name=name, description="validation of large tables in parallel chunks",
+            definition=validation_definition(function_arn=self.validator.arn,
+                                             max_concurrency=config.validation.max_concurrency),
+            functions=[self.validator.arn], account_id=self.account_id, logs_key_arn=security.logs_key.arn,
+            log_retention_days=config.logs.retention_days,
+            statements=[allow(["states:StartExecution"], [own], sid="MapChildren"),
+                        allow(["states:DescribeExecution", "states:StopExecution"], [children], sid="MapChildrenRuns")])

@@ -133,3 +133,18 @@ def test_validator_errors_alarm_watches_this_function(synthesized):
     alarm = synthesized.resources("monitoring", "aws_cloudwatch_metric_alarm")["validation-errors"]
     assert alarm["dimensions"] == {"FunctionName": "payment-validation-dev"}
     assert "payment-validation-dev" in _functions(synthesized)
+
+
+def test_large_tables_validate_in_parallel_chunks_on_a_distributed_map(synthesized):
+    (machine,) = synthesized.resources("validation", "aws_sfn_state_machine").values()
+    assert machine["name"] == "payment-validation-dev"
+    states = json.loads(machine["definition"])["States"]
+    chunks = states["ValidateChunks"]
+    assert chunks["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+    assert chunks["MaxConcurrency"] == 4, "validation.max_concurrency"
+    (document,) = [d for n, d in synthesized.data("validation", "aws_iam_policy_document").items()
+                   if n.startswith("distributed_permissions")]
+    statements = {s["sid"]: s for s in document["statement"]}
+    assert statements["MapChildren"]["resources"][0].endswith(":stateMachine:payment-validation-dev")
+    invoke = statements["InvokeSteps"]["resources"]
+    assert len(invoke) == 2 and all("validator" in arn for arn in invoke)
