@@ -1,0 +1,5 @@
+import sys
+
+from lib.cutover.cli import main
+
+sys.exit(main())
