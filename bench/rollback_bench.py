@@ -4,7 +4,8 @@ DNS-only rollback).
 Starts its own moto server and builds the zone / weighted records / writer parameter / topic the
 stacks would leave, then times two paths, only the handler call:
 
-- DNS only (writer onprem, before the data cutover): one Route 53 change, the writer read, one
+- DNS only (writer onprem, before the data cutover): the controller's advance and cutover
+  executions listed (none runs), one Route 53 change, the writer read, the weights read again, one
   SNS publish. Before each invocation AWS gets weight again, so every invocation is a real shift.
 - writer aws (after the data cutover): the same, plus starting the rollback state machine and
   waiting for it. The stand-in machine only switches the writer parameter back (one aws-sdk:ssm
@@ -82,7 +83,13 @@ def main() -> int:
 
     from moto.core.config import default_user_config
 
-    from tests.rollback.world import FakeLambdaContext, build_world, switch_writer_to_onprem
+    from tests.rollback.world import (
+        ADVANCE_MACHINE_NAME,
+        CUTOVER_MACHINE_NAME,
+        FakeLambdaContext,
+        build_world,
+        switch_writer_to_onprem,
+    )
     from tests.support.moto_server import MotoServer
 
     server = MotoServer()
@@ -94,6 +101,9 @@ def main() -> int:
         os.environ["MOTO_PORT"] = str(urlsplit(server.endpoint_url).port)
         world = build_world(subscribe_queue=False)
         os.environ.update(world.environment())
+        # Deployed and idle: the rollback lists their executions and finds none running.
+        for machine in (ADVANCE_MACHINE_NAME, CUTOVER_MACHINE_NAME):
+            world.create_controller_machine(machine, {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
         from payment_rollback.handler import lambda_handler
 
         context = FakeLambdaContext()
