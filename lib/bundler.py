@@ -4,9 +4,14 @@ A bundle is the folder's code plus its requirements.txt installed for the runtim
 Python version (wheels only), zipped with sorted entries, fixed timestamps and permissions, so the
 same inputs always give the same bytes and Terraform sees no change to deploy.
 
+A bundle whose requirements install a PostgreSQL driver also gets the Amazon RDS CA bundle
+(lib/certs/rds-global-bundle.pem, its SHA-256 checked against RDS_CA_BUNDLE_SHA256) at
+certs/rds-global-bundle.pem, where the Lambdas look for it by default (sslmode=verify-full).
+`extra_files` adds more files (e.g. the on-prem database's CA) at the names given.
+
 A manifest beside each zip (`<name>.zip.json`) records a hash of the inputs (code, requirements,
-Python version, platform, bundler version); when it matches and the zip is intact, the build is
-skipped. Requirements should pin the whole dependency closure: a new release of an unpinned
+added files, Python version, platform, bundler version); when it matches and the zip is intact, the
+build is skipped. Requirements should pin the whole dependency closure: a new release of an unpinned
 transitive dependency is not an input the hash can see.
 
     python -m lib.bundler [--python-version 3.12] [--platform manylinux2014_x86_64]
@@ -27,11 +32,11 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 # Bump when the bundle layout changes, so bundles cached by an older bundler are rebuilt.
-BUNDLER_VERSION = "1"
+BUNDLER_VERSION = "2"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
@@ -52,6 +57,14 @@ SKIPPED_DIST_INFO_FILES = frozenset({"RECORD", "INSTALLER", "REQUESTED", "direct
 # Console scripts: their shebang names this machine's interpreter, and Lambda never runs them.
 SKIPPED_DEPENDENCY_TOP_DIRS = frozenset({"bin"})
 
+# The CA bundle the Lambdas verify Aurora's certificate with; where it came from and how to refresh
+# it (and this checksum): lib/certs/README.md.
+RDS_CA_BUNDLE = REPO_ROOT / "lib" / "certs" / "rds-global-bundle.pem"
+RDS_CA_BUNDLE_SHA256 = "2c151768edd48e9ef6719de74fdcbdebe290d1e87bc02ce9014ea6eea557d2a0"
+RDS_CA_BUNDLE_ARCNAME = "certs/rds-global-bundle.pem"
+# A requirement on one of these (normalized names) means the function connects to PostgreSQL.
+POSTGRES_DRIVERS = frozenset({"psycopg2", "psycopg2-binary", "psycopg", "psycopg-binary"})
+
 
 class BundleError(Exception):
     """A bundle could not be built; the message says which and why."""
@@ -64,14 +77,16 @@ def build_bundle(
     python_version: str = DEFAULT_PYTHON_VERSION,
     platform: str = DEFAULT_PLATFORM,
     pip_cache_dir: Path | None = DEFAULT_PIP_CACHE_DIR,
+    extra_files: Mapping[str, Path] | None = None,
     use_cache: bool = True,
     verbose: bool = False,
 ) -> Path:
     """Build `out_dir/<source_dir.name>.zip` (and its manifest `.zip.json`) and return the zip's path.
 
-    Skips the work when the manifest beside an intact zip records the same input hash, unless
-    `use_cache` is false. `pip_cache_dir=None` uses pip's own cache. Progress goes to stderr;
-    `verbose` also streams pip's output there.
+    The RDS CA bundle goes in when the requirements name a PostgreSQL driver; `extra_files` maps
+    more names in the zip to files. Skips the work when the manifest beside an intact zip records
+    the same input hash, unless `use_cache` is false. `pip_cache_dir=None` uses pip's own cache.
+    Progress goes to stderr; `verbose` also streams pip's output there.
     """
     source_dir = Path(source_dir).resolve()
     out_dir = Path(out_dir)
@@ -82,6 +97,11 @@ def build_bundle(
     manifest_path = out_dir / f"{name}.zip.json"
     requirements = source_dir / REQUIREMENTS
     code_files = _code_files(source_dir)
+    added_files = _added_files(name, requirements, extra_files or {})
+    clashes = sorted(code_files.keys() & added_files.keys())
+    if clashes:
+        raise BundleError(f"bundling {name}: the code already has {', '.join(clashes)}")
+    code_files.update(added_files)
     inputs_sha256 = _inputs_digest(code_files, requirements, python_version, platform)
 
     if use_cache and _is_current(zip_path, manifest_path, inputs_sha256):
@@ -173,6 +193,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # --- inputs -------------------------------------------------------------------------------------
+
+def _added_files(name: str, requirements: Path, extra_files: Mapping[str, Path]) -> dict[str, Path]:
+    """arcname -> file for what goes into the zip besides the code: the RDS CA bundle (checksum
+    verified) when the function connects to PostgreSQL, and `extra_files`."""
+    added: dict[str, Path] = {}
+    if POSTGRES_DRIVERS & _requirement_names(requirements):
+        ca_bundle = Path(RDS_CA_BUNDLE)
+        if not ca_bundle.is_file():
+            raise BundleError(f"bundling {name}: the RDS CA bundle {_display(ca_bundle)} is missing "
+                              "(lib/certs/README.md says where it comes from)")
+        actual = _file_sha256(ca_bundle)
+        if actual != RDS_CA_BUNDLE_SHA256:
+            raise BundleError(f"bundling {name}: the RDS CA bundle {_display(ca_bundle)} has SHA-256 {actual}, "
+                              f"not the pinned {RDS_CA_BUNDLE_SHA256} (lib/certs/README.md: how to refresh it)")
+        added[RDS_CA_BUNDLE_ARCNAME] = ca_bundle
+    for arcname, path in extra_files.items():
+        path = Path(path)
+        if not arcname or arcname.startswith("/") or ".." in arcname.split("/"):
+            raise BundleError(f"bundling {name}: {arcname!r} is not a relative name inside the zip")
+        if arcname in added:
+            raise BundleError(f"bundling {name}: {arcname} is added twice")
+        if not path.is_file():
+            raise BundleError(f"bundling {name}: {path} (for {arcname}) is not a file")
+        added[arcname] = path.resolve()
+    return added
+
+
+def _requirement_names(requirements: Path) -> set[str]:
+    """The normalized project names requirements.txt asks for."""
+    if not requirements.is_file():
+        return set()
+    names = set()
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        for stop in "[<>=!~;@ ":
+            line = line.split(stop, 1)[0]
+        names.add(line.lower().replace("_", "-").replace(".", "-"))
+    return names
+
 
 def _code_files(source_dir: Path) -> dict[str, Path]:
     """arcname -> file for the folder's own code: no caches, no tests, no requirements.txt."""

@@ -3,8 +3,11 @@ two fresh directories, to compare bytes), and small local folders for the cache 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -63,6 +66,19 @@ def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api
         f"extension modules for another Python or platform: {extensions}"
     assert not any(name.startswith("boto3/") or name.startswith("botocore/") for name in names), \
         "boto3 is in the runtime and must not be bundled"
+
+
+def test_api_bundle_carries_the_pinned_rds_ca_bundle_where_the_api_looks_for_it(api_zips):
+    import payment_api.database
+
+    with zipfile.ZipFile(api_zips[0]) as archive:
+        info = archive.getinfo(bundler.RDS_CA_BUNDLE_ARCNAME)
+        content = archive.read(info)
+    assert hashlib.sha256(content).hexdigest() == bundler.RDS_CA_BUNDLE_SHA256
+    assert info.external_attr >> 16 == 0o100644
+    package_root = Path(payment_api.database.__file__).resolve().parents[1]
+    assert Path(payment_api.database.RDS_CA_BUNDLE) == package_root / info.filename, \
+        "the API's default sslrootcert is not where the bundler puts the CA bundle"
 
 
 def test_api_bundle_is_byte_identical_when_rebuilt(api_zips):
@@ -158,6 +174,75 @@ def test_pip_failure_is_a_bundle_error_with_pip_s_message(small_lambda, tmp_path
     with pytest.raises(BundleError, match=r"(?s)bundling small: pip could not install .*Invalid requirement"):
         build_bundle(small_lambda, tmp_path / "out", pip_cache_dir=None)
     assert not (tmp_path / "out" / "small.zip").exists()
+
+
+# --- the RDS CA bundle and added files ----------------------------------------------------------
+
+@pytest.fixture
+def no_pip(monkeypatch):
+    """Requirements are read (they decide whether the CA bundle goes in) but nothing is installed."""
+    monkeypatch.setattr(bundler, "_pip_install", lambda *args, **kwargs: None)
+
+
+@pytest.mark.parametrize("requirement", ["psycopg2-binary==2.9.13", "psycopg[binary]>=3.2", "Psycopg2 ; python_version>'3'"])
+def test_a_function_with_a_postgresql_driver_gets_the_rds_ca_bundle(small_lambda, tmp_path, no_pip, requirement):
+    (small_lambda / "requirements.txt").write_text(f"# the driver\n{requirement}\n")
+    with zipfile.ZipFile(build_bundle(small_lambda, tmp_path / "out")) as archive:
+        assert archive.namelist() == ["bootstrap", bundler.RDS_CA_BUNDLE_ARCNAME, "small_pkg/__init__.py",
+                                      "small_pkg/handler.py"]
+        assert archive.read(bundler.RDS_CA_BUNDLE_ARCNAME) == bundler.RDS_CA_BUNDLE.read_bytes()
+
+
+def test_a_ca_bundle_that_differs_from_its_pin_stops_the_build(small_lambda, tmp_path, no_pip, monkeypatch):
+    (small_lambda / "requirements.txt").write_text("psycopg2-binary==2.9.13\n")
+    tampered = tmp_path / "rds-global-bundle.pem"
+    tampered.write_bytes(bundler.RDS_CA_BUNDLE.read_bytes() + b"\n")
+    monkeypatch.setattr(bundler, "RDS_CA_BUNDLE", tampered)
+    with pytest.raises(BundleError, match=r"bundling small: the RDS CA bundle .* has SHA-256 [0-9a-f]{64}, "
+                                          rf"not the pinned {bundler.RDS_CA_BUNDLE_SHA256}"):
+        build_bundle(small_lambda, tmp_path / "out")
+    assert not (tmp_path / "out" / "small.zip").exists()
+
+
+def test_a_new_ca_bundle_rebuilds_the_zip(small_lambda, tmp_path, no_pip, monkeypatch, capsys):
+    (small_lambda / "requirements.txt").write_text("psycopg2-binary==2.9.13\n")
+    out = tmp_path / "out"
+    build_bundle(small_lambda, out)
+    refreshed = tmp_path / "refreshed.pem"
+    shutil.copyfile(bundler.RDS_CA_BUNDLE, refreshed)
+    with refreshed.open("ab") as handle:
+        handle.write(b"\n")
+    monkeypatch.setattr(bundler, "RDS_CA_BUNDLE", refreshed)
+    monkeypatch.setattr(bundler, "RDS_CA_BUNDLE_SHA256", bundler._file_sha256(refreshed))
+    capsys.readouterr()
+    with zipfile.ZipFile(build_bundle(small_lambda, out)) as archive:
+        assert archive.read(bundler.RDS_CA_BUNDLE_ARCNAME) == refreshed.read_bytes()
+    assert "small: wrote" in capsys.readouterr().err, "a changed CA bundle did not rebuild the zip"
+
+
+def test_extra_files_go_into_the_zip_and_its_input_hash(small_lambda, tmp_path, capsys):
+    onprem_ca = tmp_path / "onprem-ca.pem"
+    onprem_ca.write_text("first\n")
+    out = tmp_path / "out"
+    with zipfile.ZipFile(build_bundle(small_lambda, out, extra_files={"certs/onprem-ca.pem": onprem_ca})) as archive:
+        assert archive.read("certs/onprem-ca.pem") == b"first\n"
+    onprem_ca.write_text("second\n")
+    capsys.readouterr()
+    with zipfile.ZipFile(build_bundle(small_lambda, out, extra_files={"certs/onprem-ca.pem": onprem_ca})) as archive:
+        assert archive.read("certs/onprem-ca.pem") == b"second\n"
+    assert "small: wrote" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arcname, message", [
+    ("small_pkg/handler.py", "the code already has small_pkg/handler.py"),
+    ("../outside.pem", "is not a relative name inside the zip"),
+    ("/etc/ca.pem", "is not a relative name inside the zip"),
+])
+def test_extra_files_must_stay_inside_the_zip_and_not_replace_code(small_lambda, tmp_path, arcname, message):
+    extra = tmp_path / "extra.pem"
+    extra.write_text("x\n")
+    with pytest.raises(BundleError, match=re.escape(message)):
+        build_bundle(small_lambda, tmp_path / "out", extra_files={arcname: extra})
 
 
 # --- the command line ---------------------------------------------------------------------------
