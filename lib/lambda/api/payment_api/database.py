@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg2
@@ -19,8 +20,14 @@ from payment_api.errors import ConfigurationError, DatabaseUnavailable, Privileg
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
 
-# TLS is not optional: only modes that refuse a plaintext connection are accepted.
+# TLS is not optional: only modes that refuse a plaintext connection are accepted. The default,
+# verify-full, also checks the server's certificate and name; "require" (encrypted, server not
+# verified) only when DB_SSLMODE says so.
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+DEFAULT_SSLMODE = "verify-full"
+# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package:
+# what verify-ca / verify-full trust when no DB_SSLROOTCERT / <prefix>SSLROOTCERT names a file.
+RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 APPLICATION_NAME = "payment-api"
 # schema/roles.sql: the group role the application roles write through; the fence revokes it.
 WRITER_GROUP = "payment_writer"
@@ -32,17 +39,18 @@ class DatabaseSettings:
     host: str
     dbname: str
     port: int = 5432
-    sslmode: str = "require"
-    sslrootcert: str | None = None  # CA bundle for verify-ca / verify-full
+    sslmode: str = DEFAULT_SSLMODE
+    sslrootcert: str | None = RDS_CA_BUNDLE  # CA bundle for verify-ca / verify-full
     connect_timeout_seconds: int = 3
     statement_timeout_ms: int = 5000
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ, prefix: str = "DB_") -> DatabaseSettings:
         """<prefix>SECRET_ARN, <prefix>HOST and <prefix>NAME are required, <prefix>PORT is optional
-        (prefix ONPREM_DB_ or AURORA_DB_); shared by both sides and optional: DB_SSLMODE,
-        DB_SSLROOTCERT (overridden per side by <prefix>SSLROOTCERT: the on-prem server's CA is not
-        the RDS one), DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS."""
+        (prefix ONPREM_DB_ or AURORA_DB_); shared by both sides and optional: DB_SSLMODE (default
+        verify-full), DB_SSLROOTCERT (overridden per side by <prefix>SSLROOTCERT: the on-prem server's
+        CA is not the RDS one; default for verify-ca / verify-full: the RDS CA bundle in the zip),
+        DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS."""
 
         def required(name: str) -> str:
             value = environ.get(name, "").strip()
@@ -58,17 +66,18 @@ class DatabaseSettings:
                 raise ConfigurationError(f"configuration invalid: {name} must be a positive integer")
             return int(raw)
 
-        sslmode = environ.get("DB_SSLMODE", "").strip() or cls.sslmode
+        sslmode = environ.get("DB_SSLMODE", "").strip() or DEFAULT_SSLMODE
         if sslmode not in TLS_SSLMODES:
             raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
+        sslrootcert = (environ.get(f"{prefix}SSLROOTCERT", "").strip() or environ.get("DB_SSLROOTCERT", "").strip()
+                       or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None))
         return cls(
             secret_arn=required(f"{prefix}SECRET_ARN"),
             host=required(f"{prefix}HOST"),
             port=integer(f"{prefix}PORT", cls.port),
             dbname=required(f"{prefix}NAME"),
             sslmode=sslmode,
-            sslrootcert=(environ.get(f"{prefix}SSLROOTCERT", "").strip()
-                         or environ.get("DB_SSLROOTCERT", "").strip() or None),
+            sslrootcert=sslrootcert,
             connect_timeout_seconds=integer("DB_CONNECT_TIMEOUT", cls.connect_timeout_seconds),
             statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms),
         )

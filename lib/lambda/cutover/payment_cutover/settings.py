@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from payment_cutover.errors import ConfigurationError, InvalidEvent
 from payment_cutover.sides import SIDES
 
+# TLS is not optional. DB_SSLMODE defaults to verify-full (certificate and name checked); "require"
+# (encrypted, server not verified) only when the environment says so.
 TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+DEFAULT_SSLMODE = "verify-full"
+# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package: what
+# verify-ca / verify-full trust when neither <prefix>SSLROOTCERT nor DB_SSLROOTCERT names a file.
+RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 DRIVERS = ("dms", "postgres-logical")
 SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
@@ -91,7 +98,7 @@ class Settings:
         driver = required("REPLICATION_DRIVER")
         if driver not in DRIVERS:
             raise ConfigurationError(f"configuration invalid: REPLICATION_DRIVER must be one of {', '.join(DRIVERS)}")
-        sslmode = optional("DB_SSLMODE") or "verify-full"
+        sslmode = optional("DB_SSLMODE") or DEFAULT_SSLMODE
         if sslmode not in TLS_SSLMODES:
             raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
         sides = {}
@@ -103,7 +110,8 @@ class Settings:
             sides[side] = SideSettings(
                 host=required(f"{prefix}HOST"), port=number(f"{prefix}PORT", 5432, 65535),
                 dbname=required(f"{prefix}NAME"), secret_arn=required(f"{prefix}SECRET_ARN"), sslmode=sslmode,
-                sslrootcert=optional(f"{prefix}SSLROOTCERT") or optional("DB_SSLROOTCERT"),
+                sslrootcert=(optional(f"{prefix}SSLROOTCERT") or optional("DB_SSLROOTCERT")
+                             or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None)),
                 replication_secret_arn=replication, subscription_secret_arn=optional(f"{prefix}SUBSCRIPTION_SECRET_ARN"))
         task_arns = {}
         if driver == "dms":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .chunks import Chunk
@@ -26,7 +27,13 @@ MAX_RECHECK_WAIT_SECONDS = 600.0
 # within one invocation's 900 s.
 DEFAULT_CHUNK_ROWS = 20_000_000
 MAX_CHUNK_ROWS = 10**12
-SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# TLS is not optional: only modes that refuse a plaintext connection. The default, verify-full, also
+# checks the server's certificate and name; "require" (not verified) only when DB_SSLMODE says so.
+SSL_MODES = ("require", "verify-ca", "verify-full")
+DEFAULT_SSL_MODE = "verify-full"
+# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package:
+# what verify-ca / verify-full trust when the environment names no other file.
+RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 _OPTION_KEYS = ("max_diffs_per_table", "recheck_seconds", "recheck_rounds", "check_sequences", "direction")
 EVENT_KEYS = {
     "validate": ("action", "tables", *_OPTION_KEYS),
@@ -218,6 +225,7 @@ class DatabaseSettings:
     port: int
     name: str
     secret_arn: str
+    sslrootcert: str | None = None  # the CA file its certificate is verified with (None: not verified)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}/{self.name}"
@@ -230,8 +238,11 @@ class Settings:
     SOURCE_DB_HOST, SOURCE_DB_PORT, SOURCE_DB_NAME, SOURCE_SECRET_ARN   the on-prem database
     TARGET_DB_HOST, TARGET_DB_PORT, TARGET_DB_NAME, TARGET_SECRET_ARN   the Aurora database
         each secret a JSON object with "username" and "password" (as RDS-managed secrets are)
-    DB_SSLMODE                  libpq sslmode for both connections (require, verify-full, …)
-    DB_SSLROOTCERT              optional: CA bundle file for verify-ca / verify-full
+    DB_SSLMODE                  optional: libpq sslmode for both connections: verify-full (default),
+                                verify-ca, or require (encrypted, server not verified)
+    DB_SSLROOTCERT              optional: CA bundle file for verify-ca / verify-full (default: the
+                                RDS CA bundle in the zip); SOURCE_DB_SSLROOTCERT and
+                                TARGET_DB_SSLROOTCERT override it per side (on-prem has its own CA)
     SCHEMAS                     optional: comma-separated schemas to compare (default public)
     STATEMENT_TIMEOUT_SECONDS   optional: per statement, on both sides (default 300)
     RECHECK_SECONDS             optional: wait before each recheck of differing keys (default 5;
@@ -243,7 +254,6 @@ class Settings:
     source: DatabaseSettings
     target: DatabaseSettings
     sslmode: str
-    sslrootcert: str | None
     schemas: tuple[str, ...]
     statement_timeout_seconds: float
     recheck_seconds: float = DEFAULT_RECHECK_SECONDS
@@ -252,11 +262,11 @@ class Settings:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         required = [f"{side}_{name}" for side in ("SOURCE", "TARGET")
-                    for name in ("DB_HOST", "DB_PORT", "DB_NAME", "SECRET_ARN")] + ["DB_SSLMODE"]
+                    for name in ("DB_HOST", "DB_PORT", "DB_NAME", "SECRET_ARN")]
         missing = [name for name in required if not environ.get(name, "").strip()]
         if missing:
             raise ConfigurationError(f"missing environment variable {', '.join(missing)}")
-        sslmode = environ["DB_SSLMODE"].strip()
+        sslmode = environ.get("DB_SSLMODE", "").strip() or DEFAULT_SSL_MODE
         if sslmode not in SSL_MODES:
             raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
         schemas = tuple(schema.strip() for schema in environ.get("SCHEMAS", "public").split(","))
@@ -264,10 +274,9 @@ class Settings:
             raise ConfigurationError(
                 f"SCHEMAS must be a comma-separated list of schema names, got {environ['SCHEMAS']!r}")
         return cls(
-            source=_database(environ, "SOURCE"),
-            target=_database(environ, "TARGET"),
+            source=_database(environ, "SOURCE", sslmode),
+            target=_database(environ, "TARGET", sslmode),
             sslmode=sslmode,
-            sslrootcert=environ.get("DB_SSLROOTCERT", "").strip() or None,
             schemas=schemas,
             statement_timeout_seconds=_positive_number(environ, "STATEMENT_TIMEOUT_SECONDS",
                                                        DEFAULT_STATEMENT_TIMEOUT_SECONDS),
@@ -300,7 +309,7 @@ class Settings:
         )
 
 
-def _database(environ: Mapping[str, str], side: str) -> DatabaseSettings:
+def _database(environ: Mapping[str, str], side: str, sslmode: str) -> DatabaseSettings:
     port_text = environ[f"{side}_DB_PORT"].strip()
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ConfigurationError(f"{side}_DB_PORT must be a port number (1-65535), got {port_text!r}")
@@ -309,6 +318,8 @@ def _database(environ: Mapping[str, str], side: str) -> DatabaseSettings:
         port=int(port_text),
         name=environ[f"{side}_DB_NAME"].strip(),
         secret_arn=environ[f"{side}_SECRET_ARN"].strip(),
+        sslrootcert=(environ.get(f"{side}_DB_SSLROOTCERT", "").strip() or environ.get("DB_SSLROOTCERT", "").strip()
+                     or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None)),
     )
 
 

@@ -44,7 +44,7 @@ def connect(database: DatabaseSettings, side: str, settings: Settings, secrets_m
     try:
         return psycopg2.connect(
             host=database.host, port=database.port, dbname=database.name, user=username, password=password,
-            sslmode=settings.sslmode, sslrootcert=settings.sslrootcert,
+            sslmode=settings.sslmode, sslrootcert=database.sslrootcert,
             connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="payment-validation",
         )
     except psycopg2.Error as error:
