@@ -156,7 +156,7 @@ def function_env(monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer, paym
         "AURORA_DB_HOST": postgres.host,
         "AURORA_DB_PORT": str(postgres.port),
         "AURORA_DB_NAME": aurora_db,
-        "DB_SSLMODE": "require",
+        **postgres.tls_environment(),  # verify-full against the test CA
         "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest",
     }
     for name, value in env.items():

@@ -1,9 +1,10 @@
 """A real PostgreSQL server for tests: initdb + pg_ctl in a temporary directory.
 
-The server listens on a unix socket (superuser, trust) and on 127.0.0.1 with TLS only
-(a self-signed certificate made here) and scram-sha-256 for an application role whose
-password is generated at start, so code under test connects the way it does on AWS:
-host, port, user, password, sslmode=require.
+The server listens on a unix socket (superuser, trust) and on 127.0.0.1 with TLS only and
+scram-sha-256 for an application role whose password is generated at start, so code under test
+connects the way it does on AWS: host, port, user, password, sslmode=verify-full. Its certificate
+names 127.0.0.1 (IP) and localhost (DNS), signed by the session's test CA (tests.support.tls):
+clients pass that CA as sslrootcert (`tls_environment` for the Lambdas' DB_SSLMODE / DB_SSLROOTCERT).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
+
+from tests.support.tls import SERVER_NAMES, CertificateAuthority, session_ca
 
 SCHEMA_SQL = Path(__file__).resolve().parents[2] / "schema" / "payments.sql"
 
@@ -46,6 +49,7 @@ class PostgresServer:
     port: int
     app_user: str
     app_password: str
+    ca_certificate: str = ""  # the CA file that verifies this server's certificate
     run_as: tuple[str, ...] = ()  # prefix that runs pg_ctl as the cluster's owner
 
 
@@ -60,7 +64,11 @@ class PostgresServer:
         conn.autocommit = True
         return conn
 
-    def app_connect(self, dbname: str, sslmode: str = "require"):
+    def tls_environment(self) -> dict[str, str]:
+        """The Lambdas' TLS settings for this server: verified against the test CA."""
+        return {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": self.ca_certificate}
+
+    def app_connect(self, dbname: str, sslmode: str = "verify-full"):
         return psycopg2.connect(
             host=self.host,
             port=self.port,
@@ -68,6 +76,7 @@ class PostgresServer:
             password=self.app_password,
             dbname=dbname,
             sslmode=sslmode,
+            sslrootcert=self.ca_certificate,
         )
 
     def create_database(self, name: str, schema_sql: str | None = None) -> str:
@@ -118,9 +127,12 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None = None) -> PostgresServer:
-    """initdb a fresh cluster with TLS and start it. PostgreSQL refuses to run as root, so as
-    root the cluster is owned by and run as the `postgres` system user when that exists."""
+def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None = None, *,
+                   ca: CertificateAuthority | None = None, names: tuple[str, ...] = SERVER_NAMES) -> PostgresServer:
+    """initdb a fresh cluster with TLS and start it; its certificate names `names`, signed by `ca`
+    (default: the session's test CA). PostgreSQL refuses to run as root, so as root the cluster is
+    owned by and run as the `postgres` system user when that exists."""
+    ca = ca or session_ca()
     root = Path(root or tempfile.mkdtemp(prefix="pgtest-"))
     data, run = root / "data", root / "run"
     run.mkdir(parents=True, exist_ok=True)
@@ -135,13 +147,10 @@ def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None =
         check=True,
         capture_output=True,
     )
-    subprocess.run(
-        as_user + ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                   "-subj", "/CN=127.0.0.1", "-keyout", str(data / "server.key"), "-out", str(data / "server.crt")],
-        check=True,
-        capture_output=True,
-    )
-    os.chmod(data / "server.key", 0o600)
+    ca.issue(data / "server.key", data / "server.crt", names)
+    if as_user:
+        for name in ("server.key", "server.crt"):
+            shutil.chown(data / name, "postgres", "postgres")
     port = _free_port()
     conf = {
         "port": str(port),
@@ -164,8 +173,8 @@ def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None =
         "hostssl all all 127.0.0.1/32 scram-sha-256\n"
         "hostnossl all all 127.0.0.1/32 reject\n"
     )
-    server = PostgresServer(root=root, port=port, app_user="payments_app",
-                            app_password=secrets.token_urlsafe(24), run_as=tuple(as_user))
+    server = PostgresServer(root=root, port=port, app_user="payments_app", app_password=secrets.token_urlsafe(24),
+                            ca_certificate=str(ca.certificate), run_as=tuple(as_user))
     server.start()
     server.admin_execute(
         sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD %s").format(sql.Identifier(server.app_user)),

@@ -170,9 +170,10 @@ class SideDatabase:
         return self.server.postgres
 
     def connect(self, role: str, *, autocommit: bool = True, application_name: str = "test"):
-        """A TLS + password connection as one of the roles of roles.sql (as an application would)."""
+        """A verified TLS + password connection as one of the roles of roles.sql (as an application would)."""
         conn = psycopg2.connect(host=self.postgres.host, port=self.postgres.port, dbname=self.dbname, user=role,
-                                password=self.server.passwords[role], sslmode="require", connect_timeout=5,
+                                password=self.server.passwords[role], sslmode="verify-full",
+                                sslrootcert=self.postgres.ca_certificate, connect_timeout=5,
                                 application_name=application_name)
         conn.autocommit = autocommit
         return conn
@@ -184,7 +185,8 @@ class SideDatabase:
         from payment_cutover.postgres_logical import conninfo
 
         return conninfo(host=self.postgres.host, port=self.postgres.port, dbname=self.dbname, user=role,
-                        password=self.server.passwords[role], sslmode="require")
+                        password=self.server.passwords[role], sslmode="verify-full",
+                        sslrootcert=self.postgres.ca_certificate)
 
     def query(self, statement: str, params=None) -> list[tuple]:
         conn = self.admin()
@@ -466,7 +468,7 @@ def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmana
     env = {"WRITER_PARAMETER": writer_parameter, "APPLICATION_ROLES": "payment_app",
            "REPLICATION_DRIVER": "postgres-logical", "SCHEMA": SCHEMA, "TABLES": ",".join(TABLES),
            "FORWARD_SLOT_NAME": pair.slot_names["forward"], "FALLBACK_SLOT_NAME": pair.slot_names["fallback"],
-           "PUBLICATION_NAME": PUBLICATION, "DB_SSLMODE": "require", "WAIT_SECONDS": "10",
+           "PUBLICATION_NAME": PUBLICATION, "DB_SSLMODE": "verify-full", "WAIT_SECONDS": "10",
            "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
     for side, prefix in ((ONPREM, "ONPREM_DB_"), (AWS, "AURORA_DB_")):
         db = pair.sides[side]
@@ -479,6 +481,7 @@ def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmana
         passwords = db.server.passwords
         env.update({
             f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port), f"{prefix}NAME": db.dbname,
+            f"{prefix}SSLROOTCERT": db.postgres.ca_certificate,  # each side's own CA, as on-prem's is not RDS's
             f"{prefix}SECRET_ARN": _secret(secretsmanager, f"{side}-controller", "payment_controller",
                                            passwords["payment_controller"]),
             f"{prefix}REPLICATION_SECRET_ARN": _secret(secretsmanager, f"{side}-dms-source", "dms_source",
@@ -492,12 +495,12 @@ def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmana
 def api_environment(pair: ReplicatedPair, writer_parameter: str, secretsmanager,
                     cache_seconds: float = 1.0) -> dict[str, str]:
     """The payment API's environment for this pair: payment_app on each side."""
-    env = {"WRITER_PARAMETER": writer_parameter, "WRITER_CACHE_SECONDS": str(cache_seconds), "DB_SSLMODE": "require",
-           "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
+    env = {"WRITER_PARAMETER": writer_parameter, "WRITER_CACHE_SECONDS": str(cache_seconds),
+           "DB_SSLMODE": "verify-full", "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
     for side, prefix in ((ONPREM, "ONPREM_DB_"), (AWS, "AURORA_DB_")):
         db = pair.sides[side]
         env.update({f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port),
-                    f"{prefix}NAME": db.dbname,
+                    f"{prefix}NAME": db.dbname, f"{prefix}SSLROOTCERT": db.postgres.ca_certificate,
                     f"{prefix}SECRET_ARN": _secret(secretsmanager, f"{side}-payment-app", "payment_app",
                                                    db.server.passwords["payment_app"])})
     return env

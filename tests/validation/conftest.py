@@ -171,7 +171,8 @@ def connect(postgres) -> Iterator[Callable[..., Any]]:
 
     def open_connection(dbname: str, **options):
         conn = psycopg2.connect(host=postgres.host, port=postgres.port, user=postgres.app_user,
-                                password=postgres.app_password, dbname=dbname, sslmode="require", **options)
+                                password=postgres.app_password, dbname=dbname, sslmode="verify-full",
+                                sslrootcert=postgres.ca_certificate, **options)
         opened.append(conn)
         return conn
 
@@ -283,7 +284,7 @@ def lambda_for(postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) 
         "SOURCE_DB_NAME": databases.source, "SOURCE_SECRET_ARN": source_arn,
         "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
         "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
-        "DB_SSLMODE": "require",
+        **postgres.tls_environment(),  # verify-full against the test CA
         # rechecks without waiting: the tests' differences are there to stay
         "RECHECK_SECONDS": "0", "RECHECK_ROUNDS": "1",
     }
