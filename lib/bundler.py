@@ -192,6 +192,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def verified_rds_ca_bundle() -> Path:
+    """The RDS CA bundle's path, once its SHA-256 is the pinned one (else BundleError). For what
+    else needs the PEM, e.g. DMS's certificate: `verified_rds_ca_bundle().read_text()`."""
+    ca_bundle = Path(RDS_CA_BUNDLE)
+    if not ca_bundle.is_file():
+        raise BundleError(f"the RDS CA bundle {_display(ca_bundle)} is missing (lib/certs/README.md says where "
+                          "it comes from)")
+    actual = _file_sha256(ca_bundle)
+    if actual != RDS_CA_BUNDLE_SHA256:
+        raise BundleError(f"the RDS CA bundle {_display(ca_bundle)} has SHA-256 {actual}, not the pinned "
+                          f"{RDS_CA_BUNDLE_SHA256} (lib/certs/README.md: how to refresh it)")
+    return ca_bundle
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 def _added_files(name: str, requirements: Path, extra_files: Mapping[str, Path]) -> dict[str, Path]:
@@ -199,15 +213,10 @@ def _added_files(name: str, requirements: Path, extra_files: Mapping[str, Path])
     verified) when the function connects to PostgreSQL, and `extra_files`."""
     added: dict[str, Path] = {}
     if POSTGRES_DRIVERS & _requirement_names(requirements):
-        ca_bundle = Path(RDS_CA_BUNDLE)
-        if not ca_bundle.is_file():
-            raise BundleError(f"bundling {name}: the RDS CA bundle {_display(ca_bundle)} is missing "
-                              "(lib/certs/README.md says where it comes from)")
-        actual = _file_sha256(ca_bundle)
-        if actual != RDS_CA_BUNDLE_SHA256:
-            raise BundleError(f"bundling {name}: the RDS CA bundle {_display(ca_bundle)} has SHA-256 {actual}, "
-                              f"not the pinned {RDS_CA_BUNDLE_SHA256} (lib/certs/README.md: how to refresh it)")
-        added[RDS_CA_BUNDLE_ARCNAME] = ca_bundle
+        try:
+            added[RDS_CA_BUNDLE_ARCNAME] = verified_rds_ca_bundle()
+        except BundleError as error:
+            raise BundleError(f"bundling {name}: {error}") from None
     for arcname, path in extra_files.items():
         path = Path(path)
         if not arcname or arcname.startswith("/") or ".." in arcname.split("/"):

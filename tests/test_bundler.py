@@ -202,6 +202,8 @@ def test_a_ca_bundle_that_differs_from_its_pin_stops_the_build(small_lambda, tmp
                                           rf"not the pinned {bundler.RDS_CA_BUNDLE_SHA256}"):
         build_bundle(small_lambda, tmp_path / "out")
     assert not (tmp_path / "out" / "small.zip").exists()
+    with pytest.raises(BundleError, match="not the pinned"):
+        bundler.verified_rds_ca_bundle()  # what the DMS certificate's PEM is read through
 
 
 def test_a_new_ca_bundle_rebuilds_the_zip(small_lambda, tmp_path, no_pip, monkeypatch, capsys):
