@@ -23,9 +23,11 @@ builds the named folders, or every folder under lib/lambda/ that has a requireme
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -204,6 +206,20 @@ def verified_rds_ca_bundle() -> Path:
         raise BundleError(f"the RDS CA bundle {_display(ca_bundle)} has SHA-256 {actual}, not the pinned "
                           f"{RDS_CA_BUNDLE_SHA256} (lib/certs/README.md: how to refresh it)")
     return ca_bundle
+
+
+def rds_ca_pem(region: str) -> str:
+    """The PEM of `region`'s RDS root CAs (rsa2048-g1, rsa4096-g1, ecc384-g1) from the verified
+    bundle: enough to verify an Aurora server there, small enough for a DMS certificate. Self-signed
+    roots carry their name in their DER (subject and issuer), which is what is matched."""
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n.*?\n-----END CERTIFICATE-----\n?",
+                        verified_rds_ca_bundle().read_text(), flags=re.S)
+    name = f"Amazon RDS {region} Root CA ".encode()
+    chosen = [block if block.endswith("\n") else block + "\n" for block in blocks
+              if name in base64.b64decode("".join(block.splitlines()[1:-1]))]
+    if not chosen:
+        raise BundleError(f"the RDS CA bundle has no root CA for region {region!r} (lib/certs/README.md: how to refresh it)")
+    return "".join(chosen)
 
 
 # --- inputs -------------------------------------------------------------------------------------

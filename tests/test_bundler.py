@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import zipfile
@@ -204,6 +205,18 @@ def test_a_ca_bundle_that_differs_from_its_pin_stops_the_build(small_lambda, tmp
     assert not (tmp_path / "out" / "small.zip").exists()
     with pytest.raises(BundleError, match="not the pinned"):
         bundler.verified_rds_ca_bundle()  # what the DMS certificate's PEM is read through
+
+
+def test_a_region_s_rds_root_cas_are_taken_from_the_verified_bundle():
+    pem = bundler.rds_ca_pem("eu-west-1")
+    blocks = [block + "-----END CERTIFICATE-----\n" for block in pem.split("-----END CERTIFICATE-----\n")[:-1]]
+    assert len(blocks) == 3 and all(block in bundler.RDS_CA_BUNDLE.read_text() for block in blocks)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=pem)
+    names = sorted(dict(item[0] for item in cert["subject"])["commonName"] for cert in context.get_ca_certs())
+    assert names == [f"Amazon RDS eu-west-1 Root CA {kind} G1" for kind in ("ECC384", "RSA2048", "RSA4096")]
+    with pytest.raises(BundleError, match="no root CA for region 'xx-nowhere-1'"):
+        bundler.rds_ca_pem("xx-nowhere-1")
 
 
 def test_a_new_ca_bundle_rebuilds_the_zip(small_lambda, tmp_path, no_pip, monkeypatch, capsys):
