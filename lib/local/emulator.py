@@ -7,7 +7,8 @@ serves until interrupted, so that `cdktf deploy <stack>-local` can run in anothe
 
 Each shim fixes one emulator bug in place, so the resource it concerns is applied (and read back)
 like any other instead of being left out of the local deploy or declared as drift (SHIMS lists
-them, with the moto behaviour each fixes). Features moto lacks altogether are not
+them, with the moto behaviour each fixes). A few make moto answer a state or a default as AWS
+does where moto's own answer only makes the provider wait. Features moto lacks altogether are not
 imitated: lib/local/limits.py lists what the local deploy leaves out because of them.
 """
 
@@ -238,6 +239,27 @@ def _install_rds_performance_insights() -> None:
     DBInstance.performance_insights_retention_period = property(retention, set_retention)
 
 
+# The CA that RDS gives a new DB instance when the request names none (AWS's default since 2024).
+RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
+
+
+def _install_rds_default_ca() -> None:
+    """A DB instance created without CACertificateIdentifier gets rds-ca-rsa2048-g1; moto gives it
+    "rds-ca-default", so the provider modifies, reboots and waits for every instance (2 minutes)."""
+    from moto.rds.models import RDSBackend
+
+    if _shimmed(RDSBackend, "create_db_instance"):
+        return
+    original = RDSBackend.create_db_instance
+
+    def create_db_instance(self, db_kwargs: Any):
+        if not db_kwargs.get("ca_certificate_identifier"):
+            db_kwargs["ca_certificate_identifier"] = RDS_DEFAULT_CA
+        return original(self, db_kwargs)
+
+    RDSBackend.create_db_instance = _mark(create_db_instance)
+
+
 def _install_acm_key_algorithm() -> None:
     """RequestCertificate takes KeyAlgorithm (RSA_2048, EC_prime256v1, ...) and DescribeCertificate
     answers it; moto always makes an RSA 2048 key and answers RSA_2048."""
@@ -264,6 +286,15 @@ def _install_acm_key_algorithm() -> None:
 
     AWSCertificateManagerResponse.request_certificate = _mark(request_certificate)
     CertBundle.describe = describe
+
+
+def _install_acm_prompt_validation() -> None:
+    """ACM issues a DNS-validated certificate once it sees the validation record, in seconds; moto
+    keeps it PENDING_VALIDATION for 60 s after the request (MOTO_ACM_VALIDATION_WAIT), which
+    aws_acm_certificate_validation waits out."""
+    from moto import settings
+
+    settings.ACM_VALIDATION_WAIT = 0
 
 
 def _install_dms_subnet_group() -> None:
@@ -336,8 +367,12 @@ SHIMS = (
          "for every cluster, also provisioned (Serverless v2) ones", _install_rds_scaling_configuration),
     Shim("rds-performance-insights", "CreateDBInstance ignores PerformanceInsightsEnabled, KMSKeyId and "
          "RetentionPeriod: DescribeDBInstances answers none", _install_rds_performance_insights),
+    Shim("rds-default-ca", "CreateDBInstance without CACertificateIdentifier gives 'rds-ca-default' instead of "
+         f"{RDS_DEFAULT_CA}: the provider then modifies, reboots and waits for each instance", _install_rds_default_ca),
     Shim("acm-key-algorithm", "RequestCertificate ignores KeyAlgorithm: every certificate is described as "
          "RSA_2048", _install_acm_key_algorithm),
+    Shim("acm-prompt-validation", "ACM certificates stay PENDING_VALIDATION for 60 s (MOTO_ACM_VALIDATION_WAIT)",
+         _install_acm_prompt_validation),
     Shim("dms-subnet-group", "DMS replication subnet groups answer a fixed subnet-12345 in vpc-12345 and are "
          "tagged under their identifier instead of their ARN", _install_dms_subnet_group),
     Shim("security-group-rule-description", "DescribeSecurityGroupRules drops the Description of rules that "

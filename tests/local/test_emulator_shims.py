@@ -131,6 +131,8 @@ def test_rds_serverless_v2_cluster_has_no_v1_scaling_configuration_and_instances
     reader = rds.describe_db_instances(DBInstanceIdentifier="shim-reader")["DBInstances"][0]
     assert reader["PerformanceInsightsEnabled"] is False
     assert "PerformanceInsightsRetentionPeriod" not in reader
+    # Without CACertificateIdentifier, the CA AWS gives new instances (no modify + reboot to reach it).
+    assert writer["CACertificateIdentifier"] == reader["CACertificateIdentifier"] == "rds-ca-rsa2048-g1"
 
     rds.modify_db_instance(DBInstanceIdentifier="shim-reader", EnablePerformanceInsights=True,
                            PerformanceInsightsRetentionPeriod=7, ApplyImmediately=True)
@@ -147,6 +149,8 @@ def test_acm_certificate_keeps_the_requested_key_algorithm(client):
     ec_certificate = acm.describe_certificate(CertificateArn=ec_arn)["Certificate"]
     assert ec_certificate["KeyAlgorithm"] == "EC_prime256v1"
     assert acm.describe_certificate(CertificateArn=rsa_arn)["Certificate"]["KeyAlgorithm"] == "RSA_2048"
+    # Issued at once, not 60 s after the request (moto's MOTO_ACM_VALIDATION_WAIT).
+    assert ec_certificate["Status"] == "ISSUED"
 
 
 def test_dms_subnet_group_answers_its_subnets_and_tags_under_its_arn(client):
