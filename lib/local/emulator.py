@@ -5,10 +5,11 @@ differently from AWS, seeded with what a config expects to exist before its firs
 
 serves until interrupted, so that `cdktf deploy <stack>-local` can run in another terminal.
 
-Each shim fixes one emulator bug in place, so the resource it concerns is applied like any other
-instead of being left out of the local deploy (SHIMS lists them, with the moto behaviour each
-fixes). Features moto lacks altogether are not imitated: lib/local/limits.py lists what the local
-deploy leaves out because of them.
+Each shim fixes one emulator bug in place, so the resource it concerns is applied (and read back)
+like any other instead of being left out of the local deploy or declared as drift (SHIMS lists
+them, with the moto behaviour each fixes). A few make moto answer a state or a default as AWS
+does where moto's own answer only makes the provider wait. Features moto lacks altogether are not
+imitated: lib/local/limits.py lists what the local deploy leaves out because of them.
 """
 
 from __future__ import annotations
@@ -118,6 +119,236 @@ def _install_query_log_arn() -> None:
     models.Route53Backend.create_query_logging_config = create_query_logging_config
 
 
+
+def _mark(function: Callable[..., Any]) -> Callable[..., Any]:
+    function._payment_migration_shim = True
+    return function
+
+
+def _shimmed(owner: Any, name: str) -> bool:
+    """Whether `owner.name` (a function, or a property's getter) is already one of ours."""
+    attribute = owner.__dict__.get(name)
+    attribute = attribute.fget if isinstance(attribute, property) else attribute
+    return getattr(attribute, "_payment_migration_shim", False)
+
+
+def _lambda_logging_config(function: Any, sent: dict[str, Any] | None) -> dict[str, Any]:
+    """LoggingConfig as Lambda answers it: what was sent, with the defaults AWS fills in."""
+    config = {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{function.function_name}", **(sent or {})}
+    if config["LogFormat"] == "JSON":
+        config.setdefault("ApplicationLogLevel", "INFO")
+        config.setdefault("SystemLogLevel", "INFO")
+    return config
+
+
+def _install_lambda_logging_and_dead_letters() -> None:
+    """Lambda stores a function's LoggingConfig and DeadLetterConfig and answers them in
+    GetFunction / GetFunctionConfiguration; moto drops both, so every re-plan restores them."""
+    from moto.awslambda import models
+
+    cls = models.LambdaFunction
+    if _shimmed(cls, "get_configuration"):
+        return
+    original_init, original_get, original_update = cls.__init__, cls.get_configuration, cls.update_configuration
+
+    def __init__(self, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        original_init(self, account_id, spec, *args, **kwargs)
+        self.logging_config = _lambda_logging_config(self, spec.get("LoggingConfig"))
+        self.dead_letter_config = spec.get("DeadLetterConfig") or None
+
+    def get_configuration(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = original_get(self, *args, **kwargs)
+        config["LoggingConfig"] = getattr(self, "logging_config", None) or _lambda_logging_config(self, None)
+        dead_letters = getattr(self, "dead_letter_config", None)
+        if dead_letters and dead_letters.get("TargetArn"):
+            config["DeadLetterConfig"] = dead_letters
+        return config
+
+    def update_configuration(self, config_updates: dict[str, Any]) -> dict[str, Any]:
+        if "LoggingConfig" in config_updates:
+            self.logging_config = _lambda_logging_config(self, config_updates["LoggingConfig"])
+        if "DeadLetterConfig" in config_updates:  # an empty TargetArn removes it
+            self.dead_letter_config = config_updates["DeadLetterConfig"] or None
+        return original_update(self, config_updates)
+
+    cls.__init__ = __init__
+    cls.get_configuration = _mark(get_configuration)
+    cls.update_configuration = update_configuration
+
+
+def _install_backup_list_tags() -> None:
+    """ListTags is GET /tags/{resourceArn}/; moto takes the ARN from the next-to-last path segment,
+    so without the trailing slash (the Go SDK sends none) it looks up "tags" and answers no tags."""
+    from urllib.parse import unquote
+
+    from moto.backup.responses import BackupResponse
+
+    if _shimmed(BackupResponse, "list_tags"):
+        return
+
+    def list_tags(self) -> str:
+        resource_arn = unquote(self.path.split("/tags/", 1)[1].rstrip("/"))
+        return json.dumps({"Tags": self.backup_backend.list_tags(resource_arn=resource_arn)})
+
+    BackupResponse.list_tags = _mark(list_tags)
+
+
+def _install_rds_scaling_configuration() -> None:
+    """RDS answers ScalingConfigurationInfo (Serverless v1) only for engine mode `serverless`; moto
+    answers one with empty fields for every cluster, which the provider reads as a v1 block."""
+    from moto.rds.models import DBCluster
+
+    if _shimmed(DBCluster, "scaling_configuration_info"):
+        return
+    original = DBCluster.scaling_configuration_info.fget
+
+    def scaling_configuration_info(self) -> dict[str, Any] | None:
+        return original(self) if self.scaling_configuration else None
+
+    DBCluster.scaling_configuration_info = property(_mark(scaling_configuration_info))
+
+
+def _install_rds_performance_insights() -> None:
+    """CreateDBInstance / ModifyDBInstance take EnablePerformanceInsights, PerformanceInsightsKMSKeyId
+    and ...RetentionPeriod, and DescribeDBInstances answers them as PerformanceInsightsEnabled, ...;
+    moto ignores them on create and keeps them under the request's names on modify."""
+    from moto.rds.models import DBInstance
+
+    if _shimmed(DBInstance, "__init__"):
+        return
+    original = DBInstance.__init__
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.enable_performance_insights = bool(kwargs.get("enable_performance_insights"))
+        self.performance_insights_retention_period = kwargs.get("performance_insights_retention_period")
+        self.performance_insights_kms_key_id = kwargs.get("performance_insights_kms_key_id")
+
+    def enabled(self) -> bool:
+        return bool(self.__dict__.get("enable_performance_insights"))
+
+    def retention(self) -> int | None:
+        # AWS fills in the default retention when PI is on: 7 days, the free tier.
+        return (self.__dict__.get("_performance_insights_retention_period") or 7) if enabled(self) else None
+
+    def set_retention(self, value: int | None) -> None:
+        self._performance_insights_retention_period = value
+
+    DBInstance.__init__ = _mark(__init__)
+    DBInstance.performance_insights_enabled = property(enabled)
+    DBInstance.performance_insights_retention_period = property(retention, set_retention)
+
+
+# The CA that RDS gives a new DB instance when the request names none (AWS's default since 2024).
+RDS_DEFAULT_CA = "rds-ca-rsa2048-g1"
+
+
+def _install_rds_default_ca() -> None:
+    """A DB instance created without CACertificateIdentifier gets rds-ca-rsa2048-g1; moto gives it
+    "rds-ca-default", so the provider modifies, reboots and waits for every instance (2 minutes)."""
+    from moto.rds.models import RDSBackend
+
+    if _shimmed(RDSBackend, "create_db_instance"):
+        return
+    original = RDSBackend.create_db_instance
+
+    def create_db_instance(self, db_kwargs: Any):
+        if not db_kwargs.get("ca_certificate_identifier"):
+            db_kwargs["ca_certificate_identifier"] = RDS_DEFAULT_CA
+        return original(self, db_kwargs)
+
+    RDSBackend.create_db_instance = _mark(create_db_instance)
+
+
+def _install_acm_key_algorithm() -> None:
+    """RequestCertificate takes KeyAlgorithm (RSA_2048, EC_prime256v1, ...) and DescribeCertificate
+    answers it; moto always makes an RSA 2048 key and answers RSA_2048."""
+    from moto.acm.models import CertBundle, acm_backends
+    from moto.acm.responses import AWSCertificateManagerResponse
+
+    if _shimmed(AWSCertificateManagerResponse, "request_certificate"):
+        return
+    original_request, original_describe = AWSCertificateManagerResponse.request_certificate, CertBundle.describe
+
+    def request_certificate(self):
+        result = original_request(self)
+        key_algorithm = self._get_param("KeyAlgorithm")
+        if key_algorithm:
+            arn = result.result["CertificateArn"]
+            acm_backends[self.current_account][self.region].get_certificate(arn).key_algorithm = key_algorithm
+        return result
+
+    def describe(self) -> dict[str, Any]:
+        described = original_describe(self)
+        if getattr(self, "key_algorithm", None):
+            described["Certificate"]["KeyAlgorithm"] = self.key_algorithm
+        return described
+
+    AWSCertificateManagerResponse.request_certificate = _mark(request_certificate)
+    CertBundle.describe = describe
+
+
+def _install_acm_prompt_validation() -> None:
+    """ACM issues a DNS-validated certificate once it sees the validation record, in seconds; moto
+    keeps it PENDING_VALIDATION for 60 s after the request (MOTO_ACM_VALIDATION_WAIT), which
+    aws_acm_certificate_validation waits out."""
+    from moto import settings
+
+    settings.ACM_VALIDATION_WAIT = 0
+
+
+def _install_dms_subnet_group() -> None:
+    """DMS answers a replication subnet group with the subnets (and their VPC and zones) it was
+    created with, and tags it under its ARN (arn:...:subgrp:<id>), where ListTagsForResource
+    looks; moto answers a fixed subnet-12345 in vpc-12345 and tags the bare identifier."""
+    from moto.dms.models import DatabaseMigrationServiceBackend, FakeReplicationSubnetGroup
+    from moto.ec2.models import ec2_backends
+    from moto.utilities.utils import get_partition
+
+    if _shimmed(DatabaseMigrationServiceBackend, "create_replication_subnet_group"):
+        return
+    original_create, original_to_dict = (DatabaseMigrationServiceBackend.create_replication_subnet_group,
+                                         FakeReplicationSubnetGroup.to_dict)
+
+    def create_replication_subnet_group(self, replication_subnet_group_identifier: str,
+                                        replication_subnet_group_description: str, subnet_ids: list[str],
+                                        tags: list[dict[str, str]] | None = None):
+        group = original_create(self, replication_subnet_group_identifier, replication_subnet_group_description,
+                                subnet_ids, None)
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        group.subnets = [ec2.get_subnet(subnet_id) for subnet_id in subnet_ids or []]
+        group.arn = (f"arn:{get_partition(self.region_name)}:dms:{self.region_name}:{self.account_id}"
+                     f":subgrp:{replication_subnet_group_identifier}")
+        if tags:
+            self.tagger.tag_resource(group.arn, tags)
+        return group
+
+    def to_dict(self) -> dict[str, Any]:
+        described = original_to_dict(self)
+        subnets = getattr(self, "subnets", None)
+        if subnets:
+            described["VpcId"] = subnets[0].vpc_id
+            described["Subnets"] = [{"SubnetIdentifier": subnet.id,
+                                     "SubnetAvailabilityZone": {"Name": subnet.availability_zone},
+                                     "SubnetStatus": "Active"} for subnet in subnets]
+        return described
+
+    DatabaseMigrationServiceBackend.create_replication_subnet_group = _mark(create_replication_subnet_group)
+    FakeReplicationSubnetGroup.to_dict = to_dict
+
+
+def _install_security_group_rule_description() -> None:
+    """DescribeSecurityGroupRules answers the Description of a rule that references a security
+    group; moto keeps it with the referenced group and answers it only for CIDR rules."""
+    from moto.ec2.models.security_groups import SecurityGroupRule
+
+    if _shimmed(SecurityGroupRule, "description"):
+        return
+
+    def description(self) -> str | None:
+        return self.ip_range.get("Description") or (self.source_group or {}).get("Description")
+
+    SecurityGroupRule.description = property(_mark(description))
 def _install_sfn_list_versions() -> None:
     """The provider reads a state machine's versions after creating it; moto keeps versions but
     does not answer ListStateMachineVersions (a 500 the provider retries, then fails on)."""
@@ -145,6 +376,24 @@ SHIMS = (
          _install_dms_task_ready),
     Shim("route53-query-log-arn", "CreateQueryLoggingConfig accepts only a log-group ARN ending in ':*'",
          _install_query_log_arn),
+    Shim("lambda-logging-and-dead-letters", "Lambda functions drop LoggingConfig and DeadLetterConfig: "
+         "GetFunction answers neither", _install_lambda_logging_and_dead_letters),
+    Shim("backup-list-tags", "Backup ListTags reads the ARN from the path only with a trailing slash, which "
+         "the Go SDK does not send: plans and vaults read back without tags", _install_backup_list_tags),
+    Shim("rds-scaling-configuration", "DescribeDBClusters answers an empty Serverless v1 ScalingConfigurationInfo "
+         "for every cluster, also provisioned (Serverless v2) ones", _install_rds_scaling_configuration),
+    Shim("rds-performance-insights", "CreateDBInstance ignores PerformanceInsightsEnabled, KMSKeyId and "
+         "RetentionPeriod: DescribeDBInstances answers none", _install_rds_performance_insights),
+    Shim("rds-default-ca", "CreateDBInstance without CACertificateIdentifier gives 'rds-ca-default' instead of "
+         f"{RDS_DEFAULT_CA}: the provider then modifies, reboots and waits for each instance", _install_rds_default_ca),
+    Shim("acm-key-algorithm", "RequestCertificate ignores KeyAlgorithm: every certificate is described as "
+         "RSA_2048", _install_acm_key_algorithm),
+    Shim("acm-prompt-validation", "ACM certificates stay PENDING_VALIDATION for 60 s (MOTO_ACM_VALIDATION_WAIT)",
+         _install_acm_prompt_validation),
+    Shim("dms-subnet-group", "DMS replication subnet groups answer a fixed subnet-12345 in vpc-12345 and are "
+         "tagged under their identifier instead of their ARN", _install_dms_subnet_group),
+    Shim("security-group-rule-description", "DescribeSecurityGroupRules drops the Description of rules that "
+         "reference a security group", _install_security_group_rule_description),
     Shim("sfn-list-versions", "ListStateMachineVersions is not answered (500), which the provider calls "
          "after creating a state machine", _install_sfn_list_versions),
 )
