@@ -509,7 +509,8 @@ def report(args, figures: dict) -> None:
 
     rows = figures["rows"]
     print(f"\nvalidation benchmark: payments, {rows:,} rows, {args.key_order} key order, "
-          f"{os.cpu_count()} CPUs shared by both databases and the client; medians of {args.repeat} runs")
+          f"{os.cpu_count()} CPUs shared by both databases and the client; medians of {args.repeat} runs; "
+          f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine inflates wall times)")
     for scenario, title in (("one", f"one row changed (payment {figures['changed_key']})"),
                             ("pct", f"1 % of rows changed ({figures['pct_changed']:,} payments)")):
         numbers = figures[scenario]
