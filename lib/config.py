@@ -32,6 +32,7 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PHASE_WEIGHTS = {"legacy-sync": 0, "canary": 10, "split": 50, "aws-primary": 100}
@@ -229,12 +230,32 @@ class OnPremConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
+    # The IAM roles that administer every KMS key of the environment (never use them: key policies
+    # keep administration and use apart). Include the role that runs `cdktf deploy`, or the next
+    # plan cannot read the keys. AWS refuses a key policy naming a role that does not exist.
+    key_administrator_arns: tuple[str, ...]
     waf_rate_limit: int = 2000  # requests per client IP in any 5-minute window
     kms_deletion_window_days: int = 30
+    # Terraform refuses to plan the destruction of what outlives an environment's routine
+    # teardown: the KMS keys (and the data behind them), the hosted zone and its key-signing key,
+    # the account's DMS roles. Turn off only where everything may go (dev, local).
+    prevent_destroy: bool = True
+    # A database secret (one per role and side) whose value has not changed for this many days
+    # raises an alarm: the operator rotates it by the README's procedure.
+    secret_max_age_days: int = 90
 
     def __post_init__(self) -> None:
         _in_range("waf_rate_limit", self.waf_rate_limit, 10, 2_000_000_000)
         _in_range("kms_deletion_window_days", self.kms_deletion_window_days, 7, 30)
+        _require(len(self.key_administrator_arns) >= 1, "key_administrator_arns",
+                 "needs at least one IAM role ARN: the keys' administrators (include the deploying role)")
+        for index, arn in enumerate(self.key_administrator_arns):
+            _require(bool(_IAM_ROLE_ARN.match(arn)), f"key_administrator_arns[{index}]",
+                     f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        _require(len(set(self.key_administrator_arns)) == len(self.key_administrator_arns),
+                 "key_administrator_arns", "ARNs repeat")
+        # A check waits this long inside one Step Functions execution, which lasts at most a year.
+        _in_range("secret_max_age_days", self.secret_max_age_days, 1, 360)
 
 
 @dataclass(frozen=True)
@@ -253,6 +274,9 @@ class DatabaseConfig:
     preferred_maintenance_window: str = "sun:03:30-sun:04:30"
     deletion_protection: bool = True
     performance_insights_retention_days: int = 7
+    # AWS Backup vault lock (governance mode): no recovery point can be deleted, nor its
+    # retention shortened, before this many days. Unset: no lock.
+    backup_vault_lock_days: int | None = None
 
     @property
     def engine_major(self) -> int:
@@ -290,6 +314,12 @@ class DatabaseConfig:
             _require(not _windows_overlap((start, end), maintenance), "preferred_backup_window",
                      f"{self.preferred_backup_window} overlaps preferred_maintenance_window "
                      f"{self.preferred_maintenance_window}")
+        if self.backup_vault_lock_days is not None:
+            _in_range("backup_vault_lock_days", self.backup_vault_lock_days, 1, 36500)
+            # A plan that deletes recovery points before the lock allows fails every backup job.
+            _require(self.backup_vault_lock_days <= self.backup_plan_retention_days, "backup_vault_lock_days",
+                     f"{self.backup_vault_lock_days} is longer than backup_plan_retention_days "
+                     f"{self.backup_plan_retention_days}: the plan could not delete its own recovery points")
         _require(self.performance_insights_retention_days in PERFORMANCE_INSIGHTS_RETENTION_DAYS,
                  "performance_insights_retention_days",
                  "must be 7 (free tier), a number of months times 31 (31–713), or 731 (two years)")
@@ -549,7 +579,7 @@ class Config:
     database: DatabaseConfig
     dns: DnsConfig
     migration: MigrationConfig
-    security: SecurityConfig = field(default_factory=SecurityConfig)
+    security: SecurityConfig
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     load_balancer: LoadBalancerConfig = field(default_factory=LoadBalancerConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
@@ -580,6 +610,12 @@ class Config:
         if self.onprem.app_hostname:
             _require(self.dns.record_name != self.dns.zone_name, "dns.record_name",
                      "with onprem.app_hostname both members are CNAMEs, which cannot sit at the zone apex")
+        if self.security.prevent_destroy:
+            # An environment whose keys and zone must outlive a destroy keeps its data and entry point too.
+            for key, protected in (("database.deletion_protection", self.database.deletion_protection),
+                                   ("load_balancer.deletion_protection", self.load_balancer.deletion_protection)):
+                _require(protected, key, "must stay true while security.prevent_destroy is true "
+                                         "(turn both off only where everything may be destroyed: dev, local)")
         for key, value in self.tags.items():
             _require(not key.lower().startswith("aws:"), f"tags.{key}", "tag keys starting with aws: are reserved")
             _require(0 < len(value) <= 256, f"tags.{key}", "tag values take 1–256 characters")

@@ -89,6 +89,18 @@ BAD_CONFIGS = {
     "rollback concurrency of zero": (
         edited(r'^rollback_reserved_concurrency = .*$', 'rollback_reserved_concurrency = 0'),
         "validation.rollback_reserved_concurrency", "outside 1–10"),
+    "no key administrator": (
+        edited(r"^key_administrator_arns = .*$", "key_administrator_arns = []"),
+        "security.key_administrator_arns", "at least one IAM role ARN"),
+    "key administrator that is not a role": (
+        edited(r"^key_administrator_arns = .*$", 'key_administrator_arns = ["arn:aws:iam::123456789012:user/alice"]'),
+        "security.key_administrator_arns[0]", "not an IAM role ARN"),
+    "vault lock longer than the plan keeps recovery points": (
+        edited(r"^# backup_vault_lock_days = .*$", "backup_vault_lock_days = 60"),
+        "database.backup_vault_lock_days", "longer than backup_plan_retention_days"),
+    "prevent_destroy with an unprotected database": (
+        edited(r"^prevent_destroy = false.*$", "prevent_destroy = true"),
+        "database.deletion_protection", "must stay true while security.prevent_destroy is true"),
     "emulator that is not on this machine": (
         DEV + '\n[emulator]\nendpoint = "http://10.0.0.5:4566"\n',
         "emulator.endpoint", "not an emulator on this machine"),
@@ -153,6 +165,15 @@ def test_major_only_engine_version_is_accepted_and_pins_no_minor() -> None:
 def test_explicit_weight_overrides_phase() -> None:
     config = parse_config(edited(r"^# aws_weight = 25.*$", "aws_weight = 25"))
     assert config.routing.weights == (25, 75)
+
+
+def test_prevent_destroy_defaults_on() -> None:
+    text = edited(r"^prevent_destroy = false.*$", "")
+    text = edited(r"^deletion_protection = false    # dev only: every.*$", "", text)
+    text = edited(r"^deletion_protection = false    # dev only: keep.*$", "", text)
+    config = parse_config(text)
+    assert config.security.prevent_destroy is True
+    assert config.database.deletion_protection and config.load_balancer.deletion_protection
 
 
 def test_deletion_protection_defaults_on() -> None:

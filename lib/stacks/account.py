@@ -8,6 +8,7 @@ they live here, deployed from exactly one environment per account (`migration.cr
 
 from __future__ import annotations
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
@@ -32,8 +33,11 @@ class AccountStack(BaseStack):
         trust = assume_role_policy(self, "dms-trust", "dms.amazonaws.com")
         attachments = []
         for name, managed_policy in DMS_ACCOUNT_ROLES.items():
+            # Every environment's DMS in the account depends on them: kept from `terraform destroy`
+            # where config asks for it.
             role = IamRole(self, name, name=name, assume_role_policy=trust.json,
-                           description="Account-wide role AWS DMS uses (created by payment-migration)")
+                           description="Account-wide role AWS DMS uses (created by payment-migration)",
+                           lifecycle=TerraformResourceLifecycle(prevent_destroy=config.security.prevent_destroy))
             attachments.append(IamRolePolicyAttachment(
                 self, f"{name}-policy", role=role.name,
                 policy_arn=f"arn:{self.partition}:iam::aws:policy/service-role/{managed_policy}"))

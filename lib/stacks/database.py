@@ -5,6 +5,7 @@ from __future__ import annotations
 from cdktf_cdktf_provider_aws.backup_plan import BackupPlan, BackupPlanRule, BackupPlanRuleLifecycle
 from cdktf_cdktf_provider_aws.backup_selection import BackupSelection
 from cdktf_cdktf_provider_aws.backup_vault import BackupVault
+from cdktf_cdktf_provider_aws.backup_vault_lock_configuration import BackupVaultLockConfiguration
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
 from cdktf_cdktf_provider_aws.iam_role import IamRole
@@ -113,7 +114,7 @@ class DatabaseStack(BaseStack):
                 # The role is usable only once its policy is attached (and kept until the instance goes).
                 depends_on=[monitoring_policy])
 
-        self._backup_plan(config, data_key)
+        self._backup_plan(config, security.backup_key.arn)
 
         self.cluster_identifier = self.cluster.cluster_identifier
         self.endpoint = self.cluster.endpoint
@@ -124,10 +125,17 @@ class DatabaseStack(BaseStack):
         self.master_secret_key_arn = data_key
 
     def _backup_plan(self, config: Config, key_arn: str) -> None:
-        """Daily AWS Backup snapshots into a CMK-encrypted vault, kept longer than the cluster's own
-        automated backups (which cap at 35 days and go with the cluster)."""
+        """Daily AWS Backup snapshots into a vault under the security stack's backup key, kept
+        longer than the cluster's own automated backups (which cap at 35 days and go with the
+        cluster); locked where config asks for it."""
         name = self.resource_name("aurora")
         vault = BackupVault(self, "backup-vault", name=name, kms_key_arn=key_arn)
+        if config.database.backup_vault_lock_days is not None:
+            # Governance mode (no changeable_for_days): nobody without the backup:DeleteBackupVaultLockConfiguration
+            # permission deletes a recovery point early. Compliance mode, irreversible after its grace
+            # period, is the account owner's decision, not a config default.
+            BackupVaultLockConfiguration(self, "backup-vault-lock", backup_vault_name=vault.name,
+                                         min_retention_days=config.database.backup_vault_lock_days)
         plan = BackupPlan(self, "backup-plan", name=name, rule=[BackupPlanRule(
             rule_name="daily", target_vault_name=vault.name, schedule=config.database.backup_plan_schedule,
             start_window=60, completion_window=360,

@@ -21,7 +21,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document
-from lib.constructs.kms import EncryptionKey, key_statement
+from lib.constructs.kms import EncryptionKey, KeyGovernance, key_statement
 from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE, ComputeStack
 from lib.stacks.database import DatabaseStack
@@ -76,8 +76,9 @@ class MonitoringStack(BaseStack):
         key = EncryptionKey(
             self, "alarms-key", alias=self.resource_name("alarms"),
             description=f"payment-migration {config.name}: alarm notifications",
-            account_id=self.account_id, partition=self.partition,
-            deletion_window_days=config.security.kms_deletion_window_days,
+            governance=KeyGovernance.of(config, account_id=self.account_id, partition=self.partition),
+            # The rollback Lambda publishes its outcome to the alarm topic.
+            used_through=["sns"],
             statements=[key_statement(sid, service=service, actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                                       conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})
                         for sid, service in (("CloudWatchAlarms", "cloudwatch.amazonaws.com"),

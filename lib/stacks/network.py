@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
 from cdktf_cdktf_provider_aws.ec2_transit_gateway_vpc_attachment import Ec2TransitGatewayVpcAttachment
@@ -25,7 +26,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, assume_role_policy, policy_document
-from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement, key_statement
+from lib.constructs.kms import EncryptionKey, KeyGovernance, cloudwatch_logs_statement, key_statement
 from lib.stacks.base import BaseStack
 
 AZ_COUNT = 3
@@ -39,6 +40,8 @@ class NetworkStack(BaseStack):
         super().__init__(scope, "network", config=config)
         net = config.network
         self._zone_ids = net.availability_zone_ids
+        self._key_governance = KeyGovernance.of(config, account_id=self.account_id, partition=self.partition)
+        self._keep = TerraformResourceLifecycle(prevent_destroy=config.security.prevent_destroy)
 
         self.vpc = Vpc(self, "vpc", cidr_block=net.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
                        tags={"Name": self.resource_name("vpc")})
@@ -89,8 +92,10 @@ class NetworkStack(BaseStack):
         if config.dns.zone_id:
             self.zone_id = config.dns.zone_id
             return
+        # Its name servers are delegated at the parent: a new zone would answer with other servers.
         zone = Route53Zone(self, "zone", name=config.dns.zone_name,
-                           comment=f"payment-migration {config.name}: service name and certificate validation")
+                           comment=f"payment-migration {config.name}: service name and certificate validation",
+                           lifecycle=self._keep)
         self.zone_id = zone.zone_id
         self._dnssec(config, zone)
 
@@ -102,8 +107,7 @@ class NetworkStack(BaseStack):
         key = EncryptionKey(
             self, "dnssec-key", alias=self.resource_name("dnssec"), key_spec="ECC_NIST_P256", key_usage="SIGN_VERIFY",
             description=f"payment-migration {config.name}: DNSSEC key-signing key of {config.dns.zone_name}",
-            account_id=self.account_id, partition=self.partition,
-            deletion_window_days=config.security.kms_deletion_window_days, provider=us_east_1,
+            governance=self._key_governance, region="us-east-1", provider=us_east_1,
             statements=[
                 key_statement("Route53Dnssec", service="dnssec-route53.amazonaws.com",
                               actions=["kms:DescribeKey", "kms:GetPublicKey", "kms:Sign"], conditions=source),
@@ -111,8 +115,11 @@ class NetworkStack(BaseStack):
                               actions=["kms:CreateGrant"],
                               conditions={**source, "Bool": {"kms:GrantIsForAWSResource": "true"}}),
             ])
+        # Destroying the key-signing key of a zone whose DS record is published breaks resolution
+        # of the whole zone for validating resolvers: kept from `terraform destroy` like the zone.
         signing_key = Route53KeySigningKey(self, "ksk", hosted_zone_id=zone.id, key_management_service_arn=key.arn,
-                                           name=f"payment_{config.name.replace('-', '_')}_ksk", status="ACTIVE")
+                                           name=f"payment_{config.name.replace('-', '_')}_ksk", status="ACTIVE",
+                                           lifecycle=self._keep)
         Route53HostedZoneDnssec(self, "dnssec", hosted_zone_id=signing_key.hosted_zone_id,
                                 signing_status="SIGNING")
 
@@ -141,9 +148,7 @@ class NetworkStack(BaseStack):
         security stack's keys come later in the graph)."""
         key = EncryptionKey(
             self, "flow-logs-key", alias=self.resource_name("flow-logs"),
-            description=f"VPC flow logs of payment-migration {config.name}",
-            account_id=self.account_id, partition=self.partition,
-            deletion_window_days=config.security.kms_deletion_window_days,
+            description=f"VPC flow logs of payment-migration {config.name}", governance=self._key_governance,
             statements=[cloudwatch_logs_statement(region=config.region, account_id=self.account_id,
                                                   partition=self.partition)],
         )

@@ -28,7 +28,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document
-from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement, key_statement
+from lib.constructs.kms import EncryptionKey, KeyGovernance, cloudwatch_logs_statement, key_statement
 from lib.stacks.base import BaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.network import NetworkStack
@@ -42,6 +42,7 @@ class RoutingStack(BaseStack):
                  load_balancer: LoadBalancerStack) -> None:
         super().__init__(scope, "routing", config=config)
         routing, onprem = config.routing, config.onprem
+        self._key_governance = KeyGovernance.of(config, account_id=self.account_id, partition=self.partition)
         self.zone_id = network.zone_id
         self.record_name = config.dns.record_name
         aws_weight, onprem_weight = routing.weights
@@ -127,8 +128,7 @@ class RoutingStack(BaseStack):
         key = EncryptionKey(
             self, "health-alarms-key", alias=self.resource_name("dns-health-alarms"),
             description=f"payment-migration {config.name}: DNS health-check alarm notifications",
-            account_id=self.account_id, partition=self.partition,
-            deletion_window_days=config.security.kms_deletion_window_days, provider=us_east_1,
+            governance=self._key_governance, region="us-east-1", provider=us_east_1,
             statements=[key_statement("CloudWatchAlarms", service="cloudwatch.amazonaws.com",
                                       actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                                       conditions={"StringEquals": {"aws:SourceAccount": self.account_id}})])
@@ -155,15 +155,13 @@ class RoutingStack(BaseStack):
                 alarm_actions=[topic.arn], ok_actions=[topic.arn], provider=us_east_1)
             self.health_alarm_names[side] = alarm.alarm_name
         self.health_alarm_region = "us-east-1"
-
     def _query_logging(self, config: Config) -> None:
         """Every DNS query for the zone, to an encrypted log group in us-east-1."""
         us_east_1 = self.us_east_1
         key = EncryptionKey(
             self, "query-logs-key", alias=self.resource_name("dns-query-logs"),
             description=f"payment-migration {config.name}: Route 53 query logs",
-            account_id=self.account_id, partition=self.partition,
-            deletion_window_days=config.security.kms_deletion_window_days,
+            governance=self._key_governance, region=QUERY_LOG_REGION,
             statements=[cloudwatch_logs_statement(region=QUERY_LOG_REGION, account_id=self.account_id,
                                                   partition=self.partition)],
             provider=us_east_1)

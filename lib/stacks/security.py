@@ -1,14 +1,16 @@
-"""security: KMS keys, security groups, the WAF web ACL, one secret per database role and side, and
-the writer parameter."""
+"""security: KMS keys, security groups, the private AWS endpoints, the WAF web ACL, one secret per
+database role and side, and the writer parameter."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from cdktf import TerraformResourceLifecycle
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.security_group import SecurityGroup
 from cdktf_cdktf_provider_aws.ssm_parameter import SsmParameter
+from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
 from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
 from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from cdktf_cdktf_provider_aws.wafv2_web_acl import (
@@ -29,12 +31,30 @@ from constructs import Construct
 
 from lib.config import Config
 from lib.constructs.ids import value_id
-from lib.constructs.kms import EncryptionKey, cloudwatch_logs_statement
+from lib.constructs.kms import EncryptionKey, KeyGovernance, cloudwatch_logs_statement
 from lib.constructs.secrets import DatabaseCredentials
 from lib.stacks.base import BaseStack
 from lib.stacks.network import NetworkStack
 
 POSTGRES_PORT = 5432
+# The AWS APIs reached from the private subnets, each through its interface endpoint, with who
+# calls it. Nothing there calls Step Functions (it invokes the step function through Lambda, and
+# the rollback and traffic functions that start executions run outside the VPC), Route 53 or SNS.
+INTERFACE_ENDPOINTS = {
+    "secretsmanager": "database secrets: payment API, validation, controller steps, DMS endpoints",
+    "ssm": "the writer parameter: payment API, controller steps",
+    "dms": "starting and stopping the replication tasks: controller steps",
+    "monitoring": "PutMetricData: controller steps (slot and fence metrics)",
+    "xray": "X-Ray: trace segments and sampling rules of the traced functions",
+    # What AWS's own agents in the subnets may call rather than our code: the DMS replication
+    # instance writes task logs, reads its endpoints' secrets through an assumed role.
+    "logs": "CloudWatch Logs: the DMS replication instance's task logging",
+    "sts": "STS: role sessions from the subnets (the DMS secrets access role)",
+    "kms": "KMS: decryption from the subnets outside a service integration (DMS)",
+}
+# Services through which roles of the account may use the data key (lib/constructs/kms.py).
+DATA_KEY_SERVICES = ("rds", "secretsmanager", "dms", "lambda", "sqs", "backup")
+MAX_KMS_DELETION_WINDOW_DAYS = 30
 # AWS managed rule groups, in evaluation order. KnownBadInputs carries the Log4j (CVE-2021-44228) rules.
 MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
@@ -49,6 +69,7 @@ class SecurityStack(BaseStack):
         self._config = config
         self._keys()
         self._security_groups(config, network)
+        self._endpoints(config, network)
         self._web_acl(config)
         # One secret per database role and side; the data key encrypts them all.
         self.database_secrets = DatabaseCredentials(self, "database-secrets", env_name=config.name,
@@ -57,18 +78,25 @@ class SecurityStack(BaseStack):
 
     def _keys(self) -> None:
         config = self._config
-        common = dict(account_id=self.account_id, partition=self.partition,
-                      deletion_window_days=config.security.kms_deletion_window_days)
-        # Aurora storage, Performance Insights, the RDS-managed master secret, the on-prem secret, DMS.
+        governance = KeyGovernance.of(config, account_id=self.account_id, partition=self.partition)
+        # Aurora storage and snapshots, Performance Insights, the RDS-managed master secret, the
+        # database secrets, DMS storage, Lambda environments, dead-letter queues.
         self.data_key = EncryptionKey(self, "data-key", alias=self.resource_name("data"),
                                       description=f"payment-migration {config.name}: payment data at rest",
-                                      **common)
+                                      governance=governance, used_through=DATA_KEY_SERVICES)
         self.logs_key = EncryptionKey(
             self, "logs-key", alias=self.resource_name("logs"),
-            description=f"payment-migration {config.name}: CloudWatch log groups",
+            description=f"payment-migration {config.name}: CloudWatch log groups", governance=governance,
             statements=[cloudwatch_logs_statement(region=config.region, account_id=self.account_id,
-                                                  partition=self.partition)],
-            **common)
+                                                  partition=self.partition)])
+        # The AWS Backup vault's own key, apart from the data key, with the longest deletion window:
+        # a vault outlives the resources it backs up. (Aurora recovery points stay under the
+        # cluster's key, the data key, as AWS Backup does for resources it does not fully manage.)
+        self.backup_key = EncryptionKey(
+            self, "backup-key", alias=self.resource_name("backup"),
+            description=f"payment-migration {config.name}: AWS Backup vault",
+            governance=dataclasses.replace(governance, deletion_window_days=MAX_KMS_DELETION_WINDOW_DAYS),
+            used_through=["backup"])
 
     def _security_groups(self, config: Config, network: NetworkStack) -> None:
         def group(id_: str, description: str) -> SecurityGroup:
@@ -98,9 +126,17 @@ class SecurityStack(BaseStack):
                                        ip_protocol="tcp", from_port=POSTGRES_PORT, to_port=POSTGRES_PORT,
                                        referenced_security_group_id=database.id,
                                        description="PostgreSQL to Aurora")
-            VpcSecurityGroupEgressRule(self, f"{name}-out-https", security_group_id=client.id, ip_protocol="tcp",
-                                       from_port=443, to_port=443, cidr_ipv4="0.0.0.0/0",
-                                       description="HTTPS to AWS APIs (Secrets Manager, CloudWatch) via NAT")
+
+        # AWS APIs only through the interface endpoints (below): no route to the internet is used.
+        endpoints = group("endpoints", "Interface VPC endpoints of the AWS APIs the private subnets call")
+        for client, name in database_clients:
+            VpcSecurityGroupIngressRule(self, f"endpoints-in-{name}", security_group_id=endpoints.id,
+                                        ip_protocol="tcp", from_port=443, to_port=443,
+                                        referenced_security_group_id=client.id,
+                                        description=f"HTTPS to AWS APIs from the {name} group")
+            VpcSecurityGroupEgressRule(self, f"{name}-out-endpoints", security_group_id=client.id, ip_protocol="tcp",
+                                       from_port=443, to_port=443, referenced_security_group_id=endpoints.id,
+                                       description="HTTPS to AWS APIs through the interface endpoints")
 
         # Every database client reaches on-prem too: the API writes to whichever side is the writer
         # (through the VPN before the data cutover), the others work on both sides.
@@ -117,6 +153,20 @@ class SecurityStack(BaseStack):
         self.controller_security_group_id = controller.id
         self.database_security_group_id = database.id
         self.dms_security_group_id = dms.id
+        self.endpoints_security_group_id = endpoints.id
+
+    def _endpoints(self, config: Config, network: NetworkStack) -> None:
+        """An interface endpoint, with private DNS, in every private subnet for each AWS API that
+        something in those subnets calls (INTERFACE_ENDPOINTS), so their groups need no egress
+        to the internet (PCI DSS 1.3.2, 1.4)."""
+        self.vpc_endpoint_ids = {}
+        for service in INTERFACE_ENDPOINTS:
+            endpoint = VpcEndpoint(
+                self, f"endpoint-{service}", vpc_id=network.vpc.id, vpc_endpoint_type="Interface",
+                service_name=f"com.amazonaws.{config.region}.{service}", private_dns_enabled=True,
+                subnet_ids=network.private_subnet_ids, security_group_ids=[self.endpoints_security_group_id],
+                tags={"Name": self.resource_name(f"endpoint-{service}")})
+            self.vpc_endpoint_ids[service] = endpoint.id
 
     def _web_acl(self, config: Config) -> None:
         def visibility(metric: str) -> Wafv2WebAclRuleVisibilityConfig:

@@ -72,9 +72,9 @@ def test_no_password_anywhere_in_the_database_stack(synthesized):
     assert '"master_password"' not in text and '"password"' not in text
 
 
-def test_aws_backup_plan_covers_the_cluster_into_an_encrypted_vault(synthesized):
+def test_aws_backup_plan_covers_the_cluster_into_a_vault_under_its_own_key(synthesized):
     (vault,) = synthesized.resources("database", "aws_backup_vault").values()
-    assert "aws_kms_keydata-key" in vault["kms_key_arn"]
+    assert "aws_kms_keybackup-key" in vault["kms_key_arn"], "the vault must not share the data key"
     (plan,) = synthesized.resources("database", "aws_backup_plan").values()
     (rule,) = plan["rule"]
     assert rule["target_vault_name"] == "${aws_backup_vault.backup-vault.name}"
@@ -120,3 +120,15 @@ def test_instances_run_the_clusters_version_after_the_monitoring_policy_is_attac
 def test_backup_plan_runs_on_the_configured_schedule(synthesized):
     (plan,) = synthesized.resources("database", "aws_backup_plan").values()
     assert plan["rule"][0]["schedule"] == "cron(0 3 * * ? *)"
+
+
+def test_no_vault_lock_unless_config_asks_for_one(synthesized):
+    assert not synthesized.resources("database", "aws_backup_vault_lock_configuration")
+
+
+def test_vault_lock_in_governance_mode_for_the_configured_days(synthesize):
+    locked = synthesize(edited(r"^# backup_vault_lock_days = .*$", "backup_vault_lock_days = 30"))
+    (lock,) = locked.resources("database", "aws_backup_vault_lock_configuration").values()
+    assert lock["backup_vault_name"] == "${aws_backup_vault.backup-vault.name}"
+    assert lock["min_retention_days"] == 30
+    assert "changeable_for_days" not in lock, "compliance mode is irreversible: not a config default"

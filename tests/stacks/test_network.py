@@ -101,3 +101,10 @@ def test_created_zone_is_signed_with_dnssec_by_a_us_east_1_key(synthesized):
     assert key["provider"] == "aws.us_east_1"
     statements = {s["Sid"]: s for s in synthesized.key_policy("network", "dnssec")["Statement"]}
     assert statements["Route53Dnssec"]["Principal"] == {"Service": "dnssec-route53.amazonaws.com"}
+
+
+def test_dev_lets_its_zone_and_key_signing_key_be_destroyed(synthesized):
+    # config/dev.toml: security.prevent_destroy = false (tests/stacks/test_prod.py: true in prod)
+    assert synthesized.resources("network", "aws_route53_zone")["zone"]["lifecycle"]["prevent_destroy"] is False
+    (signing_key,) = synthesized.resources("network", "aws_route53_key_signing_key").values()
+    assert signing_key["lifecycle"]["prevent_destroy"] is False

@@ -12,16 +12,64 @@ def _key_resource(synthesized, fragment):
     return name, synthesized.resources("security", "aws_kms_key")[name]
 
 
-@pytest.mark.parametrize("fragment", ["data-key", "logs-key"])
+ROOT = ("arn:${data.aws_partition.partition.partition}:iam::${data.aws_caller_identity.caller.account_id}:root")
+CRYPTO = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:CreateGrant", "kms:Sign",
+          "kms:*", "kms:Create*"}
+
+
+def _statements(policy):
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+@pytest.mark.parametrize("fragment", ["data-key", "logs-key", "backup-key"])
 def test_keys_rotate_and_carry_an_explicit_policy(synthesized, fragment):
     _, key = _key_resource(synthesized, fragment)
     assert key["enable_key_rotation"] is True
     assert key["deletion_window_in_days"] == 30
     policy = json.loads(key["policy"])
-    (admin,) = [s for s in policy["Statement"] if s["Sid"] == "AccountAdministration"]
-    assert admin["Principal"] == {"AWS": "arn:${data.aws_partition.partition.partition}:iam::"
-                                         "${data.aws_caller_identity.caller.account_id}:root"}
     assert all(s["Principal"] != "*" and s["Principal"] != {"AWS": "*"} for s in policy["Statement"])
+
+
+@pytest.mark.parametrize("fragment", ["data-key", "logs-key", "backup-key"])
+def test_key_administrators_from_config_administer_and_never_use_the_key(synthesized, fragment):
+    statements = _statements(json.loads(_key_resource(synthesized, fragment)[1]["policy"]))
+    admin = statements["KeyAdministration"]
+    assert admin["Principal"] == {"AWS": ["arn:aws:iam::123456789012:role/payment-key-admin"]}
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation"} <= set(admin["Action"])
+    assert not CRYPTO & set(admin["Action"]), f"{fragment}: administrators may use the key"
+
+
+@pytest.mark.parametrize("fragment", ["data-key", "logs-key", "backup-key"])
+def test_the_account_keeps_only_key_policy_recovery(synthesized, fragment):
+    statements = _statements(json.loads(_key_resource(synthesized, fragment)[1]["policy"]))
+    recovery = statements["AccountKeyPolicyRecovery"]
+    assert recovery["Principal"] == {"AWS": ROOT}
+    assert recovery["Action"] == ["kms:PutKeyPolicy", "kms:GetKeyPolicy", "kms:DescribeKey"]
+    for sid, statement in statements.items():
+        if statement["Principal"] == {"AWS": ROOT} and sid != "AccountKeyPolicyRecovery":
+            # The account's principals use a key only through a named AWS service.
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"], sid
+
+
+def test_the_data_key_is_used_only_through_the_services_that_store_payment_data(synthesized):
+    statements = _statements(synthesized.key_policy("security", "data-key"))
+    use, grants = statements["KeyUseThroughServices"], statements["GrantsForServices"]
+    services = {f"{name}.eu-west-1.amazonaws.com" for name in ("rds", "secretsmanager", "dms", "lambda", "sqs",
+                                                                "backup")}
+    assert set(use["Condition"]["StringEquals"]["kms:ViaService"]) == services
+    assert "kms:CreateGrant" not in use["Action"]
+    assert grants["Condition"]["Bool"] == {"kms:GrantIsForAWSResource": "true"}
+
+
+def test_the_backup_vault_has_its_own_key_used_only_by_aws_backup(synthesized):
+    statements = _statements(synthesized.key_policy("security", "backup-key"))
+    assert statements["KeyUseThroughServices"]["Condition"]["StringEquals"]["kms:ViaService"] == [
+        "backup.eu-west-1.amazonaws.com"]
+
+
+def test_dev_lets_its_keys_be_destroyed(synthesized):
+    for name, key in synthesized.resources("security", "aws_kms_key").items():
+        assert key["lifecycle"]["prevent_destroy"] is False, name
 
 
 def test_cloudwatch_logs_may_use_the_logs_key_for_this_accounts_log_groups_only(synthesized):
@@ -61,6 +109,44 @@ def test_dms_egress_to_onprem_cidrs_on_the_source_port(synthesized):
     onprem = rules["dms-out-onprem-172-16-0-0_16"]
     assert (onprem["cidr_ipv4"], onprem["from_port"], onprem["to_port"]) == ("172.16.0.0/16", 5432, 5432)
     assert onprem["security_group_id"] == "${aws_security_group.dms.id}"
+
+
+CLIENT_GROUPS = ("lambda", "validation", "controller", "dms")
+ENDPOINT_SERVICES = {"secretsmanager", "ssm", "dms", "monitoring", "logs", "kms", "sts", "xray"}
+
+
+def test_no_group_has_egress_to_the_internet(synthesized):
+    for name, rule in _rules(synthesized, "egress").items():
+        assert rule.get("cidr_ipv4") != "0.0.0.0/0" and "cidr_ipv6" not in rule, f"{name} reaches the internet"
+
+
+@pytest.mark.parametrize("group", CLIENT_GROUPS)
+def test_lambda_and_dms_egress_is_the_endpoints_the_database_and_onprem_only(synthesized, group):
+    rules = [r for r in _rules(synthesized, "egress").values()
+             if r["security_group_id"] == f"${{aws_security_group.{group}.id}}"]
+    destinations = sorted((r.get("referenced_security_group_id") or r["cidr_ipv4"], r["from_port"], r["to_port"])
+                          for r in rules)
+    assert destinations == sorted([("${aws_security_group.endpoints.id}", 443, 443),
+                                   ("${aws_security_group.database.id}", 5432, 5432),
+                                   ("172.16.0.0/16", 5432, 5432)]), f"{group}: {destinations}"
+
+
+def test_endpoints_accept_https_only_from_the_lambda_and_dms_groups(synthesized):
+    ingress = [r for r in _rules(synthesized, "ingress").values()
+               if r["security_group_id"] == "${aws_security_group.endpoints.id}"]
+    assert sorted(r["referenced_security_group_id"] for r in ingress) == sorted(
+        f"${{aws_security_group.{group}.id}}" for group in CLIENT_GROUPS)
+    assert all(r["from_port"] == r["to_port"] == 443 for r in ingress)
+
+
+def test_interface_endpoints_with_private_dns_in_every_private_subnet(synthesized):
+    endpoints = synthesized.resources("security", "aws_vpc_endpoint")
+    assert {e["service_name"].removeprefix("com.amazonaws.eu-west-1.") for e in endpoints.values()} == ENDPOINT_SERVICES
+    for name, endpoint in endpoints.items():
+        assert endpoint["vpc_endpoint_type"] == "Interface" and endpoint["private_dns_enabled"] is True, name
+        assert endpoint["security_group_ids"] == ["${aws_security_group.endpoints.id}"], name
+        assert len(endpoint["subnet_ids"]) == 3 and all(
+            "private" in subnet for subnet in endpoint["subnet_ids"]), name
 
 
 def test_api_reaches_the_onprem_database_it_writes_to_before_the_data_cutover(synthesized):
@@ -113,3 +199,4 @@ def test_writer_parameter_starts_on_prem_and_then_belongs_to_the_controller(synt
     assert parameter["name"] == "/payment-migration/dev/writer" and parameter["type"] == "String"
     assert json.loads(parameter["value"])["writer"] == "onprem"
     assert parameter["lifecycle"]["ignore_changes"] == ["value"]
+
