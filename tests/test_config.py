@@ -95,6 +95,9 @@ BAD_CONFIGS = {
     "key administrator that is not a role": (
         edited(r"^key_administrator_arns = .*$", 'key_administrator_arns = ["arn:aws:iam::123456789012:user/alice"]'),
         "security.key_administrator_arns[0]", "not an IAM role ARN"),
+    "secret age beyond what one check can wait": (
+        edited(r"^secret_max_age_days = .*$", "secret_max_age_days = 400"),
+        "security.secret_max_age_days", "outside 1–360"),
     "vault lock longer than the plan keeps recovery points": (
         edited(r"^# backup_vault_lock_days = .*$", "backup_vault_lock_days = 60"),
         "database.backup_vault_lock_days", "longer than backup_plan_retention_days"),

@@ -37,16 +37,33 @@ class DatabaseCredentials(Construct):
         super().__init__(scope, id_)
         self.key_arn = key_arn
         self._arns: dict[tuple[str, str], str] = {}
+        self._names_and_arns: list[tuple[str, str]] = []
         for side in SIDES:
             for role in DATABASE_ROLES:
                 fields = '{"username", "password", "host", "port"}' if role.needs_endpoint else \
                     '{"username", "password"}'
+                name = secret_name(env_name, side, role.name)
                 secret = SecretsmanagerSecret(
-                    self, f"{side}-{role.name}", name=f"payment-migration/{env_name}/{side}/{role.name}",
+                    self, f"{side}-{role.name}", name=name,
                     description=f"{SIDE_NAMES[side]} role {role.name}, {role.purpose}: {fields}; "
                                 "value set by the operator",
                     kms_key_id=key_arn, recovery_window_in_days=recovery_window_days)
                 self._arns[(side, role.name)] = secret.arn
+                self._names_and_arns.append((name, secret.arn))
 
     def arn(self, side: str, role: str) -> str:
         return self._arns[(side, role)]
+
+    def names_and_arns(self) -> list[tuple[str, str]]:
+        """Every secret's name and ARN, on-prem's first."""
+        return list(self._names_and_arns)
+
+
+def secret_name(env_name: str, side: str, role: str) -> str:
+    """`payment-migration/<env>/<side>/<role>`: what the README's runbook puts values into."""
+    return f"payment-migration/{env_name}/{side}/{role}"
+
+
+def secret_names(env_name: str) -> dict[tuple[str, str], str]:
+    """(side, role) → name, for every database secret of an environment (alarms name them)."""
+    return {(side, role.name): secret_name(env_name, side, role.name) for side in SIDES for role in DATABASE_ROLES}

@@ -39,8 +39,8 @@ class StateMachine(Construct):
                                                                   account_id=account_id).json)
         policy = IamRolePolicy(self, "policy", role=self.role.id, name="state-machine",
                                policy=policy_document(self, "permissions", [
-                                   allow(["lambda:InvokeFunction"], [*functions, *(f"{arn}:*" for arn in functions)],
-                                         sid="InvokeSteps"),
+                                   *([allow(["lambda:InvokeFunction"], [*functions, *(f"{arn}:*" for arn in functions)],
+                                            sid="InvokeSteps")] if functions else []),
                                    *statements,
                                    allow(_UNSCOPABLE, ["*"], sid="LogsAndTraces"),
                                ]).json)

@@ -22,6 +22,11 @@ from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document
 from lib.constructs.kms import EncryptionKey, KeyGovernance, key_statement
+from lib.constructs.secret_age import DIMENSION as SECRET_AGE_DIMENSION
+from lib.constructs.secret_age import METRIC_NAME as SECRET_AGE_METRIC
+from lib.constructs.secret_age import NAMESPACE as SECRET_AGE_NAMESPACE
+from lib.constructs.secret_age import SECONDS_PER_DAY
+from lib.constructs.secrets import secret_names
 from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE, ComputeStack
 from lib.stacks.database import DatabaseStack
@@ -56,6 +61,7 @@ class MonitoringStack(BaseStack):
         self._topics(config)
         alarms = self._alarms(config)
         self._replication_alarms(config, migration)
+        self._secret_age_alarms(config)
         self._dms_events(migration)
         # The alarms whose firing means the AWS side is failing its users: shifting traffic back
         # to on-prem helps. (Aurora load, DMS lag and validation findings call for a human.)
@@ -174,6 +180,32 @@ class MonitoringStack(BaseStack):
                 comparison="GreaterThanOrEqualToThreshold", periods=1)
         self.alarms = alarms
         return alarms
+
+    def _secret_age_alarms(self, config: Config) -> None:
+        """One alarm per database secret whose value is older than security.secret_max_age_days,
+        from the security stack's daily check (lib/constructs/secret_age.py), which publishes 1
+        for such a secret. Secrets and check are found by name: no cross-stack read."""
+        days = config.security.secret_max_age_days
+        self.secret_age_alarm_names = []
+        for (side, role), name in secret_names(config.name).items():
+            id_ = f"secret-age-{side}-{role.replace('_', '-')}"
+            alarm = CloudwatchMetricAlarm(
+                self, id_, alarm_name=self.resource_name(id_),
+                alarm_description=f"Secret {name} has held the same value for over {days} days: rotate it "
+                                  "(README, Rotating a database credential)",
+                namespace=SECRET_AGE_NAMESPACE, metric_name=SECRET_AGE_METRIC, dimensions={SECRET_AGE_DIMENSION: name},
+                statistic="Maximum", period=SECONDS_PER_DAY, evaluation_periods=1, threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
+                # Nothing is published before the first check ends, max_age_days after the deploy.
+                treat_missing_data="notBreaching",
+                alarm_actions=[self.alarm_topic.arn], ok_actions=[self.alarm_topic.arn])
+            self.secret_age_alarm_names.append(alarm.alarm_name)
+        machine = self.resource_name("secret-age")
+        machine_arn = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{machine}"
+        self._alarm("secret-age-check-failed", "The daily check of the database secrets' age failed: their age "
+                    "alarms are blind until it runs again", namespace="AWS/States", metric="ExecutionsFailed",
+                    dimensions={"StateMachineArn": machine_arn}, statistic="Sum", threshold=0, periods=1,
+                    period=SECONDS_PER_DAY)
 
     def _replication_alarms(self, config: Config, migration: MigrationStack) -> None:
         """Replication that lags, stops or fails, in both directions, and slots holding WAL on both

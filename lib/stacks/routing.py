@@ -155,6 +155,27 @@ class RoutingStack(BaseStack):
                 alarm_actions=[topic.arn], ok_actions=[topic.arn], provider=us_east_1)
             self.health_alarm_names[side] = alarm.alarm_name
         self.health_alarm_region = "us-east-1"
+        if config.dns.create_zone:
+            self._dnssec_alarms(config, topic_arn=topic.arn)
+
+    def _dnssec_alarms(self, config: Config, *, topic_arn: str) -> None:
+        """The zone this project signs (network stack) stops resolving for validating resolvers
+        when signing fails or its key-signing key needs action (its KMS key disabled, deleted, or
+        its policy changed): Route 53 says so only in these metrics, in us-east-1."""
+        for id_, metric, meaning in (
+                ("dnssec-internal-failure", "DNSSECInternalFailure",
+                 "DNSSEC signing of the zone failed inside Route 53"),
+                ("dnssec-ksk-action-needed", "DNSSECKeySigningKeysNeedingAction",
+                 "a key-signing key of the zone needs action (its KMS key disabled, deleted or no longer usable)")):
+            CloudwatchMetricAlarm(
+                self, id_, alarm_name=self.resource_name(id_),
+                alarm_description=f"{config.dns.zone_name}: {meaning}; validating resolvers stop answering for "
+                                  "the zone until it is fixed (README, Security)",
+                namespace="AWS/Route53", metric_name=metric, dimensions={"HostedZoneId": self.zone_id},
+                statistic="Maximum", period=300, evaluation_periods=1, threshold=0,
+                comparison_operator="GreaterThanThreshold", treat_missing_data="notBreaching",
+                alarm_actions=[topic_arn], ok_actions=[topic_arn], provider=self.us_east_1)
+
     def _query_logging(self, config: Config) -> None:
         """Every DNS query for the zone, to an encrypted log group in us-east-1."""
         us_east_1 = self.us_east_1

@@ -1,5 +1,5 @@
 """security: KMS keys, security groups, the private AWS endpoints, the WAF web ACL, one secret per
-database role and side, and the writer parameter."""
+database role and side with the check of their age, and the writer parameter."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from constructs import Construct
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.kms import EncryptionKey, KeyGovernance, cloudwatch_logs_statement
+from lib.constructs.secret_age import SecretAgeWatch, WatchedSecret
 from lib.constructs.secrets import DatabaseCredentials
 from lib.stacks.base import BaseStack
 from lib.stacks.network import NetworkStack
@@ -74,6 +75,10 @@ class SecurityStack(BaseStack):
         # One secret per database role and side; the data key encrypts them all.
         self.database_secrets = DatabaseCredentials(self, "database-secrets", env_name=config.name,
                                                     key_arn=self.data_key.arn)
+        self.secret_age = SecretAgeWatch(
+            self, "secret-age", name=self.resource_name("secret-age"), max_age_days=config.security.secret_max_age_days,
+            secrets=[WatchedSecret(name, arn) for name, arn in self.database_secrets.names_and_arns()],
+            logs_key_arn=self.logs_key.arn, log_retention_days=config.logs.retention_days, account_id=self.account_id)
         self._writer_parameter(config)
 
     def _keys(self) -> None:

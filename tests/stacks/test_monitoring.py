@@ -127,3 +127,23 @@ def test_composite_alarm_covers_the_user_facing_alarms_and_reaches_the_rollback_
     for alarm in _alarms(synthesized).values():
         assert "${aws_sns_topic.rollback-topic.arn}" not in alarm["alarm_actions"], \
             "only the composite alarm may reach the rollback topic"
+
+
+def test_an_alarm_per_database_secret_older_than_the_configured_age(synthesized):
+    secrets = {s["name"] for s in synthesized.resources("security", "aws_secretsmanager_secret").values()}
+    alarms = {name: alarm for name, alarm in _alarms(synthesized).items()
+              if name.startswith("secret-age-") and name != "secret-age-check-failed"}
+    assert len(alarms) == len(secrets) == 10
+    assert {alarm["dimensions"]["SecretName"] for alarm in alarms.values()} == secrets
+    for name, alarm in alarms.items():
+        assert (alarm["namespace"], alarm["metric_name"]) == ("PaymentMigration", "SecretValueOverMaxAge"), name
+        assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanOrEqualToThreshold", 1), name
+        assert alarm["period"] == 86400 and "90 days" in alarm["alarm_description"], name
+
+
+def test_a_failed_secret_age_check_alarms(synthesized):
+    alarm = _alarms(synthesized)["secret-age-check-failed"]
+    assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/States", "ExecutionsFailed")
+    assert alarm["dimensions"]["StateMachineArn"].endswith(":stateMachine:payment-secret-age-dev")
+    (machine,) = synthesized.resources("security", "aws_sfn_state_machine").values()
+    assert machine["name"] == "payment-secret-age-dev"

@@ -111,3 +111,22 @@ def test_existing_zone_is_used_by_id_without_creating_one(synthesize):
     variant = synthesize(edited(r"^create_zone = true.*$", 'zone_id = "Z0EXISTINGZONE42"'))
     assert not variant.resources("network", "aws_route53_zone")
     assert _records(variant)["weighted-onprem"]["zone_id"] == "Z0EXISTINGZONE42"
+
+
+def test_a_created_zone_has_dnssec_alarms_in_us_east_1(synthesized):
+    alarms = synthesized.resources("routing", "aws_cloudwatch_metric_alarm")
+    for id_, metric in (("dnssec-internal-failure", "DNSSECInternalFailure"),
+                        ("dnssec-ksk-action-needed", "DNSSECKeySigningKeysNeedingAction")):
+        alarm = alarms[id_]
+        assert (alarm["namespace"], alarm["metric_name"]) == ("AWS/Route53", metric)
+        assert alarm["provider"] == "aws.us_east_1", "Route 53 publishes DNSSEC metrics in us-east-1 only"
+        assert alarm["dimensions"] == {"HostedZoneId": _records(synthesized)["weighted-onprem"]["zone_id"]}
+        assert "aws_route53_zone" in alarm["dimensions"]["HostedZoneId"], "the created zone's id"
+        assert (alarm["comparison_operator"], alarm["threshold"]) == ("GreaterThanThreshold", 0)
+        assert alarm["alarm_actions"] == ["${aws_sns_topic.health-topic.arn}"]
+
+
+def test_an_existing_zone_signed_elsewhere_gets_no_dnssec_alarms(synthesize):
+    variant = synthesize(edited(r"^create_zone = true.*$", 'zone_id = "Z0EXISTINGZONE42"'))
+    assert not {"dnssec-internal-failure", "dnssec-ksk-action-needed"} & set(
+        variant.resources("routing", "aws_cloudwatch_metric_alarm"))

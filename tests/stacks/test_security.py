@@ -200,3 +200,27 @@ def test_writer_parameter_starts_on_prem_and_then_belongs_to_the_controller(synt
     assert json.loads(parameter["value"])["writer"] == "onprem"
     assert parameter["lifecycle"]["ignore_changes"] == ["value"]
 
+
+def test_secret_age_check_watches_every_database_secret_daily_for_the_configured_age(synthesized):
+    (machine,) = synthesized.resources("security", "aws_sfn_state_machine").values()
+    definition = json.loads(machine["definition"])
+    secrets = synthesized.resources("security", "aws_secretsmanager_secret")
+    watched = definition["States"]["Secrets"]["Result"]
+    assert sorted(s["name"] for s in watched) == sorted(s["name"] for s in secrets.values())
+    assert sorted(s["arn"] for s in watched) == sorted(f"${{aws_secretsmanager_secret.{n}.arn}}" for n in secrets)
+    assert definition["States"]["Hold"]["Seconds"] == 90 * 86400
+    (rule,) = synthesized.resources("security", "aws_cloudwatch_event_rule").values()
+    assert rule["schedule_expression"] == "rate(1 day)"
+    (target,) = synthesized.resources("security", "aws_cloudwatch_event_target").values()
+    assert target["arn"].startswith("${aws_sfn_state_machine.") and target["role_arn"]
+
+
+def test_secret_age_check_reads_version_ids_of_its_secrets_and_nothing_else(synthesized):
+    documents = synthesized.data("security", "aws_iam_policy_document")
+    (permissions,) = [d for name, d in documents.items() if name.startswith("secret-age_check_permissions")]
+    statements = {s["sid"]: s for s in permissions["statement"]}
+    assert statements["ListVersions"]["actions"] == ["secretsmanager:ListSecretVersionIds"]
+    assert len(statements["ListVersions"]["resources"]) == 10
+    assert not any("GetSecretValue" in action for s in statements.values() for action in s["actions"])
+    (condition,) = statements["PublishAge"]["condition"]
+    assert condition["values"] == ["PaymentMigration"]
