@@ -179,6 +179,17 @@ def test_prevent_destroy_defaults_on() -> None:
     assert config.database.deletion_protection and config.load_balancer.deletion_protection
 
 
+def test_prod_example_protects_everything_and_names_key_administrators() -> None:
+    from lib.config import load_config
+
+    config = load_config("prod")
+    assert config.security.prevent_destroy and config.database.deletion_protection
+    assert config.load_balancer.deletion_protection and config.migration.multi_az
+    assert config.network.nat_gateway_mode == "per_az" and config.monitoring.alarm_emails
+    assert len(config.security.key_administrator_arns) >= 1 and config.database.backup_vault_lock_days
+    assert config.onprem.app_hostname and not config.onprem.app_ip_addresses
+
+
 def test_deletion_protection_defaults_on() -> None:
     config = parse_config(edited(r"^deletion_protection = false.*$", ""))
     assert config.database.deletion_protection is True

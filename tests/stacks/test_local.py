@@ -88,8 +88,12 @@ def test_what_moto_cannot_create_is_left_out_locally_and_only_locally(local, syn
     assert EXCLUDED_TYPES <= dev_types, "an exclusion names a type the stacks do not create"
 
 
-def test_no_other_environment_carries_an_endpoint_or_a_test_credential(synthesized):
-    for name, stack in synthesized.stacks.items():
+@pytest.mark.parametrize("environment", ["synthesized", "prod"], ids=["dev", "prod"])
+def test_no_other_environment_carries_an_endpoint_or_a_test_credential(request, environment):
+    app = request.getfixturevalue(environment)
+    assert app.stacks
+    for name, stack in app.stacks.items():
+        assert not name.endswith("-local"), name
         text = json.dumps(stack)
         assert "127.0.0.1" not in text and "localhost" not in text, f"{name} points at a local endpoint"
         for provider in stack["provider"]["aws"]:
