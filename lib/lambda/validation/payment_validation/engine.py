@@ -602,6 +602,9 @@ class _TableCheck:
                            converged_in_flight=self._content.converged)
         if self._decided is not None:
             status, message = self._decided
+            problems = [sequence.problem for sequence in self._sequences if sequence.problem]
+            if status is not Status.ERROR and self._options.check_sequences and problems:
+                status, message = Status.FAILED, "; ".join([message, *problems])
         else:
             status, message = verdict(self._schema_differences, differences, self._sequences,
                                       self._options.check_sequences, self._content.not_rechecked)
