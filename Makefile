@@ -35,7 +35,7 @@ help:
 	@echo "make test          validate, then run the test suite (installs everything first)"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
 	@echo "make emulator      serve the local environment's moto server until Ctrl-C (for cdktf deploy <stack>-local)"
-	@echo "make scan          checkov on cdktf.out and on the local deploy's plans; parliament on their IAM policies"
+	@echo "make scan          checkov on cdktf.out, the dev and prod examples and the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
 	@echo "make diagram       draw docs/architecture.png and .svg (stacks, main resources, cross-stack reads) from cdktf.out"
 	@echo "make install       Python deps (Pipfile.lock) into .venv, cdktf CLI and Node 22 (package-lock.json)"
@@ -80,16 +80,30 @@ $(SCAN_VENV)/.installed: Makefile
 		"parliament==$(PARLIAMENT_VERSION)"
 	@touch $@
 
-# The security gate. checkov on every synthesized stack (.checkov.yaml holds each justified skip);
-# then, when the local deploy has run (CI runs it first; SCAN_PLANS=required makes it a must),
-# checkov on each stack's plan with every value resolved (.checkov-plan.yaml adds the skips for
-# what the emulator leaves out) and parliament on the plans' IAM policies (.parliament.yaml).
+# The security gate. checkov on every synthesized stack: $PAYMENT_MIGRATION_ENV's (cdktf.out) and
+# the shipped examples' (SCAN_ENVS, each synthesized into build/scan/<env>); then, when the local
+# deploy has run (CI runs it first; SCAN_PLANS=required makes it a must), checkov on each stack's
+# plan with every value resolved, and parliament on the plans' IAM policies (.parliament.yaml).
+# checkov skips nothing and reports in JSON; lib/checkov_gate.py fails on any finding it does not
+# suppress for exactly that resource, with its reason (checkov reads no per-resource skip in JSON).
 PLANS := build/deploy-local/plans
+SCAN_DIR := build/scan
+SCAN_ENVS := dev prod
 scan: synth $(SCAN_VENV)/.installed
-	$(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
+	@current="$${PAYMENT_MIGRATION_ENV:-dev}"; sources=cdktf.out/stacks; \
+	for env in $(SCAN_ENVS); do \
+		if [ "$$env" != "$$current" ]; then \
+			echo "==> synthesizing $$env into $(SCAN_DIR)/$$env for the scan"; \
+			CDKTF_OUTDIR=$(SCAN_DIR)/$$env PAYMENT_MIGRATION_ENV=$$env PAYMENT_MIGRATION_CONFIG= $(PY) main.py; \
+			sources="$$sources $(SCAN_DIR)/$$env/stacks"; \
+		fi; \
+	done; \
+	$(PY) -m lib.checkov_gate prepare $(SCAN_DIR)/stacks $$sources
+	$(SCAN_VENV)/bin/checkov --config-file .checkov.yaml > $(SCAN_DIR)/checkov-synth.json
+	$(PY) -m lib.checkov_gate check synth $(SCAN_DIR)/checkov-synth.json
 	@if ls $(PLANS)/*.json >/dev/null 2>&1; then \
-		$(SCAN_VENV)/bin/checkov --config-file .checkov-plan.yaml \
-			--skip-check "$$(sed -n 's/^  - \(CKV[A-Z0-9_]*\)$$/\1/p' .checkov.yaml .checkov-plan.yaml | paste -sd, -)" && \
+		$(SCAN_VENV)/bin/checkov --config-file .checkov-plan.yaml > $(SCAN_DIR)/checkov-plan.json && \
+		$(PY) -m lib.checkov_gate check plan $(SCAN_DIR)/checkov-plan.json && \
 		$(SCAN_VENV)/bin/python -m lib.policy_audit $(PLANS) --suppressions .parliament.yaml; \
 	elif [ "$${SCAN_PLANS:-}" = required ]; then \
 		echo "error: no plans in $(PLANS): run make deploy-local first" >&2; exit 1; \
