@@ -169,8 +169,14 @@ def advance_definition(*, traffic_arn: str, validation_arn: str, rollback_arn: s
     bake_checks × bake_interval_seconds, the alarms read once per interval."""
     return {
         "Comment": "Move traffic to a phase, then watch the alarms for the bake time; roll back on an alarm",
-        "StartAt": "KnownPhase?",
+        "StartAt": "HasPhase?",
         "States": {
+            # A Choice on a missing variable fails the execution (States.Runtime): test presence first.
+            "HasPhase?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.phase", "IsPresent": False, "Next": "UnknownPhase"}],
+                "Default": "KnownPhase?",
+            },
             "KnownPhase?": {
                 "Type": "Choice",
                 "Choices": [{"Or": [{"Variable": "$.phase", "StringEquals": phase} for phase in PHASES],

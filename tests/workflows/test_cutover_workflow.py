@@ -262,4 +262,7 @@ def test_advance_refuses_an_unknown_phase(controller):
     advance = controller.run("advance", {"phase": "everything"})
 
     assert (advance.status, advance.error) == ("FAILED", "UnknownPhase")
-    assert advance.states_entered() == ["KnownPhase?", "UnknownPhase"]
+    assert advance.states_entered() == ["HasPhase?", "KnownPhase?", "UnknownPhase"]
+    missing = controller.run("advance", {})
+    assert (missing.status, missing.error) == ("FAILED", "UnknownPhase")
+    assert missing.states_entered() == ["HasPhase?", "UnknownPhase"]
