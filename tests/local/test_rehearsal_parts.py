@@ -1,0 +1,67 @@
+"""Parts of the rehearsal that can be checked without running it: the deploy order it derives, the
+Step Functions actions it adds to moto, and the API execution environments of its clients."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lib.local.rehearsal.stacks import dependencies
+
+
+def test_every_stack_but_network_waits_for_the_account_stack(tmp_path):
+    manifest = {"stacks": {"account-x": {}, "network-x": {}, "security-x": {"dependencies": ["network-x"]},
+                           "migration-x": {"dependencies": ["network-x", "security-x"]}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    graph = dependencies(tmp_path, "x")
+    assert graph["account-x"] == set() and graph["network-x"] == set(), "the two first stacks run side by side"
+    assert graph["migration-x"] == {"network-x", "security-x", "account-x"}, \
+        "the migration stack reads the account stack's DMS roles by name, which the manifest cannot show"
+    assert graph["security-x"] == {"network-x", "account-x"}
+
+
+@pytest.fixture(scope="module")
+def step_functions():
+    from lib.local.emulator import Emulator
+    from lib.local.rehearsal import shims
+
+    shims.install_step_functions_actions()
+    emulator = Emulator(0)
+    client = emulator.client("stepfunctions")
+    yield client
+    emulator.stop()
+
+
+def test_validate_state_machine_definition_answers_with_moto_parser(step_functions):
+    good = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    assert step_functions.validate_state_machine_definition(definition=json.dumps(good))["result"] == "OK"
+    bad = step_functions.validate_state_machine_definition(
+        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Bogus"}}}))
+    assert bad["result"] == "FAIL" and "Bogus" in bad["diagnostics"][0]["message"], bad
+
+
+def test_list_state_machine_versions_answers_the_published_ones(step_functions):
+    definition = json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}})
+    arn = step_functions.create_state_machine(name="versions", definition=definition,
+                                              roleArn="arn:aws:iam::123456789012:role/r")["stateMachineArn"]
+    assert step_functions.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"] == []
+    step_functions.update_state_machine(stateMachineArn=arn, definition=definition, publish=True)
+    versions = step_functions.list_state_machine_versions(stateMachineArn=arn)["stateMachineVersions"]
+    assert [version["stateMachineVersionArn"] for version in versions] == [f"{arn}:1"]
+
+
+def test_each_client_gets_its_own_api_execution_environment():
+    from lib.local.rehearsal.load import isolated_module, private_metrics
+
+    first = isolated_module("payment_api", "payment_api.handler")
+    second = isolated_module("payment_api", "payment_api.handler")
+    import payment_api.handler as canonical
+
+    assert len({id(first), id(second), id(canonical)}) == 3
+    assert first.app is not second.app and first.payments is not second.payments, \
+        "the resolver and the core are per environment, like a Lambda execution environment"
+    private_metrics(first.metrics)
+    first.metrics.add_metric(name="Probe", unit="Count", value=1)
+    assert "Probe" not in second.metrics.metric_set, "metrics are not shared between environments"
+    first.metrics.clear_metrics()
