@@ -27,13 +27,14 @@ export PIPENV_NOSPIN := 1
 # No telemetry calls from the cdktf CLI or Terraform.
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help install synth validate test deploy-local emulator scan bench postgres clean diagram
+.PHONY: help install synth validate test deploy-local rehearse emulator scan bench postgres clean diagram
 
 help:
 	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
 	@echo "make validate      synth, then terraform init -backend=false + validate on every stack (offline mirror)"
 	@echo "make test          validate, then run the test suite (installs everything first)"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
+	@echo "make rehearse      the whole runbook locally (moto, two PostgreSQL servers, a payment load): build/rehearsal/report.json"
 	@echo "make emulator      serve the local environment's moto server until Ctrl-C (for cdktf deploy <stack>-local)"
 	@echo "make scan          checkov on cdktf.out, the dev and prod examples and the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
@@ -69,6 +70,10 @@ validate: synth
 # The local environment (config/local.toml) applied to a moto server on this machine.
 deploy-local: install
 	$(PY) -m lib.local.deploy --env local
+
+# The operator's runbook end to end on this machine, every payment counted (lib/local/rehearsal).
+rehearse: install postgres
+	$(PY) -m lib.local.rehearsal --env local
 
 emulator: install
 	$(PY) -m lib.local.emulator --env local
