@@ -34,7 +34,9 @@ class StateMachine(Construct):
         super().__init__(scope, id_)
         log_group = CloudwatchLogGroup(self, "logs", name=f"/aws/vendedlogs/states/{name}", kms_key_id=logs_key_arn,
                                        retention_in_days=log_retention_days)
-        self.role = IamRole(self, "role", name=name, description=f"State machine {name}: {description}",
+        # Suffixed: a machine may share its name with a function (payment-validation-<env>), whose
+        # role carries the function's name, and IAM role names are unique in the account.
+        self.role = IamRole(self, "role", name=f"{name}-states", description=f"State machine {name}: {description}",
                             assume_role_policy=assume_role_policy(self, "trust", "states.amazonaws.com",
                                                                   account_id=account_id).json)
         policy = IamRolePolicy(self, "policy", role=self.role.id, name="state-machine",

@@ -79,3 +79,15 @@ def test_dependency_graph_is_acyclic(synthesized):
         visit(node, [])
     assert graph["network-dev"] == set()
     assert graph["database-dev"] == {"network-dev", "security-dev"}
+
+
+@pytest.mark.parametrize("environment", ["synthesized", "prod"], ids=["dev", "prod"])
+def test_iam_role_names_are_unique_across_the_app(request, environment):
+    """IAM role names are unique in an account: two stacks (or a function and a state machine)
+    naming the same role would fail at apply, whichever deploys second."""
+    app = request.getfixturevalue(environment)
+    names = [role["name"] for stack in app.stacks.values()
+             for role in stack.get("resource", {}).get("aws_iam_role", {}).values()]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"IAM role names used twice: {duplicates}"
+    assert all(len(name) <= 64 for name in names), [name for name in names if len(name) > 64]
