@@ -86,6 +86,11 @@ class Phase:
                 "seconds": None if self.ended is None else round(self.ended - self.started, 1), **self.detail}
 
 
+def _applied(run) -> dict:
+    """A stack's apply, as report.json shows it (the rehearsal does not re-plan)."""
+    return {key: value for key, value in run.to_dict().items() if key != "replan"}
+
+
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -331,11 +336,11 @@ class Rehearsal:
         finally:
             self.deploy_summary = {"seconds": round(time.monotonic() - started, 1),
                                    "synth_seconds": round(synth_seconds, 1),
-                                   "stacks": [run.to_dict() for run in deployment.runs], "complete": False}
+                                   "stacks": [_applied(run) for run in deployment.runs], "complete": False}
         seconds = time.monotonic() - started
         self.deploy_summary = {"complete": True,
             "seconds": round(seconds, 1), "synth_seconds": round(synth_seconds, 1),
-            "stacks": [run.to_dict() for run in runs], "resources": sum(run.resources for run in runs),
+            "stacks": [_applied(run) for run in runs], "resources": sum(run.resources for run in runs),
             "logs": str((deployment.logs).relative_to(REPO_ROOT)),
             "how": "lib/local/deploy.py's LocalDeploy (synthesis, per-stack terraform in build/rehearsal/deploy) with "
                    "init + apply -auto-approve per stack; stacks whose dependencies are applied run side by side, "
