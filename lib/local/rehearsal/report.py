@@ -59,15 +59,13 @@ DRIVEN = (
 )
 
 
-# What the rehearsal adds to moto in its process (lib/local/rehearsal/shims.py); the two Step
-# Functions actions belong in lib/local/emulator.py's SHIMS, where `make deploy-local` gets them too.
+# What the rehearsal adds to moto in its process (lib/local/rehearsal/shims.py); the Step Functions
+# action belongs in lib/local/emulator.py's SHIMS, where `make deploy-local` gets it too.
 EMULATOR_ADDITIONS = {
     "request-log": "every request moto serves (service, action, status, seconds) to logs/moto.log",
     "sfn-validate-state-machine-definition": "moto has no ValidateStateMachineDefinition, which the AWS provider "
                                              "calls before it creates a state machine: answered with moto's own ASL "
                                              "parser",
-    "sfn-list-state-machine-versions": "moto has no ListStateMachineVersions, which the AWS provider calls when it "
-                                       "reads a state machine back: answered from moto's record of versions",
 }
 
 

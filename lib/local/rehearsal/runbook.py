@@ -311,7 +311,6 @@ class Rehearsal:
         from lib.local.emulator import Emulator
         from lib.local.rehearsal import shims
 
-        self.shims = ["request-log", *shims.install_step_functions_actions()]
         # moto's requests (service, action, status, seconds), and werkzeug's errors, to logs/moto.log.
         moto_log = logging.FileHandler(self.work / "logs" / "moto.log")
         moto_log.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(message)s"))
@@ -321,6 +320,7 @@ class Rehearsal:
         requests.addHandler(moto_log)
         shims.install_request_log(requests)
         self.emulator = Emulator(self.config.emulator.port, execute_state_machines=True)
+        self.shims = ["request-log", *shims.install_step_functions_actions()]
         werkzeug = logging.getLogger("werkzeug")
         werkzeug.setLevel(logging.WARNING)
         werkzeug.propagate = False

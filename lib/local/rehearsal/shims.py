@@ -3,10 +3,8 @@
 - `ValidateStateMachineDefinition`: moto 5.2.5 has no such action (its server answers 500), and the
   AWS provider calls it before creating or updating an aws_sfn_state_machine, so the cutover stack
   cannot be applied without it. Answered here with moto's own ASL parser (the one its interpreter
-  runs): OK when it parses, FAIL with the parser's message when not. Skipped when moto (or an
-  emulator shim) already answers it.
-- `ListStateMachineVersions`: missing from moto 5.2.5 too; the provider lists a state machine's
-  versions when it reads one back. Answered from moto's own record of published versions.
+  runs): OK when it parses, FAIL with the parser's message when not. Installed after the
+  emulator's own shims, and only when neither moto nor they answer it.
 - a request log: every call moto serves — service, action, path, status, seconds — to a logger
   (werkzeug's own log names neither service nor action of query and JSON APIs).
 """
@@ -28,27 +26,7 @@ def install_step_functions_actions() -> list[str]:
     installed = []
     if _install_validate_state_machine_definition():
         installed.append("sfn-validate-state-machine-definition")
-    if _install_list_state_machine_versions():
-        installed.append("sfn-list-state-machine-versions")
     return installed
-
-
-def _install_list_state_machine_versions() -> bool:
-    from moto.core.responses import ActionResult
-    from moto.stepfunctions.responses import StepFunctionResponse
-
-    if hasattr(StepFunctionResponse, "list_state_machine_versions"):
-        return False
-
-    def list_state_machine_versions(self) -> ActionResult:
-        machine = self.stepfunction_backend.describe_state_machine(self._get_param("stateMachineArn"))
-        versions = sorted(getattr(machine, "versions", {}).values(), key=lambda version: -version.version)
-        return ActionResult({"stateMachineVersions": [
-            {"stateMachineVersionArn": version.arn, "creationDate": version.creation_date} for version in versions]})
-
-    setattr(list_state_machine_versions, _MARK, True)
-    StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
-    return True
 
 
 def _install_validate_state_machine_definition() -> bool:
