@@ -280,6 +280,9 @@ def measure_main(server: PostgresServer, args) -> dict:
             "floor": median_run(floors),
             "engine": median_run(engines),
             "engine_runs": engines,
+            # each engine run against the floor run just before it: the two saw about the same load
+            "paired_ratio": statistics.median(e["seconds"] / f["seconds"] for f, e in zip(floors, engines)),
+            "paired_cpu_ratio": statistics.median(e["cpu"] / f["cpu"] for f, e in zip(floors, engines)),
             "reladiff": run_reladiff(server, args.reladiff, args.threads, data["source"], target),
         }
     figures["one"]["engine_found"] = all(found_one(run, data["changed_key"]) for run in figures["one"]["engine_runs"])
@@ -524,13 +527,14 @@ def report(args, figures: dict) -> None:
               + ", ".join(f"{run['seconds']:.2f}" for run in numbers["engine_runs"]) + " s)")
         print(f"    reladiff  {reladiff['seconds']:8.2f} s   found exactly the changed keys: "
               f"{'yes' if numbers['reladiff_found'] else 'NO'}")
-        print(f"    engine / floor {engine['seconds'] / floor['seconds']:.2f} (cpu {engine['cpu'] / floor['cpu']:.2f})   "
+        print(f"    engine / floor {engine['seconds'] / floor['seconds']:.2f} (median of paired runs "
+              f"{numbers['paired_ratio']:.2f}; cpu {numbers['paired_cpu_ratio']:.2f})   "
               f"engine / reladiff {engine['seconds'] / reladiff['seconds']:.3f}")
     one, pct = figures["one"], figures["pct"]
-    ratio_floor = one["engine"]["seconds"] / one["floor"]["seconds"]
+    ratio_floor = one["paired_ratio"]
     ratio_reladiff = pct["engine"]["seconds"] / pct["reladiff"]["seconds"]
     rss = max(one["engine"]["rss_mib"], pct["engine"]["rss_mib"])
-    print(f"\n  targets: one difference, engine <= {TARGET_FLOOR_RATIO} x floor: {ratio_floor:.2f} "
+    print(f"\n  targets: one difference, engine <= {TARGET_FLOOR_RATIO} x floor (paired runs): {ratio_floor:.2f} "
           f"{verdict(ratio_floor <= TARGET_FLOOR_RATIO)}; 1 % different, engine <= {TARGET_RELADIFF_RATIO} x "
           f"reladiff: {ratio_reladiff:.3f} {verdict(ratio_reladiff <= TARGET_RELADIFF_RATIO)}; "
           f"peak RSS <= {TARGET_RSS_MIB} MiB: {rss:.0f} {verdict(rss <= TARGET_RSS_MIB)}; "

@@ -31,7 +31,9 @@ first pass's bounds) that `validate` checks one at a time and `merge.merge` join
 
 from __future__ import annotations
 
+import itertools
 import math
+import struct
 import sys
 import time
 from array import array
@@ -53,8 +55,10 @@ from .chunks import Chunk
 from .queries import Key, KeyRange, Query, RowHash, TableQueries
 from .sequences import OwnedSequence, compare_sequences, read_column_extremes, read_owned_sequences
 
-# A bucket this small is read row by row; a larger differing one is split first.
-LEAF_ROWS = 20_000
+# A bucket this small is read row by row (as the set of its row hashes, 8 bytes a row); a larger
+# differing one is split first. Ten times the aimed bucket size: the sample's bounds fall on whole
+# pages, so bucket sizes vary (exponentially), and a split costs another pass over the bucket.
+LEAF_ROWS = 100_000
 # Rows per bucket aimed at when a table or a range is split, and the most buckets in one pass.
 # Fewer, larger buckets make each row's bucket cheaper to find (a binary search over the bounds)
 # and the sample smaller; a differing bucket still fits one read.
@@ -764,15 +768,25 @@ class _ContentComparison:
 
     def _compare_rows(self, ranges: list[KeyRange]) -> None:
         """Compare the rows of the ranges as two sets of row hashes, then read just the rows whose
-        hash is on one side only: a batch where 1 % of rows differ costs barely more than one where
-        none do, and no tuple is made per row."""
+        hash is on one side only, by their ctids: a batch where 1 % of rows differ costs little more
+        than one where none do, and no tuple is made per row."""
         (source_set,), (target_set,) = self._sides.query(self._queries.row_hash_set(ranges))
-        source_hashes, target_hashes = _int8_set(source_set[0]), _int8_set(target_set[0])
-        only = {"source": source_hashes - target_hashes, "target": target_hashes - source_hashes}
+        # {row hash: its position}, made in C; the two key views give the one-sided hashes
+        positions = {side: dict(zip(_int8s(packed[0]), itertools.count()))
+                     for side, packed in (("source", source_set), ("target", target_set))}
+        ctids = {"source": source_set[1], "target": target_set[1]}
+        only = {"source": positions["source"].keys() - positions["target"].keys(),
+                "target": positions["target"].keys() - positions["source"].keys()}
         if not only["source"] and not only["target"]:
             return
-        source_rows, target_rows = self._sides.call(lambda conn, side: _fetch(
-            conn, side, self._queries.rows_with_hashes(ranges, sorted(only[side]))))
+
+        def one_sided_rows(conn, side: str) -> list[tuple]:
+            if not only[side]:
+                return []
+            at = [_ctid(ctids[side], positions[side][row_hash]) for row_hash in only[side]]
+            return _fetch(conn, side, self._queries.rows_at(at, sorted(only[side])))
+
+        source_rows, target_rows = self._sides.call(one_sided_rows)
         source_rows = [(row[:-1], row[-1]) for row in source_rows]  # key order
         target = {row[:-1]: row[-1] for row in target_rows}
         for key, row_hash in source_rows:
@@ -813,14 +827,20 @@ def _sampled_bounds(sides: _Sides, side: str, queries: TableQueries, key_range: 
     return [tuple(row) for row in sides.query_one(side, query)]
 
 
-def _int8_set(packed: bytes | memoryview | None) -> set[int]:
+def _int8s(packed: bytes | memoryview | None) -> array:
     """The int8 values sent back to back (big-endian, as int8send writes them)."""
     values = array("q")
     if packed is not None:
         values.frombytes(packed)
         if sys.byteorder == "little":
             values.byteswap()
-    return set(values)
+    return values
+
+
+def _ctid(packed: bytes | memoryview, index: int) -> str:
+    """The index-th of the ctids sent back to back (block and offset, as tidsend writes them)."""
+    block, offset = struct.unpack_from(">IH", packed, 6 * index)
+    return f"({block},{offset})"
 
 
 def _difference(source_hash: Any, target_hash: Any) -> str | None:

@@ -118,23 +118,25 @@ class TableQueries:
         return query, [*bucket_params, *params]
 
     def row_hash_set(self, key_ranges: Sequence[KeyRange]) -> Query:
-        """One bytea: the 8-byte row hash of every row in the ranges, in no particular order. A row
-        hash covers the key, so comparing the two sides' sets of hashes finds the rows that differ
-        at about a byte per row of client work (no tuple, no text per row)."""
+        """Two byteas, in one row order: the 8-byte row hash of every row in the ranges, and its
+        6-byte ctid. A row hash covers the key, so comparing the sides' sets of hashes finds the
+        rows that differ at about a byte per row of client work (no tuple, no text per row); the
+        ctids then fetch just those rows (`rows_at`), without hashing the ranges again."""
         condition, params = self._ranges_condition(key_ranges)
-        query = sql.SQL("SELECT pg_catalog.string_agg(pg_catalog.int8send({}), ''::bytea) FROM {} WHERE {}").format(
-            self._row_hash(), self._table, condition
-        )
+        query = sql.SQL(
+            "SELECT pg_catalog.string_agg(pg_catalog.int8send({}), ''::bytea),"
+            " pg_catalog.string_agg(pg_catalog.tidsend(ctid), ''::bytea) FROM {} WHERE {}"
+        ).format(self._row_hash(), self._table, condition)
         return query, params
 
-    def rows_with_hashes(self, key_ranges: Sequence[KeyRange], row_hashes: Sequence[int]) -> Query:
-        """(key text…, row hash) of the rows in the ranges whose row hash is one of `row_hashes`,
-        in key order."""
-        condition, params = self._ranges_condition(key_ranges)
-        query = sql.SQL("SELECT {}, {} FROM {} WHERE ({}) AND {} = ANY(%s::int8[]) ORDER BY {}").format(
-            self._key_text(), self._row_hash(), self._table, condition, self._row_hash(), self._key_order()
+    def rows_at(self, ctids: Sequence[str], row_hashes: Sequence[int]) -> Query:
+        """(key text…, row hash) of the rows at these ctids (in the transaction's snapshot, where a
+        visible row keeps its place) whose row hash is one of `row_hashes` (of a partitioned table
+        every partition has its own ctids), in key order."""
+        query = sql.SQL("SELECT {}, {} FROM {} WHERE ctid = ANY(%s::tid[]) AND {} = ANY(%s::int8[]) ORDER BY {}").format(
+            self._key_text(), self._row_hash(), self._table, self._row_hash(), self._key_order()
         )
-        return query, [*params, list(row_hashes)]
+        return query, [list(ctids), list(row_hashes)]
 
     def row_hashes_of(self, keys: Sequence[Key]) -> Query:
         """(key text…, row hash) of the rows with these keys, looked up by key (the primary key's
