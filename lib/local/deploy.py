@@ -26,7 +26,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,8 @@ from lib.terraform import REPO_ROOT, Terraform, TerraformError, find_mirror, ter
 
 WORK_DIR = REPO_ROOT / "build" / "deploy-local"
 # The operator's order (README, runbook step 1); each stack reads only stacks before it.
+# Stacks applied at once when their dependencies allow: a local apply is mostly waiting.
+PARALLEL_APPLIES = 3
 DEPLOY_ORDER = ("account", "network", "security", "database", "compute", "load-balancer", "migration", "routing",
                 "monitoring", "validation", "cutover")
 
@@ -126,6 +131,17 @@ class LocalDeploy:
         self.plans = work_dir / "plans"
         self.mirror = find_mirror()
         self.runs: list[StackRun] = []
+        self._lock = threading.Lock()
+
+    def prepare(self) -> float:
+        """Empty the logs and plans of an earlier run and synthesize; returns the synthesis seconds."""
+        for folder in (self.logs, self.plans):
+            folder.mkdir(parents=True, exist_ok=True)
+            for old in folder.iterdir():
+                old.unlink()
+        started = time.monotonic()
+        synthesize(self.config.name, self.outdir)
+        return time.monotonic() - started
 
     def terraform(self, stack: str) -> Terraform:
         return Terraform(self.outdir / "stacks" / stack, self.mirror,
@@ -145,17 +161,19 @@ class LocalDeploy:
         return process
 
     def apply(self, stack: str) -> StackRun:
+        """init, then `apply -auto-approve` (plan and apply in one provider start: most of a local
+        apply is the provider starting and its waiters sleeping), then count what the state holds."""
         area = stack.removesuffix(f"-{self.config.name}")
         run = StackRun(stack, area)
-        self.runs.append(run)
+        with self._lock:
+            self.runs.append(run)
         terraform = self.terraform(stack)
         started = time.monotonic()
         self.run(terraform, stack, "init", "init", "-input=false", "-reconfigure")
-        self.run(terraform, stack, "plan", "plan", "-input=false", "-out=tfplan")
-        self.run(terraform, stack, "apply", "apply", "-input=false", "-auto-approve", "tfplan")
+        self.run(terraform, stack, "apply", "apply", "-input=false", "-auto-approve")
         run.apply_seconds = time.monotonic() - started
-        state = json.loads(self.run(terraform, stack, "show", "show", "-json").stdout)
-        run.resources = len(managed_resources(state))
+        listed = self.run(terraform, stack, "state list", "state", "list").stdout.split()
+        run.resources = sum(1 for address in listed if not address.startswith("data.") and ".data." not in address)
         return run
 
     def replan(self, run: StackRun) -> None:
@@ -172,6 +190,18 @@ class LocalDeploy:
         run.undeclared = [f"{address}.{attribute}" for address, attribute in drift
                           if not declared(run.area, address, attribute)]
 
+    def undeclared_drift(self) -> str | None:
+        undeclared = [run for run in self.runs if run.undeclared]
+        if not undeclared:
+            return None
+        return "; ".join(f"{run.name} drifts in {', '.join(run.undeclared)}" for run in undeclared) + \
+            " — fix the stack, or declare an emulator difference in lib/local/limits.py with its moto cause"
+
+    def write_summary(self, excluded: list[dict[str, str]]) -> Path:
+        path = self.work_dir / "summary.json"
+        path.write_text(json.dumps(self.summary(excluded), indent=2) + "\n")
+        return path
+
     def summary(self, excluded: list[dict[str, str]]) -> dict[str, Any]:
         from lib.local.emulator import SHIMS
 
@@ -185,6 +215,69 @@ class LocalDeploy:
 
     def _display(self, path: Path) -> str:
         return str(path.relative_to(REPO_ROOT))
+
+
+def dependencies(outdir: Path, env: str) -> dict[str, set[str]]:
+    """Which stacks each stack needs applied first: the manifest's cross-stack reads, plus the one
+    read by name the manifest cannot see — the migration stack's data sources find the account
+    stack's DMS roles — so the account stack goes before every stack but network."""
+    manifest = json.loads((outdir / "manifest.json").read_text())["stacks"]
+    account, network = f"account-{env}", f"network-{env}"
+    graph = {name: set(entry.get("dependencies", [])) for name, entry in manifest.items()}
+    if account in graph:
+        for name in graph:
+            if name not in (account, network):
+                graph[name].add(account)
+    return graph
+
+
+def apply_all(deployment: LocalDeploy, *, progress: Callable[[str], None],
+              parallel: int = PARALLEL_APPLIES) -> list[StackRun]:
+    """Apply every synthesized stack, dependencies first, `parallel` at a time (stacks whose
+    dependencies are applied go side by side). Returns the runs in the operator's order. Raises
+    DeployError naming the stack that failed; stacks already running are let finish first."""
+    env = deployment.config.name
+    order = ordered_stacks(deployment.outdir, env)
+    graph = dependencies(deployment.outdir, env)
+    done: set[str] = set()
+    running: dict[Future, str] = {}
+    failure: str | None = None
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="apply") as pool:
+        while len(done) < len(order):
+            if failure is None:
+                for stack in order:
+                    if (stack not in done and stack not in running.values() and graph[stack] <= done
+                            and len(running) < parallel):
+                        progress(f"applying {stack} …")
+                        running[pool.submit(deployment.apply, stack)] = stack
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                stack = running.pop(future)
+                try:
+                    run = future.result()
+                except Exception as error:  # noqa: BLE001 - named and re-raised below
+                    failure = failure or str(error)
+                    continue
+                done.add(stack)
+                progress(f"{stack}: {run.resources} resources in {run.apply_seconds:.0f} s")
+    if failure:
+        raise DeployError(failure)
+    return sorted(deployment.runs, key=lambda run: order.index(run.name))
+
+
+def replan_all(deployment: LocalDeploy, *, progress: Callable[[str], None], parallel: int = PARALLEL_APPLIES) -> None:
+    """Plan every applied stack again (they change nothing, so all at once) and record its drift."""
+    def replan(run: StackRun) -> StackRun:
+        deployment.replan(run)
+        return run
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="replan") as pool:
+        for run in pool.map(replan, list(deployment.runs)):
+            progress(f"re-planned {run.name}: "
+                     f"{run.replan if isinstance(run.replan, str) else ', '.join(run.replan)}")
 
 
 def excluded_resources(outdir: Path) -> list[dict[str, str]]:
@@ -214,45 +307,34 @@ def deploy(env: str, *, keep_running: bool = False) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return 2
     deployment = LocalDeploy(config)
-    for folder in (deployment.logs, deployment.plans):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            old.unlink()
     print(f"==> terraform {terraform_version()}, hashicorp/aws {deployment.mirror.version} from "
           f"{deployment.mirror.root}", flush=True)
-    synthesize(env, deployment.outdir)
+    deployment.prepare()
     stacks = ordered_stacks(deployment.outdir, config.name)
     excluded = excluded_resources(deployment.outdir)
 
-    from lib.local.emulator import Emulator
+    from lib.local.emulator import SHIMS, Emulator
 
-    emulator = Emulator(config.emulator.port)
+    emulator = Emulator(config.emulator.port, execute_state_machines=True)
     failure: str | None = None
     started = time.monotonic()
+    say = lambda message: print(f"    {message}", flush=True)  # noqa: E731
     try:
         for item in emulator.seed(config):
             print(f"==> created {item} in the emulator ({emulator.endpoint})", flush=True)
-        for index, stack in enumerate(stacks, start=1):
-            print(f"==> [{index}/{len(stacks)}] applying {stack} …", flush=True)
-            run = deployment.apply(stack)
-            print(f"    {run.resources} resources in {run.apply_seconds:.1f} s", flush=True)
-        for run in deployment.runs:
-            print(f"==> re-planning {run.name} …", flush=True)
-            deployment.replan(run)
-            print(f"    {run.replan if isinstance(run.replan, str) else ', '.join(run.replan)}", flush=True)
-        undeclared = [run for run in deployment.runs if run.undeclared]
-        if undeclared:
-            failure = "; ".join(f"{run.name} drifts in {', '.join(run.undeclared)}" for run in undeclared) + \
-                " — fix the stack, or declare an emulator difference in lib/local/limits.py with its moto cause"
+        print(f"==> applying {len(stacks)} stacks, {PARALLEL_APPLIES} at a time when their dependencies allow",
+              flush=True)
+        apply_all(deployment, progress=say)
+        print("==> re-planning every stack", flush=True)
+        replan_all(deployment, progress=say)
+        failure = deployment.undeclared_drift()
     except (DeployError, TerraformError) as error:
         failure = str(error)
     finally:
-        summary = deployment.summary(excluded)
-        summary_path = deployment.work_dir / "summary.json"
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        summary_path = deployment.write_summary(excluded)
         print_table(deployment.runs)
         print(f"\n    left out locally: {len(excluded)} resource(s); declared emulator differences: "
-              f"{len(EMULATOR_DIFFERENCES)}; shims: {len(summary['shims'])} — {summary_path.relative_to(REPO_ROOT)}",
+              f"{len(EMULATOR_DIFFERENCES)}; shims: {len(SHIMS)} — {summary_path.relative_to(REPO_ROOT)}",
               flush=True)
         if keep_running and failure is None:
             print(f"==> emulator still serving {emulator.endpoint}; Ctrl-C stops it", flush=True)

@@ -368,6 +368,31 @@ def _install_sfn_list_versions() -> None:
     responses.StepFunctionResponse.list_state_machine_versions = list_state_machine_versions
 
 
+def _install_sfn_validate_definition() -> None:
+    """The provider validates a state machine's definition before creating or updating it; moto has
+    no ValidateStateMachineDefinition (a 500). Answered with moto's own ASL parser, the one its
+    interpreter runs: OK when it parses, FAIL with the parser's message when not."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    if getattr(StepFunctionResponse, "validate_state_machine_definition", None) is not None:
+        return
+
+    def validate_state_machine_definition(self) -> ActionResult:
+        from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+        diagnostics = []
+        try:
+            AmazonStateLanguageParser.parse(self._get_param("definition"))
+        except Exception as error:  # noqa: BLE001 - every parser failure is a diagnostic
+            diagnostics.append({"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED",
+                                "message": f"{type(error).__name__}: {error}"[:1000], "location": "/"})
+        return ActionResult({"result": "FAIL" if diagnostics else "OK", "diagnostics": diagnostics,
+                             "truncated": False})
+
+    StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
+
+
 SHIMS = (
     Shim("dms-timestamps", "DMS responses carry timestamps as ISO strings instead of epoch seconds; "
          "the provider rejects them and cannot read back a replication instance or task",
@@ -396,6 +421,8 @@ SHIMS = (
          "reference a security group", _install_security_group_rule_description),
     Shim("sfn-list-versions", "ListStateMachineVersions is not answered (500), which the provider calls "
          "after creating a state machine", _install_sfn_list_versions),
+    Shim("sfn-validate-definition", "ValidateStateMachineDefinition is not answered (500), which the provider "
+         "calls before creating or updating a state machine", _install_sfn_validate_definition),
 )
 
 

@@ -185,3 +185,15 @@ def test_security_group_rule_referencing_a_group_keeps_its_description(client):
     described = {rule.get("ReferencedGroupInfo", {}).get("GroupId") or rule.get("CidrIpv4"): rule.get("Description")
                  for rule in rules["SecurityGroupRules"] if not rule["IsEgress"]}
     assert described == {app: "PostgreSQL from the API", "10.0.0.0/8": "HTTPS from on-prem"}
+
+
+def test_state_machine_definitions_are_validated_and_versions_listed(client):
+    sfn = client("stepfunctions")
+    good = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
+    assert sfn.validate_state_machine_definition(definition=json.dumps(good))["result"] == "OK"
+    bad = sfn.validate_state_machine_definition(definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Bogus"}}}))
+    assert bad["result"] == "FAIL" and "Bogus" in bad["diagnostics"][0]["message"], bad
+    role = client("iam").create_role(RoleName="shim-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    machine = sfn.create_state_machine(name="shim-versions", definition=json.dumps(good), roleArn=role, publish=True)
+    versions = sfn.list_state_machine_versions(stateMachineArn=machine["stateMachineArn"])["stateMachineVersions"]
+    assert [version["stateMachineVersionArn"] for version in versions] == [f"{machine['stateMachineArn']}:1"]

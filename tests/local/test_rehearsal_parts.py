@@ -1,13 +1,11 @@
-"""Parts of the rehearsal that can be checked without running it: the deploy order it derives, the
-Step Functions actions it adds to moto, and the API execution environments of its clients."""
+"""Parts of the rehearsal that can be checked without running it: the deploy order it applies the
+stacks in, and the API execution environments of its clients."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from lib.local.rehearsal.stacks import dependencies
+from lib.local.deploy import dependencies
 
 
 def test_every_stack_but_network_waits_for_the_account_stack(tmp_path):
@@ -19,26 +17,6 @@ def test_every_stack_but_network_waits_for_the_account_stack(tmp_path):
     assert graph["migration-x"] == {"network-x", "security-x", "account-x"}, \
         "the migration stack reads the account stack's DMS roles by name, which the manifest cannot show"
     assert graph["security-x"] == {"network-x", "account-x"}
-
-
-@pytest.fixture(scope="module")
-def step_functions():
-    from lib.local.emulator import Emulator
-    from lib.local.rehearsal import shims
-
-    emulator = Emulator(0)
-    shims.install_step_functions_actions()
-    client = emulator.client("stepfunctions")
-    yield client
-    emulator.stop()
-
-
-def test_validate_state_machine_definition_answers_with_moto_parser(step_functions):
-    good = {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}
-    assert step_functions.validate_state_machine_definition(definition=json.dumps(good))["result"] == "OK"
-    bad = step_functions.validate_state_machine_definition(
-        definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Bogus"}}}))
-    assert bad["result"] == "FAIL" and "Bogus" in bad["diagnostics"][0]["message"], bad
 
 
 def test_each_client_gets_its_own_api_execution_environment():

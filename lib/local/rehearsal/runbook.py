@@ -86,11 +86,6 @@ class Phase:
                 "seconds": None if self.ended is None else round(self.ended - self.started, 1), **self.detail}
 
 
-def _applied(run) -> dict:
-    """A stack's apply, as report.json shows it (the rehearsal does not re-plan)."""
-    return {key: value for key, value in run.to_dict().items() if key != "replan"}
-
-
 def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -293,16 +288,18 @@ class Rehearsal:
     def _deploy(self, phase: Phase) -> None:
         import logging
 
-        from lib.local.rehearsal.stacks import RehearsalDeploy, apply_all, synthesize_stacks
+        from lib.local.deploy import LocalDeploy, apply_all, excluded_resources, replan_all
 
         started = time.monotonic()
-        deployment = RehearsalDeploy(self.config, work_dir=self.work / "deploy")
+        # The same deployment as `make deploy-local`, in the same place: its summary and plans are
+        # what `make scan` checks, so CI runs the rehearsal instead of a second deploy.
+        deployment = LocalDeploy(self.config)
         # Synthesis (jsii, a Node process) and loading moto overlap: both take a while.
         synthesis: dict[str, Any] = {}
 
         def synthesize() -> None:
             try:
-                synthesis["seconds"] = synthesize_stacks(deployment)
+                synthesis["seconds"] = deployment.prepare()
             except BaseException as error:  # noqa: BLE001 - re-raised below
                 synthesis["error"] = error
 
@@ -320,7 +317,7 @@ class Rehearsal:
         requests.addHandler(moto_log)
         shims.install_request_log(requests)
         self.emulator = Emulator(self.config.emulator.port, execute_state_machines=True)
-        self.shims = ["request-log", *shims.install_step_functions_actions()]
+        self.shims = ["request-log"]
         werkzeug = logging.getLogger("werkzeug")
         werkzeug.setLevel(logging.WARNING)
         werkzeug.propagate = False
@@ -333,18 +330,26 @@ class Rehearsal:
         synth_seconds = synthesis["seconds"]
         try:
             runs = apply_all(deployment, progress=lambda message: self.say(f"    {message}"), parallel=PARALLEL)
+            applied = time.monotonic() - started
+            self.say("    re-planning every stack (nothing may drift but what lib/local/limits.py declares)")
+            replan_all(deployment, progress=lambda message: self.say(f"    {message}"), parallel=PARALLEL)
         finally:
             self.deploy_summary = {"seconds": round(time.monotonic() - started, 1),
                                    "synth_seconds": round(synth_seconds, 1),
-                                   "stacks": [_applied(run) for run in deployment.runs], "complete": False}
+                                   "stacks": [run.to_dict() for run in deployment.runs], "complete": False}
+            deployment.write_summary(excluded_resources(deployment.outdir))
+        drift = deployment.undeclared_drift()
+        if drift:
+            raise RuntimeError(f"re-plan after the apply: {drift}")
         seconds = time.monotonic() - started
         self.deploy_summary = {"complete": True,
-            "seconds": round(seconds, 1), "synth_seconds": round(synth_seconds, 1),
-            "stacks": [_applied(run) for run in runs], "resources": sum(run.resources for run in runs),
+            "seconds": round(seconds, 1), "apply_seconds": round(applied, 1), "synth_seconds": round(synth_seconds, 1),
+            "stacks": [run.to_dict() for run in runs], "resources": sum(run.resources for run in runs),
             "logs": str((deployment.logs).relative_to(REPO_ROOT)),
-            "how": "lib/local/deploy.py's LocalDeploy (synthesis, per-stack terraform in build/rehearsal/deploy) with "
-                   "init + apply -auto-approve per stack; stacks whose dependencies are applied run side by side, "
-                   f"{PARALLEL} at a time; no re-plan (make deploy-local checks drift)",
+            "summary": str((deployment.work_dir / "summary.json").relative_to(REPO_ROOT)),
+            "how": "lib/local/deploy.py (make deploy-local's machinery, in build/deploy-local): synthesis, init + "
+                   f"apply -auto-approve per stack, stacks whose dependencies are applied side by side, {PARALLEL} "
+                   "at a time, then every stack planned again: nothing may drift but what lib/local/limits.py declares",
         }
         phase.detail = {"resources": self.deploy_summary["resources"], "stacks": len(runs)}
         self.say(f"    {len(runs)} stacks, {self.deploy_summary['resources']} resources applied in {seconds:.0f} s "
