@@ -24,9 +24,17 @@ from lib.stacks.security import SecurityStack
 from lib.stacks.validation import ValidationStack
 
 
+# The functions that connect to the on-prem database carry its CA, to verify it (verify-full).
+ONPREM_CA_IN_BUNDLE = "certs/onprem-ca.pem"
+CONNECTS_TO_ONPREM = ("api", "validation", "cutover")
+
+
 def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, Path]:
-    """The Lambda zips for the configured runtime (rebuilt only when their inputs change)."""
-    return {name: build_bundle(LAMBDA_ROOT / name, out_dir, python_version=config.compute.python_version)
+    """The Lambda zips for the configured runtime (rebuilt only when their inputs change). Those
+    that connect to PostgreSQL carry the RDS CA bundle (the bundler adds it) and the on-prem CA."""
+    return {name: build_bundle(LAMBDA_ROOT / name, out_dir, python_version=config.compute.python_version,
+                               extra_files={ONPREM_CA_IN_BUNDLE: config.onprem.db_ca_certificate_path}
+                               if name in CONNECTS_TO_ONPREM else None)
             for name in ("api", "validation", "rollback", "cutover")}
 
 

@@ -184,6 +184,9 @@ class OnPremConfig:
     db_host: str
     db_name: str
     db_engine_version: str  # PostgreSQL major of the source, e.g. "15"
+    # The CA that signed the on-prem server's certificate (PEM, a path relative to config/): the
+    # Lambdas (verify-full) and DMS verify the on-prem database against it, never a bare "require".
+    db_ca_certificate: str
     vpn_gateway_id: str | None = None
     transit_gateway_id: str | None = None
     db_port: int = 5432
@@ -192,8 +195,22 @@ class OnPremConfig:
     app_health_check_path: str = "/health"
     app_port: int = 443
 
+    @property
+    def db_ca_certificate_path(self) -> Path:
+        return (CONFIG_DIR / self.db_ca_certificate).resolve()
+
+    @property
+    def db_ca_pem(self) -> str:
+        return self.db_ca_certificate_path.read_text()
+
     def __post_init__(self) -> None:
         _require(len(self.cidrs) >= 1, "cidrs", "needs at least one on-prem CIDR")
+        path = self.db_ca_certificate_path
+        _require(path.is_file(), "db_ca_certificate", f"no file {path} (a PEM CA certificate, relative to config/)")
+        pem = path.read_text(errors="replace")
+        _require("-----BEGIN CERTIFICATE-----" in pem, "db_ca_certificate", f"{path.name} holds no PEM certificate")
+        _require("PRIVATE KEY" not in pem, "db_ca_certificate",
+                 f"{path.name} holds a private key: only the CA's certificate belongs here")
         for index, cidr in enumerate(self.cidrs):
             _network(f"cidrs[{index}]", cidr)
         gateways = [g for g in (self.vpn_gateway_id, self.transit_gateway_id) if g]

@@ -62,7 +62,11 @@ def identity_policies(plan: dict) -> Iterator[tuple[str, str]]:
 
 
 def audit(plans_dir: Path) -> tuple[list[Finding], int]:
+    import parliament
     from parliament import analyze_policy_string, enhance_finding
+
+    # The community auditors' findings are described in their own config (as parliament's CLI loads it).
+    parliament.override_config(Path(parliament.__file__).parent / "community_auditors" / "config_override.yaml")
 
     findings, count = [], 0
     for path in sorted(plans_dir.glob("*.json")):

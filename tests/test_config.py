@@ -104,6 +104,12 @@ BAD_CONFIGS = {
     "prevent_destroy with an unprotected database": (
         edited(r"^prevent_destroy = false.*$", "prevent_destroy = true"),
         "database.deletion_protection", "must stay true while security.prevent_destroy is true"),
+    "on-prem CA file that does not exist": (
+        edited(r'^db_ca_certificate = .*$', 'db_ca_certificate = "certs/absent.pem"'), "onprem.db_ca_certificate",
+        "no file"),
+    "on-prem CA file that is not a certificate": (
+        edited(r'^db_ca_certificate = .*$', 'db_ca_certificate = "dev.toml"'), "onprem.db_ca_certificate",
+        "holds no PEM certificate"),
     "emulator that is not on this machine": (
         DEV + '\n[emulator]\nendpoint = "http://10.0.0.5:4566"\n',
         "emulator.endpoint", "not an emulator on this machine"),

@@ -393,6 +393,63 @@ def _install_sfn_validate_definition() -> None:
     StepFunctionResponse.validate_state_machine_definition = validate_state_machine_definition
 
 
+def _install_dms_certificates() -> None:
+    """DMS endpoints verify their database's certificate against an imported CA certificate (the
+    endpoint's CertificateArn); moto has no ImportCertificate, DescribeCertificates or
+    DeleteCertificate. They keep the PEM as sent and answer it back, tags through the backend's
+    tagger like every other DMS resource."""
+    import json as json_module
+    import uuid
+
+    from moto.dms import responses
+    from moto.dms.exceptions import ResourceNotFoundFault
+
+    if getattr(responses.DatabaseMigrationServiceResponse, "import_certificate", None) is not None:
+        return
+
+    def certificates(response) -> dict[str, dict[str, Any]]:
+        backend = response.dms_backend
+        if not hasattr(backend, "_payment_migration_certificates"):
+            backend._payment_migration_certificates = {}
+        return backend._payment_migration_certificates
+
+    def import_certificate(self) -> str:
+        params = json_module.loads(self.body)
+        identifier = params["CertificateIdentifier"]
+        arn = f"arn:aws:dms:{self.region}:{self.current_account}:cert:{uuid.uuid4().hex.upper()[:26]}"
+        now = time.time()
+        certificate = {"CertificateIdentifier": identifier, "CertificateArn": arn, "CertificateCreationDate": now,
+                       "CertificatePem": params.get("CertificatePem", ""), "CertificateOwner": self.current_account,
+                       "ValidFromDate": now, "ValidToDate": now + 365 * 86400, "SigningAlgorithm": "SHA256withRSA",
+                       "KeyLength": 2048}
+        certificates(self)[arn] = certificate
+        if params.get("Tags"):
+            self.dms_backend.tagger.tag_resource(arn, params["Tags"])
+        return json_module.dumps({"Certificate": certificate})
+
+    def describe_certificates(self) -> str:
+        params = json_module.loads(self.body or "{}")
+        found = list(certificates(self).values())
+        for rule in params.get("Filters", []):
+            key = {"certificate-id": "CertificateIdentifier", "certificate-arn": "CertificateArn"}.get(rule["Name"])
+            if key:
+                found = [certificate for certificate in found if certificate[key] in rule["Values"]]
+        if params.get("Filters") and not found:
+            raise ResourceNotFoundFault("No certificates found")
+        return json_module.dumps({"Certificates": found})
+
+    def delete_certificate(self) -> str:
+        arn = json_module.loads(self.body)["CertificateArn"]
+        certificate = certificates(self).pop(arn, None)
+        if certificate is None:
+            raise ResourceNotFoundFault(f"Certificate {arn} not found")
+        return json_module.dumps({"Certificate": certificate})
+
+    responses.DatabaseMigrationServiceResponse.import_certificate = import_certificate
+    responses.DatabaseMigrationServiceResponse.describe_certificates = describe_certificates
+    responses.DatabaseMigrationServiceResponse.delete_certificate = delete_certificate
+
+
 SHIMS = (
     Shim("dms-timestamps", "DMS responses carry timestamps as ISO strings instead of epoch seconds; "
          "the provider rejects them and cannot read back a replication instance or task",
@@ -421,6 +478,8 @@ SHIMS = (
          "reference a security group", _install_security_group_rule_description),
     Shim("sfn-list-versions", "ListStateMachineVersions is not answered (500), which the provider calls "
          "after creating a state machine", _install_sfn_list_versions),
+    Shim("dms-certificates", "DMS has no ImportCertificate, DescribeCertificates or DeleteCertificate (the CA "
+         "certificates endpoints verify their databases with)", _install_dms_certificates),
     Shim("sfn-validate-definition", "ValidateStateMachineDefinition is not answered (500), which the provider "
          "calls before creating or updating a state machine", _install_sfn_validate_definition),
 )

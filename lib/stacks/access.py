@@ -9,7 +9,10 @@ from lib.stacks.database import DatabaseStack
 from lib.stacks.security import SecurityStack
 
 SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
-DB_SSLMODE = "require"
+# Verified TLS on both sides: Aurora against the RDS CA bundle in the zip (the functions' default),
+# on-prem against its own CA, which the bundle carries at this path (lib/app.py).
+DB_SSLMODE = "verify-full"
+ONPREM_CA_PATH = "/var/task/certs/onprem-ca.pem"
 
 
 def database_environment(config: Config, database: DatabaseStack, security: SecurityStack, *,
@@ -17,7 +20,7 @@ def database_environment(config: Config, database: DatabaseStack, security: Secu
     """Both sides' endpoints, with the secret of `role` on each (schema/roles.sql's roles)."""
     endpoints = {"onprem": (config.onprem.db_host, str(config.onprem.db_port), config.onprem.db_name),
                  "aws": (database.endpoint, str(database.port), database.database_name)}
-    environment = {"DB_SSLMODE": DB_SSLMODE}
+    environment = {"DB_SSLMODE": DB_SSLMODE, "ONPREM_DB_SSLROOTCERT": ONPREM_CA_PATH}
     for side, (host, port, name) in endpoints.items():
         prefix = SIDE_PREFIXES[side]
         environment.update({f"{prefix}HOST": host, f"{prefix}PORT": port, f"{prefix}NAME": name,

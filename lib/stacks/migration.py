@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
+from cdktf_cdktf_provider_aws.dms_certificate import DmsCertificate
 from cdktf_cdktf_provider_aws.dms_endpoint import DmsEndpoint, DmsEndpointPostgresSettings
 from cdktf_cdktf_provider_aws.dms_replication_instance import DmsReplicationInstance
 from cdktf_cdktf_provider_aws.dms_replication_subnet_group import DmsReplicationSubnetGroup
@@ -17,6 +18,7 @@ from cdktf_cdktf_provider_aws.iam_role import IamRole
 from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
+from lib.bundler import rds_ca_pem
 from lib.config import Config
 from lib.dms_settings import CONTROL_SCHEMA, table_mappings, task_settings
 from lib.constructs.iam import allow, assume_role_policy, policy_document
@@ -61,11 +63,21 @@ class MigrationStack(BaseStack):
                                  for role in ("dms_source", "dms_target")],
             key_arns=[secrets.key_arn])
 
+        # Verified TLS: each side's server certificate is checked against its CA (verify-full), the
+        # RDS roots of the region for Aurora, the on-prem database's own CA from config.
+        certificates = {
+            "aws": DmsCertificate(self, "aurora-ca", certificate_id=self.resource_name("aurora-ca"),
+                                  certificate_pem=rds_ca_pem(config.region)),
+            "onprem": DmsCertificate(self, "onprem-ca", certificate_id=self.resource_name("onprem-ca"),
+                                     certificate_pem=config.onprem.db_ca_pem),
+        }
+
         def endpoint(id_: str, side: str, kind: str, database_name: str, direction: str) -> DmsEndpoint:
             return DmsEndpoint(
                 self, id_, endpoint_id=self.resource_name(id_), endpoint_type=kind, engine_name="postgres",
                 database_name=database_name, secrets_manager_arn=secrets.arn(side, f"dms_{kind}"),
-                secrets_manager_access_role_arn=access_role.arn, ssl_mode="require", kms_key_arn=data_key,
+                secrets_manager_access_role_arn=access_role.arn, ssl_mode="verify-full",
+                certificate_arn=certificates[side].certificate_arn, kms_key_arn=data_key,
                 postgres_settings=self._postgres_settings(kind, slot_name=replication_slot_name(config, direction)))
 
         onprem_db, aurora_db = config.onprem.db_name, database.database_name

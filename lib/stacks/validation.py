@@ -17,7 +17,7 @@ from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
 from lib.constructs.state_machine import StateMachine
 from lib.stacks.base import BaseStack
-from lib.stacks.access import DB_SSLMODE, read_secrets_statements
+from lib.stacks.access import DB_SSLMODE, ONPREM_CA_PATH, read_secrets_statements
 from lib.stacks.compute import METRICS_NAMESPACE
 from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
@@ -73,6 +73,7 @@ class ValidationStack(BaseStack):
                 "TARGET_DB_NAME": database.database_name,
                 "TARGET_SECRET_ARN": secrets.arn("aws", "payment_validator"),
                 "DB_SSLMODE": DB_SSLMODE,
+                "SOURCE_DB_SSLROOTCERT": ONPREM_CA_PATH,
                 "SCHEMAS": config.migration.schema,
                 "RECHECK_SECONDS": str(config.validation.recheck_seconds),
                 "RECHECK_ROUNDS": str(config.validation.recheck_rounds),
@@ -173,7 +174,7 @@ class ValidationStack(BaseStack):
         name = self.resource_name("validation")
         # A distributed map runs its chunks as child executions of this state machine.
         own = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{name}"
-        children = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{name}/*"
+        children = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{name}/*:*"
         self.distributed = StateMachine(
             self, "distributed", name=name, description="validation of large tables in parallel chunks",
             definition=validation_definition(function_arn=self.validator.arn,

@@ -197,3 +197,18 @@ def test_state_machine_definitions_are_validated_and_versions_listed(client):
     machine = sfn.create_state_machine(name="shim-versions", definition=json.dumps(good), roleArn=role, publish=True)
     versions = sfn.list_state_machine_versions(stateMachineArn=machine["stateMachineArn"])["stateMachineVersions"]
     assert [version["stateMachineVersionArn"] for version in versions] == [f"{machine['stateMachineArn']}:1"]
+
+
+def test_dms_certificates_are_imported_described_and_deleted_as_sent(client):
+    dms = client("dms")
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    imported = dms.import_certificate(CertificateIdentifier="onprem-ca", CertificatePem=pem,
+                                      Tags=[{"Key": "Stack", "Value": "migration"}])["Certificate"]
+    arn = imported["CertificateArn"]
+    assert arn.startswith(f"arn:aws:dms:{REGION}:{ACCOUNT}:cert:")
+    (described,) = dms.describe_certificates(Filters=[{"Name": "certificate-id", "Values": ["onprem-ca"]}])["Certificates"]
+    assert (described["CertificatePem"], described["CertificateArn"]) == (pem, arn)
+    assert dms.list_tags_for_resource(ResourceArn=arn)["TagList"][0]["Value"] == "migration"
+    dms.delete_certificate(CertificateArn=arn)
+    with pytest.raises(dms.exceptions.ResourceNotFoundFault):
+        dms.describe_certificates(Filters=[{"Name": "certificate-arn", "Values": [arn]}])

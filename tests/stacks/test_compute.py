@@ -36,7 +36,7 @@ def test_function_in_private_subnets_with_the_lambda_group(synthesized):
 def test_environment_names_both_sides_the_writer_parameter_and_no_credential(synthesized):
     env = _function(synthesized)["environment"]["variables"]
     sides = {f"{prefix}_{key}" for prefix in ("ONPREM_DB", "AURORA_DB") for key in ("HOST", "PORT", "NAME", "SECRET_ARN")}
-    assert set(env) == sides | {"WRITER_PARAMETER", "WRITER_CACHE_SECONDS", "DB_SSLMODE",
+    assert set(env) == sides | {"WRITER_PARAMETER", "WRITER_CACHE_SECONDS", "DB_SSLMODE", "ONPREM_DB_SSLROOTCERT",
                                 "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert env["WRITER_PARAMETER"].endswith("aws_ssm_parameterwritername}") and "remote_state" in env["WRITER_PARAMETER"]
     assert "aws_rds_clusterclusterendpoint" in env["AURORA_DB_HOST"]
@@ -44,7 +44,8 @@ def test_environment_names_both_sides_the_writer_parameter_and_no_credential(syn
     # The API connects as payment_app on both sides; the master secret is break-glass.
     assert "onprem-payment_app" in env["ONPREM_DB_SECRET_ARN"] and "aws-payment_app" in env["AURORA_DB_SECRET_ARN"]
     assert "master_user_secret" not in json.dumps(env)
-    assert env["DB_SSLMODE"] == "require"
+    # Verified TLS: Aurora against the RDS bundle in the zip, on-prem against its CA shipped beside it.
+    assert (env["DB_SSLMODE"], env["ONPREM_DB_SSLROOTCERT"]) == ("verify-full", "/var/task/certs/onprem-ca.pem")
 
 
 def test_log_group_encrypted_with_the_logs_key_and_retention_from_config(synthesized):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from lib.config import CONFIG_DIR
 from tests.support.configs import edited
 
 
@@ -59,7 +60,7 @@ def test_no_account_stack_when_the_account_has_the_roles(synthesize):
 @pytest.mark.parametrize("name", ["onprem-source", "aurora-target", "aurora-source", "onprem-target"])
 def test_endpoints_use_secrets_manager_and_tls_with_no_credentials(synthesized, name):
     endpoint = _endpoints(synthesized)[name]
-    assert endpoint["ssl_mode"] == "require"
+    assert endpoint["ssl_mode"] == "verify-full" and endpoint["certificate_arn"].startswith("${aws_dms_certificate.")
     assert endpoint["secrets_manager_arn"] and endpoint["secrets_manager_access_role_arn"]
     for credential in ("username", "password", "server_name", "port"):
         assert credential not in endpoint, f"{name} carries {credential} in code"
@@ -137,3 +138,15 @@ def test_task_logs_go_to_an_encrypted_log_group_named_for_the_instance(synthesiz
     group = synthesized.resources("migration", "aws_cloudwatch_log_group")["task-logs"]
     assert group["name"] == "dms-tasks-payment-dms-dev"
     assert "aws_kms_keylogs-key" in group["kms_key_id"]
+
+
+def test_dms_verifies_each_side_against_its_own_ca(synthesized):
+    certificates = synthesized.resources("migration", "aws_dms_certificate")
+    assert set(certificates) == {"aurora-ca", "onprem-ca"}
+    onprem_pem = (CONFIG_DIR / "certs" / "example-onprem-ca.pem").read_text()
+    assert certificates["onprem-ca"]["certificate_pem"] == onprem_pem
+    assert certificates["aurora-ca"]["certificate_pem"].count("BEGIN CERTIFICATE") == 3, "the region's RDS roots"
+    endpoints = _endpoints(synthesized)
+    for name, side in (("onprem-source", "onprem"), ("onprem-target", "onprem"),
+                       ("aurora-source", "aurora"), ("aurora-target", "aurora")):
+        assert endpoints[name]["certificate_arn"] == f"${{aws_dms_certificate.{side}-ca.certificate_arn}}", name

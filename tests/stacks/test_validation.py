@@ -24,7 +24,7 @@ def test_validation_lambda_environment_is_exactly_the_contract(synthesized):
     env = function["environment"]["variables"]
     assert set(env) == {"SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "SOURCE_SECRET_ARN",
                         "TARGET_DB_HOST", "TARGET_DB_PORT", "TARGET_DB_NAME", "TARGET_SECRET_ARN",
-                        "DB_SSLMODE", "SCHEMAS", "RECHECK_SECONDS", "RECHECK_ROUNDS",
+                        "DB_SSLMODE", "SOURCE_DB_SSLROOTCERT", "SCHEMAS", "RECHECK_SECONDS", "RECHECK_ROUNDS",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert (env["SOURCE_DB_HOST"], env["SOURCE_DB_PORT"], env["SOURCE_DB_NAME"]) == ("172.16.10.20", "5432", "payments")
     # Read-only as payment_validator on both sides; the Aurora master secret is break-glass.

@@ -382,7 +382,11 @@ class Rehearsal:
 
         lambdas = InProcessLambdas(account_id=EMULATOR_ACCOUNT_ID, region=self.config.region)
         deployed = {name: lambdas.deployed_environment(name) for name in names.functions}
-        tls = {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": str(self.ca.certificate)}
+        # Deployed, the functions verify on-prem against the CA in their zip (ONPREM_/SOURCE_DB_SSLROOTCERT);
+        # here both servers' certificates come from the rehearsal's own CA.
+        ca = str(self.ca.certificate)
+        tls = {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": ca, "ONPREM_DB_SSLROOTCERT": ca,
+               "SOURCE_DB_SSLROOTCERT": ca}
         aurora = {"AURORA_DB_HOST": aws.host, "AURORA_DB_PORT": str(aws.port)}
         for name in (names.api, names.steps):
             environment = deployed[name]
