@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdktf import App, TerraformResource, TerraformStack
-
 from lib.bundler import DEFAULT_OUT_DIR, LAMBDA_ROOT, build_bundle
+from lib.cdk import App, TerraformResource, TerraformStack
 from lib.config import Config
 from lib.local.limits import EXCLUDED_TYPES
 from lib.stacks.account import AccountStack

@@ -5,13 +5,14 @@ before anything is written."""
 from __future__ import annotations
 
 import jsii
-from cdktf import IAspect
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.lambda_function import LambdaFunction
-from cdktf_cdktf_provider_aws.rds_cluster import RdsCluster
-from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
-from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
 from constructs import IConstruct, IValidation
+
+from lib.cdk import IAspect
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.lambda_function import LambdaFunction
+from lib.cdk.aws.rds_cluster import RdsCluster
+from lib.cdk.aws.sns_topic import SnsTopic
+from lib.cdk.aws.sqs_queue import SqsQueue
 
 
 @jsii.implements(IAspect)

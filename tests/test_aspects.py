@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from cdktf import App, Aspects, TerraformStack
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.provider import AwsProvider
-from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
 
 from lib.aspects import SecureDefaults
+from lib.cdk import App, Aspects, TerraformStack
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.provider import AwsProvider
+from lib.cdk.aws.sns_topic import SnsTopic
 
 
 def _synth_with(tmp_path, build) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import (
+from constructs import Construct
+
+from lib.cdk.aws.data_aws_iam_policy_document import (
     DataAwsIamPolicyDocument,
     DataAwsIamPolicyDocumentStatement,
     DataAwsIamPolicyDocumentStatementCondition,
     DataAwsIamPolicyDocumentStatementPrincipals,
 )
-from constructs import Construct
 
 
 def allow(actions: Sequence[str], resources: Sequence[str], *, sid: str | None = None,

@@ -29,11 +29,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.kms_alias import KmsAlias
-from cdktf_cdktf_provider_aws.kms_key import KmsKey
 from constructs import Construct
 
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.kms_alias import KmsAlias
+from lib.cdk.aws.kms_key import KmsKey
 from lib.config import Config
 
 # Managing a key's life, without any cryptographic use: no Encrypt/Decrypt/GenerateDataKey/Sign,

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdktf import AssetType, TerraformAsset
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.lambda_function import (
+from constructs import Construct
+
+from lib.cdk import AssetType, TerraformAsset
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy import IamRolePolicy
+from lib.cdk.aws.lambda_function import (
     LambdaFunction,
     LambdaFunctionDeadLetterConfig,
     LambdaFunctionEnvironment,
@@ -21,9 +23,7 @@ from cdktf_cdktf_provider_aws.lambda_function import (
     LambdaFunctionTracingConfig,
     LambdaFunctionVpcConfig,
 )
-from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue
-from constructs import Construct
-
+from lib.cdk.aws.sqs_queue import SqsQueue
 from lib.constructs.iam import allow, assume_role_policy, policy_document
 
 

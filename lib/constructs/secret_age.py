@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
+from lib.cdk.aws.cloudwatch_event_rule import CloudwatchEventRule
+from lib.cdk.aws.cloudwatch_event_target import CloudwatchEventTarget
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy import IamRolePolicy
 from lib.constructs.iam import allow, assume_role_policy, policy_document
 from lib.constructs.state_machine import StateMachine
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdktf_cdktf_provider_aws.secretsmanager_secret import SecretsmanagerSecret
 from constructs import Construct
+
+from lib.cdk.aws.secretsmanager_secret import SecretsmanagerSecret
 
 SIDES = ("onprem", "aws")
 

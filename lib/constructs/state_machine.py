@@ -7,17 +7,17 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.sfn_state_machine import (
+from constructs import Construct
+
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy import IamRolePolicy
+from lib.cdk.aws.sfn_state_machine import (
     SfnStateMachine,
     SfnStateMachineLoggingConfiguration,
     SfnStateMachineTracingConfiguration,
 )
-from constructs import Construct
-
 from lib.constructs.iam import allow, assume_role_policy, policy_document
 
 # Log delivery and X-Ray have no resource-level permissions in IAM.

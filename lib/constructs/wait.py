@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cdktf import LocalExecProvisioner, TerraformResource
 from constructs import Construct
+
+from lib.cdk import LocalExecProvisioner, TerraformResource
 
 
 class PropagationDelay(Construct):

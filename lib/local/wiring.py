@@ -26,7 +26,7 @@ EMULATOR_PROVIDER_CONSTRAINT = ">= 5.100.0"
 
 def provider_settings(emulator: EmulatorConfig) -> dict[str, Any]:
     """Keyword arguments for every AwsProvider of a local stack."""
-    from cdktf_cdktf_provider_aws.provider import AwsProviderEndpoints
+    from lib.cdk.aws.provider import AwsProviderEndpoints
 
     endpoint = emulator.endpoint
     return dict(

@@ -8,11 +8,11 @@ they live here, deployed from exactly one environment per account (`migration.cr
 
 from __future__ import annotations
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from constructs import Construct
 
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from lib.config import Config
 from lib.constructs.iam import assume_role_policy
 from lib.constructs.wait import PropagationDelay

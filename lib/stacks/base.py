@@ -3,13 +3,13 @@ so that each stack plans and deploys alone with `cdktf deploy <area>-<env>`."""
 
 from __future__ import annotations
 
-from cdktf import Aspects, S3Backend, TerraformStack
-from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
-from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition
-from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags
 from constructs import Construct
 
 from lib.aspects import SecureDefaults
+from lib.cdk import Aspects, S3Backend, TerraformStack
+from lib.cdk.aws.data_aws_caller_identity import DataAwsCallerIdentity
+from lib.cdk.aws.data_aws_partition import DataAwsPartition
+from lib.cdk.aws.provider import AwsProvider, AwsProviderDefaultTags
 from lib.config import Config
 from lib.local import wiring
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
-from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
 from constructs import Construct
 
+from lib.cdk.aws.cloudwatch_event_rule import CloudwatchEventRule
+from lib.cdk.aws.cloudwatch_event_target import CloudwatchEventTarget
+from lib.cdk.aws.lambda_permission import LambdaPermission
 from lib.config import Config
 from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction

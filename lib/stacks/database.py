@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from cdktf_cdktf_provider_aws.backup_plan import BackupPlan, BackupPlanRule, BackupPlanRuleLifecycle
-from cdktf_cdktf_provider_aws.backup_selection import BackupSelection
-from cdktf_cdktf_provider_aws.backup_vault import BackupVault
-from cdktf_cdktf_provider_aws.backup_vault_lock_configuration import BackupVaultLockConfiguration
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.db_subnet_group import DbSubnetGroup
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
-from cdktf_cdktf_provider_aws.rds_cluster import RdsCluster, RdsClusterServerlessv2ScalingConfiguration
-from cdktf_cdktf_provider_aws.rds_cluster_instance import RdsClusterInstance
-from cdktf_cdktf_provider_aws.rds_cluster_parameter_group import (
+from constructs import Construct
+
+from lib.cdk import Fn, TerraformResourceLifecycle
+from lib.cdk.aws.backup_plan import BackupPlan, BackupPlanRule, BackupPlanRuleLifecycle
+from lib.cdk.aws.backup_selection import BackupSelection
+from lib.cdk.aws.backup_vault import BackupVault
+from lib.cdk.aws.backup_vault_lock_configuration import BackupVaultLockConfiguration
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.db_subnet_group import DbSubnetGroup
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy_attachment import IamRolePolicyAttachment
+from lib.cdk.aws.rds_cluster import RdsCluster, RdsClusterServerlessv2ScalingConfiguration
+from lib.cdk.aws.rds_cluster_instance import RdsClusterInstance
+from lib.cdk.aws.rds_cluster_parameter_group import (
     RdsClusterParameterGroup,
     RdsClusterParameterGroupParameter,
 )
-from cdktf import Fn, TerraformResourceLifecycle
-from constructs import Construct
-
 from lib.config import Config
 from lib.constructs.iam import assume_role_policy
 from lib.stacks.base import BaseStack

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from cdktf_cdktf_provider_aws.acm_certificate import AcmCertificate
-from cdktf_cdktf_provider_aws.acm_certificate_validation import AcmCertificateValidation
-from cdktf_cdktf_provider_aws.data_aws_elb_service_account import DataAwsElbServiceAccount
-from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
-from cdktf_cdktf_provider_aws.lb import Lb, LbAccessLogs
-from cdktf_cdktf_provider_aws.lb_listener import (
+from constructs import Construct
+
+from lib.cdk.aws.acm_certificate import AcmCertificate
+from lib.cdk.aws.acm_certificate_validation import AcmCertificateValidation
+from lib.cdk.aws.data_aws_elb_service_account import DataAwsElbServiceAccount
+from lib.cdk.aws.lambda_permission import LambdaPermission
+from lib.cdk.aws.lb import Lb, LbAccessLogs
+from lib.cdk.aws.lb_listener import (
     LbListener,
     LbListenerDefaultAction,
     LbListenerDefaultActionRedirect,
 )
-from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
-from cdktf_cdktf_provider_aws.lb_target_group_attachment import LbTargetGroupAttachment
-from cdktf_cdktf_provider_aws.route53_record import Route53Record
-from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket
-from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
+from lib.cdk.aws.lb_target_group import LbTargetGroup, LbTargetGroupHealthCheck
+from lib.cdk.aws.lb_target_group_attachment import LbTargetGroupAttachment
+from lib.cdk.aws.route53_record import Route53Record
+from lib.cdk.aws.s3_bucket import S3Bucket
+from lib.cdk.aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfiguration,
     S3BucketLifecycleConfigurationRule,
     S3BucketLifecycleConfigurationRuleAbortIncompleteMultipartUpload,
@@ -24,24 +26,22 @@ from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import (
+from lib.cdk.aws.s3_bucket_ownership_controls import (
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy
-from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+from lib.cdk.aws.s3_bucket_policy import S3BucketPolicy
+from lib.cdk.aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock
+from lib.cdk.aws.s3_bucket_server_side_encryption_configuration import (
     S3BucketServerSideEncryptionConfigurationA,
     S3BucketServerSideEncryptionConfigurationRuleA,
     S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
 )
-from cdktf_cdktf_provider_aws.s3_bucket_versioning import (
+from lib.cdk.aws.s3_bucket_versioning import (
     S3BucketVersioningA,
     S3BucketVersioningVersioningConfiguration,
 )
-from cdktf_cdktf_provider_aws.wafv2_web_acl_association import Wafv2WebAclAssociation
-from constructs import Construct
-
+from lib.cdk.aws.wafv2_web_acl_association import Wafv2WebAclAssociation
 from lib.config import Config
 from lib.constructs.iam import allow, deny, policy_document
 from lib.stacks.base import BaseStack

@@ -7,18 +7,18 @@ each would replicate the other's changes back (a loop)."""
 
 from __future__ import annotations
 
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.data_aws_iam_role import DataAwsIamRole
-from cdktf_cdktf_provider_aws.dms_certificate import DmsCertificate
-from cdktf_cdktf_provider_aws.dms_endpoint import DmsEndpoint, DmsEndpointPostgresSettings
-from cdktf_cdktf_provider_aws.dms_replication_instance import DmsReplicationInstance
-from cdktf_cdktf_provider_aws.dms_replication_subnet_group import DmsReplicationSubnetGroup
-from cdktf_cdktf_provider_aws.dms_replication_task import DmsReplicationTask
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
 from constructs import Construct
 
 from lib.bundler import rds_ca_pem
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.data_aws_iam_role import DataAwsIamRole
+from lib.cdk.aws.dms_certificate import DmsCertificate
+from lib.cdk.aws.dms_endpoint import DmsEndpoint, DmsEndpointPostgresSettings
+from lib.cdk.aws.dms_replication_instance import DmsReplicationInstance
+from lib.cdk.aws.dms_replication_subnet_group import DmsReplicationSubnetGroup
+from lib.cdk.aws.dms_replication_task import DmsReplicationTask
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy import IamRolePolicy
 from lib.config import Config
 from lib.dms_settings import CONTROL_SCHEMA, table_mappings, task_settings
 from lib.constructs.iam import allow, assume_role_policy, policy_document

@@ -4,20 +4,20 @@ unhealthy" alarm that drives automatic rollback."""
 from __future__ import annotations
 
 import json
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.cloudwatch_composite_alarm import CloudwatchCompositeAlarm
-from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard
-from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import (
+from constructs import Construct
+
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.cloudwatch_composite_alarm import CloudwatchCompositeAlarm
+from lib.cdk.aws.cloudwatch_dashboard import CloudwatchDashboard
+from lib.cdk.aws.cloudwatch_metric_alarm import (
     CloudwatchMetricAlarm,
     CloudwatchMetricAlarmMetricQuery,
     CloudwatchMetricAlarmMetricQueryMetric,
 )
-from cdktf_cdktf_provider_aws.dms_event_subscription import DmsEventSubscription
-from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
-from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
-from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
-from constructs import Construct
-
+from lib.cdk.aws.dms_event_subscription import DmsEventSubscription
+from lib.cdk.aws.sns_topic import SnsTopic
+from lib.cdk.aws.sns_topic_policy import SnsTopicPolicy
+from lib.cdk.aws.sns_topic_subscription import SnsTopicSubscription
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document

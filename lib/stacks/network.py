@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup
-from cdktf_cdktf_provider_aws.ec2_transit_gateway_vpc_attachment import Ec2TransitGatewayVpcAttachment
-from cdktf_cdktf_provider_aws.eip import Eip
-from cdktf_cdktf_provider_aws.flow_log import FlowLog
-from cdktf_cdktf_provider_aws.iam_role import IamRole
-from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy
-from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway
-from cdktf_cdktf_provider_aws.nat_gateway import NatGateway
-from cdktf_cdktf_provider_aws.route import Route
-from cdktf_cdktf_provider_aws.route53_hosted_zone_dnssec import Route53HostedZoneDnssec
-from cdktf_cdktf_provider_aws.route53_key_signing_key import Route53KeySigningKey
-from cdktf_cdktf_provider_aws.route53_zone import Route53Zone
-from cdktf_cdktf_provider_aws.route_table import RouteTable
-from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation
-from cdktf_cdktf_provider_aws.subnet import Subnet
-from cdktf_cdktf_provider_aws.vpc import Vpc
-from cdktf_cdktf_provider_aws.vpn_gateway_attachment import VpnGatewayAttachment
 from constructs import Construct
 
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.default_security_group import DefaultSecurityGroup
+from lib.cdk.aws.ec2_transit_gateway_vpc_attachment import Ec2TransitGatewayVpcAttachment
+from lib.cdk.aws.eip import Eip
+from lib.cdk.aws.flow_log import FlowLog
+from lib.cdk.aws.iam_role import IamRole
+from lib.cdk.aws.iam_role_policy import IamRolePolicy
+from lib.cdk.aws.internet_gateway import InternetGateway
+from lib.cdk.aws.nat_gateway import NatGateway
+from lib.cdk.aws.route import Route
+from lib.cdk.aws.route53_hosted_zone_dnssec import Route53HostedZoneDnssec
+from lib.cdk.aws.route53_key_signing_key import Route53KeySigningKey
+from lib.cdk.aws.route53_zone import Route53Zone
+from lib.cdk.aws.route_table import RouteTable
+from lib.cdk.aws.route_table_association import RouteTableAssociation
+from lib.cdk.aws.subnet import Subnet
+from lib.cdk.aws.vpc import Vpc
+from lib.cdk.aws.vpn_gateway_attachment import VpnGatewayAttachment
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, assume_role_policy, policy_document

@@ -9,22 +9,22 @@ controller (or a human) decides."""
 
 from __future__ import annotations
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
-from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
-from cdktf_cdktf_provider_aws.route53_health_check import Route53HealthCheck
-from cdktf_cdktf_provider_aws.route53_query_log import Route53QueryLog
-from cdktf_cdktf_provider_aws.route53_record import (
+from constructs import Construct
+
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
+from lib.cdk.aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from lib.cdk.aws.route53_health_check import Route53HealthCheck
+from lib.cdk.aws.route53_query_log import Route53QueryLog
+from lib.cdk.aws.route53_record import (
     Route53Record,
     Route53RecordAlias,
     Route53RecordWeightedRoutingPolicy,
 )
-from cdktf_cdktf_provider_aws.sns_topic import SnsTopic
-from cdktf_cdktf_provider_aws.sns_topic_policy import SnsTopicPolicy
-from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
-from constructs import Construct
-
+from lib.cdk.aws.sns_topic import SnsTopic
+from lib.cdk.aws.sns_topic_policy import SnsTopicPolicy
+from lib.cdk.aws.sns_topic_subscription import SnsTopicSubscription
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.iam import allow, policy_document

@@ -6,14 +6,16 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from cdktf import TerraformResourceLifecycle
-from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktf_cdktf_provider_aws.security_group import SecurityGroup
-from cdktf_cdktf_provider_aws.ssm_parameter import SsmParameter
-from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint
-from cdktf_cdktf_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
-from cdktf_cdktf_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
-from cdktf_cdktf_provider_aws.wafv2_web_acl import (
+from constructs import Construct
+
+from lib.cdk import TerraformResourceLifecycle
+from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
+from lib.cdk.aws.security_group import SecurityGroup
+from lib.cdk.aws.ssm_parameter import SsmParameter
+from lib.cdk.aws.vpc_endpoint import VpcEndpoint
+from lib.cdk.aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from lib.cdk.aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
+from lib.cdk.aws.wafv2_web_acl import (
     Wafv2WebAcl,
     Wafv2WebAclDefaultAction,
     Wafv2WebAclRule,
@@ -22,13 +24,11 @@ from cdktf_cdktf_provider_aws.wafv2_web_acl import (
     Wafv2WebAclRuleVisibilityConfig,
     Wafv2WebAclVisibilityConfig,
 )
-from cdktf_cdktf_provider_aws.wafv2_web_acl_logging_configuration import (
+from lib.cdk.aws.wafv2_web_acl_logging_configuration import (
     Wafv2WebAclLoggingConfiguration,
     Wafv2WebAclLoggingConfigurationRedactedFields,
     Wafv2WebAclLoggingConfigurationRedactedFieldsSingleHeader,
 )
-from constructs import Construct
-
 from lib.config import Config
 from lib.constructs.ids import value_id
 from lib.constructs.kms import EncryptionKey, KeyGovernance, cloudwatch_logs_statement

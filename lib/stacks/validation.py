@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cdktf_cdktf_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktf_cdktf_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
-from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
-from cdktf_cdktf_provider_aws.lambda_permission import LambdaPermission
-from cdktf_cdktf_provider_aws.sns_topic_subscription import SnsTopicSubscription
 from constructs import Construct
 
+from lib.cdk.aws.cloudwatch_event_rule import CloudwatchEventRule
+from lib.cdk.aws.cloudwatch_event_target import CloudwatchEventTarget
+from lib.cdk.aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from lib.cdk.aws.lambda_permission import LambdaPermission
+from lib.cdk.aws.sns_topic_subscription import SnsTopicSubscription
 from lib.config import Config
 from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
