@@ -275,19 +275,7 @@ def readonly_lambda(aws, postgres, untouched_databases: Databases, monkeypatch: 
 
 def lambda_for(postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lambda]:
     """The handler, freshly imported, with the secrets and the environment the stack gives it."""
-    secrets = boto3.client("secretsmanager")
-    credentials = json.dumps({"username": postgres.app_user, "password": postgres.app_password})
-    source_arn = secrets.create_secret(Name="onprem-db", SecretString=credentials)["ARN"]
-    target_arn = secrets.create_secret(Name="aurora-db", SecretString=credentials)["ARN"]
-    environment = {
-        "SOURCE_DB_HOST": postgres.host, "SOURCE_DB_PORT": str(postgres.port),
-        "SOURCE_DB_NAME": databases.source, "SOURCE_SECRET_ARN": source_arn,
-        "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
-        "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
-        **postgres.tls_environment(),  # verify-full against the test CA
-        # rechecks without waiting: the tests' differences are there to stay
-        "RECHECK_SECONDS": "0", "RECHECK_ROUNDS": "1",
-    }
+    environment = function_environment(postgres, databases)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     for name in ("SCHEMAS", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "STATEMENT_TIMEOUT_SECONDS"):
@@ -296,6 +284,24 @@ def lambda_for(postgres, databases: Databases, monkeypatch: pytest.MonkeyPatch) 
     handler.metrics.clear_metrics()
     yield Lambda(handler, databases, environment, postgres.app_password)
     handler.metrics.clear_metrics()
+
+
+def function_environment(postgres, databases: Databases) -> dict[str, str]:
+    """The environment the stack gives the function for `databases`, its two secrets created in
+    the Secrets Manager this process's boto3 reaches."""
+    secrets = boto3.client("secretsmanager")
+    credentials = json.dumps({"username": postgres.app_user, "password": postgres.app_password})
+    source_arn = secrets.create_secret(Name="onprem-db", SecretString=credentials)["ARN"]
+    target_arn = secrets.create_secret(Name="aurora-db", SecretString=credentials)["ARN"]
+    return {
+        "SOURCE_DB_HOST": postgres.host, "SOURCE_DB_PORT": str(postgres.port),
+        "SOURCE_DB_NAME": databases.source, "SOURCE_SECRET_ARN": source_arn,
+        "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
+        "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
+        **postgres.tls_environment(),  # verify-full against the test CA
+        # rechecks without waiting: the tests' differences are there to stay
+        "RECHECK_SECONDS": "0", "RECHECK_ROUNDS": "1",
+    }
 
 
 def emf_records(stdout: str) -> list[dict[str, Any]]:

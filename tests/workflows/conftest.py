@@ -306,7 +306,8 @@ def _dummy_zip() -> bytes:
     return buffer.getvalue()
 
 
-def _create_function(awslambda, role_arn: str, name: str, handler: str, environment: dict[str, str]) -> str:
+def create_function(awslambda, role_arn: str, name: str, handler: str, environment: dict[str, str]) -> str:
+    """A function as a stack leaves it (its code never runs: InProcessLambdas runs the handler)."""
     return awslambda.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn, Handler=handler,
                                      Code={"ZipFile": _dummy_zip()}, Timeout=900,
                                      Environment={"Variables": environment})["FunctionArn"]
@@ -363,15 +364,15 @@ def deployed(emulator: Emulator, servers) -> Iterator[Controller]:
     # holds for every test of the module.
     step_environment = cutover_environment(pair, WRITER_PARAMETER, secretsmanager)
     functions = {
-        STEP_FUNCTION: _create_function(awslambda, role_arn, STEP_FUNCTION, "payment_cutover.handler.lambda_handler",
-                                        step_environment),
-        VALIDATION_FUNCTION: _create_function(awslambda, role_arn, VALIDATION_FUNCTION,
-                                              "payment_validation.handler.lambda_handler",
-                                              _validation_environment(pair, secretsmanager, step_environment)),
-        TRAFFIC_FUNCTION: _create_function(awslambda, role_arn, TRAFFIC_FUNCTION,
-                                           "payment_rollback.traffic.lambda_handler", world.environment()),
-        ROLLBACK_FUNCTION: _create_function(awslambda, role_arn, ROLLBACK_FUNCTION,
-                                            "payment_rollback.handler.lambda_handler", world.environment()),
+        STEP_FUNCTION: create_function(awslambda, role_arn, STEP_FUNCTION, "payment_cutover.handler.lambda_handler",
+                                       step_environment),
+        VALIDATION_FUNCTION: create_function(awslambda, role_arn, VALIDATION_FUNCTION,
+                                             "payment_validation.handler.lambda_handler",
+                                             _validation_environment(pair, secretsmanager, step_environment)),
+        TRAFFIC_FUNCTION: create_function(awslambda, role_arn, TRAFFIC_FUNCTION,
+                                          "payment_rollback.traffic.lambda_handler", world.environment()),
+        ROLLBACK_FUNCTION: create_function(awslambda, role_arn, ROLLBACK_FUNCTION,
+                                           "payment_rollback.handler.lambda_handler", world.environment()),
     }
     stepfunctions = boto3.client("stepfunctions")
     arns = {"step_arn": functions[STEP_FUNCTION], "validation_arn": functions[VALIDATION_FUNCTION],
