@@ -39,6 +39,9 @@ ROLLBACK_ALARMS = ("alb-5xx", "alb-latency", "api-errors", "api-throttles")
 # The service name the validation Lambda's metrics carry (Powertools adds it as a dimension).
 VALIDATION_SERVICE = "validation"
 ROLLBACK_SERVICE = "rollback"
+# A fenced switch pauses writes for seconds (README, The cutover model); both sides fenced for this
+# many minutes is an execution that stopped half-way, or a side nobody can see.
+NO_WRITER_MINUTES = 5
 
 
 class MonitoringStack(BaseStack):
@@ -61,6 +64,7 @@ class MonitoringStack(BaseStack):
         self._topics(config)
         alarms = self._alarms(config)
         self._replication_alarms(config, migration)
+        self._writer_alarms()
         self._secret_age_alarms(config)
         self._dms_events(migration)
         # The alarms whose firing means the AWS side is failing its users: shifting traffic back
@@ -244,6 +248,46 @@ class MonitoringStack(BaseStack):
             dimensions=self.dimensions["aurora"], statistic="Maximum",
             threshold=thresholds.replication_slot_lag_mb * 1024 * 1024)
 
+    def _writer_alarms(self) -> None:
+        """One writer, watched from the databases themselves: the cutover controller publishes each
+        side's fence every minute (`Fenced`: 1 when every application role is fenced there, 0 when
+        open or partly open). Both open is two writers, at once an incident; both fenced for longer
+        than a cutover's pause means nobody can take a payment; a side that publishes nothing is a
+        fence nobody can see (the controller cannot reach that database)."""
+        def fenced(side: str) -> CloudwatchMetricAlarmMetricQuery:
+            return CloudwatchMetricAlarmMetricQuery(id=side, metric=CloudwatchMetricAlarmMetricQueryMetric(
+                namespace=METRICS_NAMESPACE, metric_name="Fenced", dimensions={"Side": side},
+                period=PERIOD_SECONDS, stat="Minimum"))
+
+        self.writer_alarms = {
+            "two-writers": self._alarm(
+                "two-writers", "Both databases accept payments (neither side is fenced): two writers. Fence "
+                "the one that is not the writer parameter's now (README, The cutover model)",
+                threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1, metric_query=[
+                    fenced("onprem"), fenced("aws"),
+                    CloudwatchMetricAlarmMetricQuery(id="open", label="open sides = 2", return_data=True,
+                                                     expression="IF(onprem + aws < 1, 1, 0)")]),
+            "no-writer": self._alarm(
+                "no-writer", f"Both databases fenced for {NO_WRITER_MINUTES} minutes: every payment write is "
+                "refused. Finish or re-run the cutover or rollback execution that fenced them",
+                threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=NO_WRITER_MINUTES, metric_query=[
+                    fenced("onprem"), fenced("aws"),
+                    CloudwatchMetricAlarmMetricQuery(id="closed", label="fenced sides = 2", return_data=True,
+                                                     expression="IF(onprem + aws >= 2, 1, 0)")]),
+        }
+        for side in ("onprem", "aws"):
+            id_ = f"fence-unseen-{side}"
+            self.writer_alarms[id_] = CloudwatchMetricAlarm(
+                self, id_, alarm_name=self.resource_name(id_),
+                alarm_description=f"No fence measurement from {side} for {NO_WRITER_MINUTES} minutes: the "
+                "controller cannot reach that database (its publish_metrics step fails), so neither its fence "
+                "nor its replication slot is watched",
+                namespace=METRICS_NAMESPACE, metric_name="Fenced", dimensions={"Side": side},
+                statistic="SampleCount", period=PERIOD_SECONDS, evaluation_periods=NO_WRITER_MINUTES,
+                datapoints_to_alarm=NO_WRITER_MINUTES, threshold=1, comparison_operator="LessThanThreshold",
+                treat_missing_data="breaching", alarm_actions=[self.alarm_topic.arn],
+                ok_actions=[self.alarm_topic.arn])
+
     def _dms_events(self, migration: MigrationStack) -> None:
         """DMS tells when a task fails or changes state (stopped, started), both directions."""
         DmsEventSubscription(
@@ -293,6 +337,9 @@ class MonitoringStack(BaseStack):
             widget("Replication slots: WAL held (bytes)", [
                 metric(METRICS_NAMESPACE, "ReplicationSlotLagBytes", {"Side": side}, label=side)
                 for side in ("onprem", "aws")], 0, 20, stat="Maximum"),
+            widget("Writer fence (1 = fenced): exactly one side at 0", [
+                metric(METRICS_NAMESPACE, "Fenced", {"Side": side}, label=side)
+                for side in ("onprem", "aws")], 12, 20, stat="Minimum"),
             widget("Validation", [
                 metric(METRICS_NAMESPACE, "ValidationFailed", dims["validation"], stat="Maximum")], 12, 14),
         ]

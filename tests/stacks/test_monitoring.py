@@ -35,8 +35,8 @@ def test_every_dashboard_metric_has_its_dimensions(synthesized):
         "AWS/DMS": {"ReplicationInstanceIdentifier", "ReplicationTaskIdentifier"},
         "PaymentMigration": {"service"},
     }
-    # The controller publishes its replication-slot metrics per side, not per service.
-    by_metric = {("PaymentMigration", "ReplicationSlotLagBytes"): {"Side"}}
+    # The controller publishes its replication-slot and fence metrics per side, not per service.
+    by_metric = {("PaymentMigration", "ReplicationSlotLagBytes"): {"Side"}, ("PaymentMigration", "Fenced"): {"Side"}}
     metric_widgets = [w for w in _dashboard(synthesized)["widgets"] if w["type"] == "metric"]
     assert len(metric_widgets) >= 6
     for widget in metric_widgets:
@@ -147,3 +147,47 @@ def test_a_failed_secret_age_check_alarms(synthesized):
     assert alarm["dimensions"]["StateMachineArn"].endswith(":stateMachine:payment-secret-age-dev")
     (machine,) = synthesized.resources("security", "aws_sfn_state_machine").values()
     assert machine["name"] == "payment-secret-age-dev"
+
+
+def _math(expression: str, **values: float) -> float:
+    """A CloudWatch metric-math IF(condition, a, b) over named series, evaluated for one datapoint:
+    the expressions below use nothing else."""
+    assert set(re.findall(r"[A-Za-z_]+", expression)) <= {"IF", *values}, f"unexpected terms in {expression}"
+    return eval(expression, {"__builtins__": {}, "IF": lambda condition, a, b: a if condition else b}, values)
+
+
+@pytest.mark.parametrize("alarm, fires_when", [
+    ("two-writers", {(0, 0)}),   # neither side fenced
+    ("no-writer", {(1, 1)}),     # both fenced
+])
+def test_writer_alarms_fire_on_exactly_their_fence_combination(synthesized, alarm, fires_when):
+    from lib.stacks.compute import METRICS_NAMESPACE
+    from lib.stacks.monitoring import NO_WRITER_MINUTES
+
+    definition = _alarms(synthesized)[alarm]
+    queries = {query["id"]: query for query in definition["metric_query"]}
+    for side in ("onprem", "aws"):
+        metric = queries[side]["metric"]
+        assert (metric["metric_name"], metric["dimensions"], metric["stat"]) == ("Fenced", {"Side": side}, "Minimum")
+        assert metric["namespace"] == METRICS_NAMESPACE
+    (result,) = [query for query in queries.values() if query.get("return_data")]
+    assert definition["comparison_operator"] == "GreaterThanOrEqualToThreshold" and definition["threshold"] == 1
+    firing = {(onprem, aws) for onprem in (0, 1) for aws in (0, 1)
+              if _math(result["expression"], onprem=onprem, aws=aws) >= definition["threshold"]}
+    assert firing == fires_when
+    assert definition["evaluation_periods"] == (1 if alarm == "two-writers" else NO_WRITER_MINUTES)
+    assert definition["alarm_actions"] == ["${aws_sns_topic.alarms-topic.arn}"]
+
+
+def test_a_side_whose_fence_nobody_measures_alarms(synthesized):
+    alarms = _alarms(synthesized)
+    for side in ("onprem", "aws"):
+        alarm = alarms[f"fence-unseen-{side}"]
+        assert (alarm["metric_name"], alarm["dimensions"], alarm["statistic"]) == ("Fenced", {"Side": side}, "SampleCount")
+        assert alarm["treat_missing_data"] == "breaching" and alarm["comparison_operator"] == "LessThanThreshold"
+
+
+def test_the_writer_alarms_call_people_not_the_automatic_rollback(synthesized):
+    (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
+    for name in ("two-writers", "no-writer", "fence-unseen-onprem", "fence-unseen-aws"):
+        assert name not in composite["alarm_rule"], f"{name} would move traffic on its own"
