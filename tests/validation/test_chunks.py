@@ -93,6 +93,14 @@ def test_chunks_are_consecutive_key_ranges_that_travel_as_json(connect, ledger):
     assert [Chunk.from_dict(json.loads(json.dumps(chunk.to_dict()))) for chunk in chunks] == chunks
 
 
+def test_a_plan_made_again_cuts_the_same_chunks(connect, ledger):
+    """A retried execution plans again: the sampled bounds come from a seeded sample."""
+    options = ValidationOptions(tables=("ledger",))
+    first, again = (plan(connect(ledger.source), connect(ledger.target), options, CHUNK_ROWS) for _ in range(2))
+
+    assert len(first) >= 8 and again == first
+
+
 def test_a_small_table_is_one_chunk(connect, databases):
     chunks = plan(connect(databases.source), connect(databases.target), ValidationOptions(), CHUNK_ROWS)
 

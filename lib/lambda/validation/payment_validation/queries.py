@@ -20,6 +20,8 @@ from .catalog import Column, TableSchema
 Key = tuple[str, ...]  # a primary key value: the text of each key column, in key order
 
 _BYTE_ORDER = sql.SQL(' COLLATE "C"')
+# TABLESAMPLE's seed: bounds only shape the buckets and chunks, never what is compared.
+SAMPLE_SEED = 14
 
 # Types whose hash function (the one hash_record_extended calls per column) separates every two
 # values that print differently. Any other type is hashed through its text: numeric (1.0 vs 1.00),
@@ -78,9 +80,12 @@ class TableQueries:
 
     def boundaries(self, key_range: KeyRange, every: int, sample_percent: float | None = None) -> Query:
         """Every `every`-th key of the range in key order: bounds of buckets of about `every` rows.
-        With `sample_percent`, of a sample of that share of the table's pages (reads only those)."""
+        With `sample_percent`, of a sample of that share of the table's pages (reads only those),
+        chosen with a fixed seed: the same table gives the same bounds, so a plan made again (a
+        retried execution) cuts the same chunks."""
         condition, params = self._range_condition(key_range)
-        sample = sql.SQL(" TABLESAMPLE SYSTEM (%s)") if sample_percent is not None else sql.SQL("")
+        sample = (sql.SQL(" TABLESAMPLE SYSTEM (%s) REPEATABLE ({})").format(sql.Literal(SAMPLE_SEED))
+                  if sample_percent is not None else sql.SQL(""))
         aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
         query = sql.SQL(
             "SELECT {aliases} FROM ("
