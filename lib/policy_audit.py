@@ -7,8 +7,11 @@ The policies are taken from `terraform show -json` of each stack's plan after th
 environment (`make scan`), which has parliament; it needs nothing of this project but the plans.
 
 Each finding fails the audit unless .parliament.yaml suppresses it, like a checkov skip: the
-finding's issue, the policies it applies to (fnmatch over "<stack>: <resource address>") and the
-reason it is safe there.
+finding's issue, the policies it applies to (fnmatch over "<stack>: <resource address>"), the
+reason it is safe there and, optionally, `only`: the finding's items it accepts (for
+PERMISSIONS_MANAGEMENT_ACTIONS the actions, e.g. "logs:putresourcepolicy"; for RESOURCE_MISMATCH
+"<action> -> <required ARN format>"). With `only`, a finding that carries any other item stays open:
+a new action in the same policy is not hidden by an old reason.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class Finding:
     issue: str
     severity: str
     detail: str
+    items: tuple[str, ...] = ()  # what the finding is about, as a suppression's `only` names it
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,21 @@ class Suppression:
     issue: str
     policy: str
     reason: str
+    only: tuple[str, ...] | None = None
 
     def covers(self, finding: Finding) -> bool:
-        return self.issue == finding.issue and fnmatch.fnmatchcase(finding.policy, self.policy)
+        return (self.issue == finding.issue and fnmatch.fnmatchcase(finding.policy, self.policy)
+                and (self.only is None or (bool(finding.items) and set(finding.items) <= set(self.only))))
+
+
+def finding_items(detail: object, location: object) -> tuple[str, ...]:
+    """RESOURCE_MISMATCH details are [{action, required_format}]; the community auditors (e.g.
+    PERMISSIONS_MANAGEMENT_ACTIONS) name their actions in the location instead."""
+    if isinstance(detail, list) and all(isinstance(item, dict) and "action" in item for item in detail):
+        return tuple(sorted(f"{item['action']} -> {item.get('required_format', '')}" for item in detail))
+    if isinstance(location, dict) and isinstance(location.get("actions"), list):
+        return tuple(sorted(str(action) for action in location["actions"]))
+    return ()
 
 
 def identity_policies(plan: dict) -> Iterator[tuple[str, str]]:
@@ -76,8 +92,9 @@ def audit(plans_dir: Path) -> tuple[list[Finding], int]:
             analyzed = analyze_policy_string(policy, include_community_auditors=True)
             for finding in analyzed.findings:
                 finding = enhance_finding(finding)
+                items = finding_items(finding.detail, finding.location)
                 findings.append(Finding(f"{stack}: {address}", finding.issue, finding.severity,
-                                        json.dumps(finding.detail, default=str)[:300]))
+                                        json.dumps(finding.detail or list(items), default=str)[:300], items))
     return findings, count
 
 
@@ -90,7 +107,11 @@ def load_suppressions(path: Path) -> list[Suppression]:
         missing = {"issue", "policy", "reason"} - set(entry)
         if missing or not str(entry.get("reason", "")).strip():
             raise SystemExit(f"{path}: entry {index} needs issue, policy and a reason (missing: {sorted(missing)})")
-        suppressions.append(Suppression(entry["issue"], entry["policy"], entry["reason"]))
+        only = entry.get("only")
+        if only is not None and (not isinstance(only, list) or not only):
+            raise SystemExit(f"{path}: entry {index}: `only` must be a non-empty list of the items it accepts")
+        suppressions.append(Suppression(entry["issue"], entry["policy"], entry["reason"],
+                                        tuple(str(item) for item in only) if only is not None else None))
     return suppressions
 
 
