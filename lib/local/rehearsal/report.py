@@ -8,6 +8,7 @@ import json
 import os
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 from lib.local.rehearsal.ledger import count, longest_wait, rate, slowest_rate
@@ -67,6 +68,11 @@ EMULATOR_ADDITIONS = {
                                              "calls before it creates a state machine: answered with moto's own ASL "
                                              "parser",
 }
+
+
+def shown(path: Path) -> str:
+    """A path as the report and the console show it: from the repository root when inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def finish(rehearsal: Any) -> dict:
@@ -250,7 +256,7 @@ def _report(rehearsal: Any, counted, problems: list[str]) -> dict:
         "driven": list(DRIVEN),
         "emulator_additions": {name: EMULATOR_ADDITIONS[name] for name in rehearsal.shims},
         "machine": {"cpus": os.cpu_count(), "load_average_at_end": [round(v, 2) for v in os.getloadavg()]},
-        "files": {name: str((rehearsal.work / name).relative_to(REPO_ROOT)) for name in (
+        "files": {name: shown(rehearsal.work / name) for name in (
             "acknowledged.txt", "final_payments.txt", "logs/moto.log", "logs/lambdas.log", "logs/invocations.jsonl",
             "executions", "postgres/onprem/server.log", "postgres/aws/server.log", "deploy/logs")},
     }
@@ -275,9 +281,9 @@ def _summary(rehearsal: Any, report: dict, say) -> None:
         say(f"    {'ok  ' if target['met'] else 'MISS'} {target['name']}: {target['measured']} (target {target['target']})")
     for problem in report["problems_at_the_end"]:
         say(f"    problem at the end: {problem}")
-    say(f"    report: {(rehearsal.work / 'report.json').relative_to(REPO_ROOT)}")
+    say(f"    report: {shown(rehearsal.work / 'report.json')}")
     if report["failed_step"]:
         say(f"FAILED at step {report['failed_step']}: {report['error']}")
-        say(f"    logs: {rehearsal.work.relative_to(REPO_ROOT)}/logs, postgres/*/server.log, executions/")
+        say(f"    logs: {shown(rehearsal.work)}/logs, postgres/*/server.log, executions/")
     else:
         say(f"{report['result']}")

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lib.config import Config
+from lib.local.rehearsal.report import shown
 from lib.terraform import REPO_ROOT
 
 WORK_DIR = REPO_ROOT / "build" / "rehearsal"
@@ -170,9 +171,12 @@ class Rehearsal:
         database_thread = threading.Thread(target=self._databases_beside_deploy, args=(database_errors,),
                                            name="rehearsal-databases", daemon=True)
         database_thread.start()
-        with self.phase("deploy") as phase:
-            self._deploy(phase)
-        database_thread.join()
+        try:
+            with self.phase("deploy") as phase:
+                self._deploy(phase)
+        finally:
+            # Whatever the deploy did, the servers must be known to the end, which stops them.
+            database_thread.join()
         if database_errors:
             raise RehearsalFailed("databases", f"{type(database_errors[0]).__name__}: {database_errors[0]}")
         with self.phase("wiring") as phase:
@@ -345,8 +349,8 @@ class Rehearsal:
         self.deploy_summary = {"complete": True,
             "seconds": round(seconds, 1), "apply_seconds": round(applied, 1), "synth_seconds": round(synth_seconds, 1),
             "stacks": [run.to_dict() for run in runs], "resources": sum(run.resources for run in runs),
-            "logs": str((deployment.logs).relative_to(REPO_ROOT)),
-            "summary": str((deployment.work_dir / "summary.json").relative_to(REPO_ROOT)),
+            "logs": shown(deployment.logs),
+            "summary": shown(deployment.work_dir / "summary.json"),
             "how": "lib/local/deploy.py (make deploy-local's machinery, in build/deploy-local): synthesis, init + "
                    f"apply -auto-approve per stack, stacks whose dependencies are applied side by side, {PARALLEL} "
                    "at a time, then every stack planned again: nothing may drift but what lib/local/limits.py declares",
