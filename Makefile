@@ -17,6 +17,21 @@ SCAN_VENV := .venv-scan
 BENCH_VENV := .venv-bench
 NODE_BIN := $(CURDIR)/node_modules/.bin
 
+# The CDK that synthesizes (lib/cdk reads PAYMENT_MIGRATION_CDK): cdktf, pinned in Pipfile.lock, or
+# CDK Terrain, its community fork, pinned in requirements-cdktn.txt and installed into its own
+# environment (it needs a newer constructs than the cdktf pins allow). Both write cdktf.out/.
+CDK ?= $(or $(PAYMENT_MIGRATION_CDK),cdktf)
+CDKTN_VENV := .venv-cdktn
+ifeq ($(CDK),cdktf)
+SYNTH_PY := $(PY)
+SYNTH_ENV := $(VENV)/.synced
+else ifeq ($(CDK),cdktn)
+SYNTH_PY := $(CDKTN_VENV)/bin/python
+SYNTH_ENV := $(CDKTN_VENV)/.installed
+else
+$(error CDK=$(CDK): expected cdktf (the default) or cdktn)
+endif
+
 # The jsii runtime and the cdktf CLI run on the Node 22 LTS that package.json pins, not the
 # machine's Node (an end-of-life Node makes jsii print a banner on every run).
 export PATH := $(NODE_BIN):$(PATH)
@@ -30,7 +45,7 @@ export CHECKPOINT_DISABLE := 1
 .PHONY: help install synth validate test deploy-local rehearse emulator scan bench postgres clean diagram
 
 help:
-	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/"
+	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/ (CDK=cdktn: with CDK Terrain)"
 	@echo "make validate      synth, then terraform init -backend=false + validate on every stack (offline mirror)"
 	@echo "make test          validate, then run the test suite (installs everything first)"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
@@ -58,8 +73,15 @@ node_modules/.package-lock.json: package-lock.json package.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-synth: install
-	$(PY) main.py
+$(CDKTN_VENV)/.installed: requirements-cdktn.txt
+	@echo "==> installing cdktn and cdktn-provider-aws from requirements-cdktn.txt into $(CDKTN_VENV)"
+	$(PYTHON_BOOTSTRAP) -m venv $(CDKTN_VENV)
+	$(CDKTN_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --only-binary :all: \
+		-r requirements-cdktn.txt
+	@touch $@
+
+synth: install $(SYNTH_ENV)
+	PAYMENT_MIGRATION_CDK=$(CDK) $(SYNTH_PY) main.py
 	@echo "==> wrote $$(ls cdktf.out/stacks | tr '\n' ' ')"
 
 # Terraform's own check of every synthesized stack, offline: the AWS provider comes from the
@@ -99,7 +121,8 @@ scan: synth $(SCAN_VENV)/.installed
 	for env in $(SCAN_ENVS); do \
 		if [ "$$env" != "$$current" ]; then \
 			echo "==> synthesizing $$env into $(SCAN_DIR)/$$env for the scan"; \
-			CDKTF_OUTDIR=$(SCAN_DIR)/$$env PAYMENT_MIGRATION_ENV=$$env PAYMENT_MIGRATION_CONFIG= $(PY) main.py; \
+			CDKTF_OUTDIR=$(SCAN_DIR)/$$env PAYMENT_MIGRATION_ENV=$$env PAYMENT_MIGRATION_CONFIG= \
+				PAYMENT_MIGRATION_CDK=$(CDK) $(SYNTH_PY) main.py; \
 			sources="$$sources $(SCAN_DIR)/$$env/stacks"; \
 		fi; \
 	done; \
