@@ -81,15 +81,19 @@ def thread_environ() -> _ThreadEnviron:
 
 @dataclass
 class FakeContext:
+    """The context Lambda hands a handler. Registered functions get their deployed timeout, memory
+    and ARN (a handler that budgets its time by get_remaining_time_in_millis sees what it would on
+    AWS); the defaults serve a handler called without a deployed function."""
     function_name: str
     memory_limit_in_mb: int = 512
     timeout_seconds: int = 900
     aws_request_id: str = field(default_factory=lambda: f"local-{time.monotonic_ns()}")
     started: float = field(default_factory=time.monotonic)
+    function_arn: str | None = None
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:eu-west-1:123456789012:function:{self.function_name}"
+        return self.function_arn or f"arn:aws:lambda:eu-west-1:123456789012:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
@@ -110,6 +114,7 @@ class InProcessLambdas:
         self.account_id = account_id
         self.region = region
         self._handlers: dict[str, tuple[Handler, dict[str, str]]] = {}
+        self._contexts: dict[str, dict[str, Any]] = {}  # FakeContext fields of each deployed function
         self.invocations: list[Invocation] = []
         self._lock = threading.Lock()
         self._environ = thread_environ()
@@ -121,12 +126,25 @@ class InProcessLambdas:
         if environment is None:
             environment = self.deployed_environment(function_name)
         self._handlers[function_name] = (handler, {**environment, **(overrides or {})})
+        function = self._deployed(function_name)
+        self._contexts[function_name] = {} if function is None else {
+            "timeout_seconds": int(function.timeout), "memory_limit_in_mb": int(function.memory_size),
+            "function_arn": function.function_arn}
 
     def deployed_environment(self, function_name: str) -> dict[str, str]:
+        function = self._deployed(function_name)
+        if function is None:
+            raise LookupError(f"{function_name}: no such function in the emulator (region {self.region})")
+        return dict(function.environment_vars or {})
+
+    def _deployed(self, function_name: str) -> Any:
+        from moto.awslambda.exceptions import UnknownFunctionException
         from moto.awslambda.utils import get_backend
 
-        function = get_backend(self.account_id, self.region).get_function(function_name)
-        return dict(function.environment_vars or {})
+        try:
+            return get_backend(self.account_id, self.region).get_function(function_name)
+        except UnknownFunctionException:
+            return None
 
     def invoke(self, function_name: str, event: Any) -> Any:
         """Run a registered handler as Lambda would; re-raises what the handler raised."""
@@ -165,7 +183,7 @@ class InProcessLambdas:
         started = time.monotonic()
         with self._environ.overlaid(environment):
             try:
-                invocation.result = handler(event, FakeContext(function_name))
+                invocation.result = handler(event, FakeContext(function_name, **self._contexts.get(function_name, {})))
             except Exception as error:  # noqa: BLE001 - reported as Lambda reports a function error
                 invocation.error = type(error).__name__
                 invocation.result = {"errorType": type(error).__name__, "errorMessage": str(error),
