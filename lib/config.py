@@ -260,9 +260,18 @@ class SecurityConfig:
     # A database secret (one per role and side) whose value has not changed for this many days
     # raises an alarm: the operator rotates it by the README's procedure.
     secret_max_age_days: int = 90
+    # Days a deleted database secret can still be restored. Its name stays taken meanwhile, so
+    # destroying and deploying the security stack again within them fails; 0 deletes at once
+    # (only where prevent_destroy is off: dev, local).
+    secret_recovery_window_days: int = 30
 
     def __post_init__(self) -> None:
         _in_range("waf_rate_limit", self.waf_rate_limit, 10, 2_000_000_000)
+        _require(self.secret_recovery_window_days == 0 or 7 <= self.secret_recovery_window_days <= 30,
+                 "secret_recovery_window_days", f"{self.secret_recovery_window_days} is neither 0 nor 7–30 "
+                 "(what Secrets Manager accepts)")
+        _require(self.secret_recovery_window_days > 0 or not self.prevent_destroy, "secret_recovery_window_days",
+                 "0 (deleted at once, unrecoverable) needs prevent_destroy = false")
         _in_range("kms_deletion_window_days", self.kms_deletion_window_days, 7, 30)
         _require(len(self.key_administrator_arns) >= 1, "key_administrator_arns",
                  "needs at least one IAM role ARN: the keys' administrators (include the deploying role)")

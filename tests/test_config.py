@@ -102,8 +102,15 @@ BAD_CONFIGS = {
         edited(r"^# backup_vault_lock_days = .*$", "backup_vault_lock_days = 60"),
         "database.backup_vault_lock_days", "longer than backup_plan_retention_days"),
     "prevent_destroy with an unprotected database": (
-        edited(r"^prevent_destroy = false.*$", "prevent_destroy = true"),
+        edited(r"^prevent_destroy = false.*$", "prevent_destroy = true",
+               edited(r"^secret_recovery_window_days = .*$", "secret_recovery_window_days = 30")),
         "database.deletion_protection", "must stay true while security.prevent_destroy is true"),
+    "secret recovery window Secrets Manager refuses": (
+        edited(r"^secret_recovery_window_days = .*$", "secret_recovery_window_days = 3"),
+        "security.secret_recovery_window_days", "neither 0 nor 7–30"),
+    "secrets deleted at once where nothing may be destroyed": (
+        edited(r"^prevent_destroy = false.*$", "prevent_destroy = true"),
+        "security.secret_recovery_window_days", "needs prevent_destroy = false"),
     "on-prem CA file that does not exist": (
         edited(r'^db_ca_certificate = .*$', 'db_ca_certificate = "certs/absent.pem"'), "onprem.db_ca_certificate",
         "no file"),
@@ -180,8 +187,10 @@ def test_prevent_destroy_defaults_on() -> None:
     text = edited(r"^prevent_destroy = false.*$", "")
     text = edited(r"^deletion_protection = false    # dev only: every.*$", "", text)
     text = edited(r"^deletion_protection = false    # dev only: keep.*$", "", text)
+    text = edited(r"^secret_recovery_window_days = .*$", "", text)
     config = parse_config(text)
     assert config.security.prevent_destroy is True
+    assert config.security.secret_recovery_window_days == 30
     assert config.database.deletion_protection and config.load_balancer.deletion_protection
 
 

@@ -34,7 +34,7 @@ SIDE_NAMES = {"onprem": "on-prem PostgreSQL", "aws": "Aurora PostgreSQL"}
 
 
 class DatabaseCredentials(Construct):
-    def __init__(self, scope: Construct, id_: str, *, env_name: str, key_arn: str, recovery_window_days: int = 30):
+    def __init__(self, scope: Construct, id_: str, *, env_name: str, key_arn: str, recovery_window_days: int):
         super().__init__(scope, id_)
         self.key_arn = key_arn
         self._arns: dict[tuple[str, str], str] = {}

@@ -73,8 +73,9 @@ class SecurityStack(BaseStack):
         self._endpoints(config, network)
         self._web_acl(config)
         # One secret per database role and side; the data key encrypts them all.
-        self.database_secrets = DatabaseCredentials(self, "database-secrets", env_name=config.name,
-                                                    key_arn=self.data_key.arn)
+        self.database_secrets = DatabaseCredentials(
+            self, "database-secrets", env_name=config.name, key_arn=self.data_key.arn,
+            recovery_window_days=config.security.secret_recovery_window_days)
         self.secret_age = SecretAgeWatch(
             self, "secret-age", name=self.resource_name("secret-age"), max_age_days=config.security.secret_max_age_days,
             secrets=[WatchedSecret(name, arn) for name, arn in self.database_secrets.names_and_arns()],

@@ -71,3 +71,8 @@ def test_backup_vault_is_locked(prod):
 def test_created_zone_has_dnssec_alarms(prod):
     alarms = _resources(prod, "routing", "aws_cloudwatch_metric_alarm")
     assert {"dnssec-internal-failure", "dnssec-ksk-action-needed"} <= set(alarms)
+
+
+def test_a_deleted_database_secret_stays_restorable_for_30_days(prod):
+    secrets = _resources(prod, "security", "aws_secretsmanager_secret").values()
+    assert secrets and {secret["recovery_window_in_days"] for secret in secrets} == {30}

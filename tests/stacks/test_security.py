@@ -192,6 +192,8 @@ def test_one_encrypted_secret_per_role_and_side_and_no_value_in_code(synthesized
                      for role in ("payment_app", "payment_validator", "payment_controller", "dms_source", "dms_target")}
     assert all(secret["kms_key_id"].startswith("${aws_kms_key.data-key") for secret in secrets)
     assert not synthesized.resources("security", "aws_secretsmanager_secret_version")
+    # dev sets 0: a destroyed dev secret frees its name at once, so a redeploy can take it again
+    assert {secret["recovery_window_in_days"] for secret in secrets} == {0}
 
 
 def test_writer_parameter_starts_on_prem_and_then_belongs_to_the_controller(synthesized):
