@@ -220,3 +220,13 @@ def test_error_carries_key_and_problem() -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(edited(r"^max_acu = .*$", "max_acu = 0.25"))
     assert raised.value.key == "database.max_acu"
+
+
+def test_an_on_prem_ca_file_holding_a_private_key_is_refused(tmp_path: Path) -> None:
+    """The CA file ships in the Lambda zips: a key pasted beside the certificate would ship too."""
+    certificate = (ROOT / "config" / "certs" / "example-onprem-ca.pem").read_text()
+    with_key = tmp_path / "ca-and-key.pem"
+    with_key.write_text(certificate + "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(ConfigError) as raised:
+        parse_config(edited(r'^db_ca_certificate = .*$', f'db_ca_certificate = "{with_key}"'))
+    assert raised.value.key == "onprem.db_ca_certificate" and "private key" in raised.value.problem
