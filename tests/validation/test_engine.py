@@ -238,6 +238,27 @@ def test_values_that_compare_equal_but_print_differently_are_differences(connect
     assert result["tables"]["public.odd"]["mismatched"] == [{"id": i} for i in range(2, 9)]
 
 
+@pytest.mark.parametrize("row_hash", [RowHash.RECORD, RowHash.TEXT])
+def test_numeric_with_a_typmod_differs_by_value_alone(connect, databases, monkeypatch, row_hash):
+    """numeric(12,2) stores every value at scale 2 (its scale is not hashed then): 1.5 written on
+    one side and 1.50 on the other are the same row, 1.51 is a difference; beside it, a numeric
+    without typmod still tells 1.0 from 1.00."""
+    monkeypatch.setattr(engine, "_row_hash_method", lambda source, target: row_hash)
+    databases.on_both("""
+        CREATE TABLE amounts (id int PRIMARY KEY, fixed numeric(12,2), free numeric);
+        INSERT INTO amounts SELECT id, 1.5, 1.0 FROM generate_series(1, 4) AS id;
+    """)
+    databases.on_target("""
+        UPDATE amounts SET fixed = 1.50 WHERE id = 2;
+        UPDATE amounts SET fixed = 1.51 WHERE id = 3;
+        UPDATE amounts SET free = 1.00 WHERE id = 4;
+    """)
+
+    result = run(connect, databases, tables=("amounts",))
+
+    assert result["tables"]["public.amounts"]["mismatched"] == [{"id": 3}, {"id": 4}]
+
+
 def test_lists_are_capped_in_key_order_with_exact_totals(connect, databases):
     databases.on_target("DELETE FROM audit_log WHERE audit_id IN (14, 12, 10, 13, 11)")
 

@@ -245,10 +245,19 @@ class TableQueries:
             return self._ordered(column)
         if column.type_schema == "pg_catalog" and column.type_name == "numeric":
             # numeric's hash ignores trailing zeros (1.0 and 1.00 alike); beside its scale it tells
-            # apart exactly what its text would, without printing every amount
+            # apart exactly what its text would, without printing every amount. A typmod
+            # ("numeric(18,2)", the same on both sides: comparable_columns) rounds every stored
+            # value to its scale, so there the scale says nothing more and costs a call per row.
+            if _has_typmod(column):
+                return self._column(column)
             return sql.SQL("{0}, pg_catalog.scale({0})").format(self._column(column))
         return sql.SQL('CAST({} AS text) COLLATE "C"').format(self._column(column))
 
 
 def _type(column: Column) -> sql.Composable:
     return sql.Identifier(column.type_schema, column.type_name)
+
+
+def _has_typmod(column: Column) -> bool:
+    """format_type() names a type modifier in parentheses: numeric(18,2), but numeric alone."""
+    return column.type.endswith(")")
