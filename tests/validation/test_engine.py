@@ -259,6 +259,27 @@ def test_numeric_with_a_typmod_differs_by_value_alone(connect, databases, monkey
     assert result["tables"]["public.amounts"]["mismatched"] == [{"id": 3}, {"id": 4}]
 
 
+def test_columns_hashed_alone_neither_cancel_out_nor_confuse_null(connect, databases):
+    """Columns whose hash functions take the value itself are hashed one by one, with their own
+    seeds: two columns swapping values, NULL against '', 0 or NaN, all differ."""
+    databases.on_both("""
+        CREATE TABLE alone (id int PRIMARY KEY, a text, b text, n numeric(12,2), u uuid, at timestamptz);
+        INSERT INTO alone SELECT id, 'x', 'y', 0, md5(id::text)::uuid, '2024-01-01' FROM generate_series(1, 7) AS id;
+    """)
+    databases.on_target("""
+        UPDATE alone SET a = 'y', b = 'x' WHERE id = 2;
+        UPDATE alone SET n = NULL WHERE id = 3;
+        UPDATE alone SET n = 'NaN' WHERE id = 4;
+        UPDATE alone SET a = '' WHERE id = 5;
+        UPDATE alone SET u = NULL WHERE id = 6;
+    """)
+    databases.on_source("UPDATE alone SET a = NULL WHERE id = 5")
+
+    result = run(connect, databases, tables=("alone",))
+
+    assert result["tables"]["public.alone"]["mismatched"] == [{"id": i} for i in range(2, 7)]
+
+
 def test_lists_are_capped_in_key_order_with_exact_totals(connect, databases):
     databases.on_target("DELETE FROM audit_log WHERE audit_id IN (14, 12, 10, 13, 11)")
 

@@ -31,6 +31,19 @@ _EXACTLY_HASHED_TYPES = frozenset({
     "bool", "char", "int2", "int4", "int8", "oid", "uuid", "date", "time", "timestamp",
     "timestamptz", "bytea", "text", "varchar", "bpchar", "name",
 })
+# Of those, the types whose hash function (the same one) SQL can call on the column itself, with a
+# seed: such a column is hashed alone, without the row hash_record_extended forms (and takes apart
+# again) for its columns; measured about 10 % faster on the payments table. numeric joins them
+# when a typmod fixes its scale (`_hashable`).
+_SEEDED_HASH_FUNCTIONS = {
+    "int2": "hashint2extended", "int4": "hashint4extended", "int8": "hashint8extended", "oid": "hashoidextended",
+    "uuid": "uuid_hash_extended", "text": "hashtextextended", "varchar": "hashtextextended",
+    "bpchar": "hashbpcharextended", "name": "hashnameextended", "timestamp": "timestamp_hash_extended",
+}
+# A column hashed alone hashes NULL as this value, not as 0: hash_numeric_extended returns its seed
+# for NaN and seed - 1 for zero, so no small number will do. (A value whose hash it is would look
+# NULL: as unlikely as two rows sharing a hash.)
+_NULL_HASH = -7046029254386353131  # 0x9e3779b97f4a7c15 as int8
 
 
 class RowHash(Enum):
@@ -234,10 +247,28 @@ class TableQueries:
         if self._row_hash_method is RowHash.TEXT:
             columns = sql.SQL(", ").join(self._column(column) for column in self._columns)
             return sql.SQL('pg_catalog.hashtextextended(CAST(ROW({}) AS text) COLLATE "C", 0)').format(columns)
-        # hash_record_extended hashes NULL as 0 and every value with its type's hash function.
-        return sql.SQL("pg_catalog.hash_record_extended(ROW({}), 0)").format(
-            sql.SQL(", ").join(self._hashable(column) for column in self._columns)
-        )
+        # Each column hashed alone gets its own seed (its position), so the hashes of two columns
+        # do not cancel out when combined by XOR; hash_record_extended hashes the rest (NULL as
+        # 0, every value with its type's hash function) with seed 0.
+        alone, in_record = [], []
+        for position, column in enumerate(self._columns, start=1):
+            function = self._seeded_hash_function(column)
+            if function is None:
+                in_record.append(self._hashable(column))
+            else:
+                alone.append(sql.SQL("COALESCE(pg_catalog.{}({}, {}), {})").format(
+                    sql.Identifier(function), self._ordered(column), sql.Literal(position), sql.Literal(_NULL_HASH)))
+        if in_record:
+            alone.insert(0, sql.SQL("pg_catalog.hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(in_record)))
+        return sql.SQL("({})").format(sql.SQL(" OPERATOR(pg_catalog.#) ").join(alone))
+
+    def _seeded_hash_function(self, column: Column) -> str | None:
+        """The function hashing the column alone, None when it goes into hash_record_extended's row."""
+        if column.type_schema != "pg_catalog":
+            return None
+        if column.type_name == "numeric":
+            return "hash_numeric_extended" if _has_typmod(column) else None
+        return _SEEDED_HASH_FUNCTIONS.get(column.type_name)
 
     def _hashable(self, column: Column) -> sql.Composable:
         if column.type_schema == "pg_catalog" and column.type_name in _EXACTLY_HASHED_TYPES:
