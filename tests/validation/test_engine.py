@@ -280,6 +280,26 @@ def test_columns_hashed_alone_neither_cancel_out_nor_confuse_null(connect, datab
     assert result["tables"]["public.alone"]["mismatched"] == [{"id": i} for i in range(2, 7)]
 
 
+def test_bigint_values_postgresql_hashes_alike_still_differ(connect, databases):
+    """PostgreSQL's bigint hash folds the high half into the low one: 0 and 4294967297 (2^32 + 1),
+    -1 and 4294967296 hash alike there. The engine also hashes the high half."""
+    with connect(databases.source).cursor() as cursor:  # what the test guards against, as PostgreSQL does it
+        cursor.execute("SELECT hashint8extended(0, 1) = hashint8extended(4294967297, 1)")
+        assert cursor.fetchone() == (True,)
+    databases.on_both("""
+        CREATE TABLE folded (id int PRIMARY KEY, n bigint);
+        INSERT INTO folded VALUES (1, 0), (2, -1), (3, 5), (4, NULL);
+    """)
+    databases.on_target("""
+        UPDATE folded SET n = 4294967297 WHERE id = 1;
+        UPDATE folded SET n = 4294967296 WHERE id = 2;
+    """)
+
+    result = run(connect, databases, tables=("folded",))
+
+    assert result["tables"]["public.folded"]["mismatched"] == [{"id": 1}, {"id": 2}]
+
+
 def test_lists_are_capped_in_key_order_with_exact_totals(connect, databases):
     databases.on_target("DELETE FROM audit_log WHERE audit_id IN (14, 12, 10, 13, 11)")
 

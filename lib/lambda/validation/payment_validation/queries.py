@@ -256,8 +256,15 @@ class TableQueries:
             if function is None:
                 in_record.append(self._hashable(column))
             else:
-                alone.append(sql.SQL("COALESCE(pg_catalog.{}({}, {}), {})").format(
-                    sql.Identifier(function), self._ordered(column), sql.Literal(position), sql.Literal(_NULL_HASH)))
+                value_hash = sql.SQL("pg_catalog.{}({}, {})").format(
+                    sql.Identifier(function), self._ordered(column), sql.Literal(position))
+                if function == "hashint8extended":
+                    # hashint8extended folds the high 32 bits into the low ones first (0 and
+                    # 4294967297 hash alike); the high half's own hash tells such values apart.
+                    value_hash = sql.SQL("({} OPERATOR(pg_catalog.#) pg_catalog.hashint4extended("
+                                         "CAST({} OPERATOR(pg_catalog.>>) 32 AS pg_catalog.int4), {}))").format(
+                        value_hash, self._column(column), sql.Literal(-position))
+                alone.append(sql.SQL("COALESCE({}, {})").format(value_hash, sql.Literal(_NULL_HASH)))
         if in_record:
             alone.insert(0, sql.SQL("pg_catalog.hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(in_record)))
         return sql.SQL("({})").format(sql.SQL(" OPERATOR(pg_catalog.#) ").join(alone))
