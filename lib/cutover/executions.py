@@ -157,7 +157,7 @@ def failure(events: Iterable[dict[str, Any]]) -> Failure | None:
     for event in events:
         if "stateEnteredEventDetails" in event:
             previous, state = state, event["stateEnteredEventDetails"]["name"]
-            error = (_json(event["stateEnteredEventDetails"].get("input")) or {})
+            error = (parse_json(event["stateEnteredEventDetails"].get("input")) or {})
             error = error.get("error") if isinstance(error, dict) else None
             if isinstance(error, dict) and "Error" in error and recorded is None:
                 recorded = Failure(previous, str(error["Error"]), _message(error.get("Cause")))
@@ -178,13 +178,14 @@ def _error_and_cause(event: dict[str, Any]) -> tuple[str, str]:
 
 def _message(cause: Any) -> str:
     """A Lambda error's cause is a JSON document: its errorMessage is what a human reads."""
-    parsed = _json(cause)
+    parsed = parse_json(cause)
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         return str(parsed["errorMessage"])
     return "" if cause is None else str(cause)
 
 
-def _json(text: Any) -> Any:
+def parse_json(text: Any) -> Any:
+    """A Step Functions document (input, output, cause) parsed, None when it is not JSON."""
     if not isinstance(text, str):
         return text
     try:

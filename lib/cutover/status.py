@@ -13,7 +13,6 @@ A part that cannot be read is reported as such (`errors`); the rest is still sho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lib.cutover.aws import Aws, CliError
-from lib.cutover.executions import describe, history, list_executions
+from lib.cutover.executions import describe, history, list_executions, parse_json
 from lib.cutover.names import MACHINES, Names
 
 RECENT_EXECUTIONS = 5
@@ -101,7 +100,7 @@ def _validation_in(events: list[dict[str, Any]]) -> dict[str, Any] | None:
             state = event["stateEnteredEventDetails"]["name"]
         elif event["type"] in ("TaskSucceeded", "LambdaFunctionSucceeded") and state and state.startswith("Validate"):
             details = event.get("taskSucceededEventDetails") or event.get("lambdaFunctionSucceededEventDetails") or {}
-            output = _json(details.get("output")) or {}
+            output = parse_json(details.get("output")) or {}
             answer = output.get("Payload", output) if isinstance(output, dict) else None
             if isinstance(answer, dict) and "status" in answer:
                 found = {"status": answer["status"], "message": answer.get("message"), "state": state,
@@ -273,12 +272,3 @@ def _short(iso: str | None) -> str:
 
 def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="seconds") if value else None
-
-
-def _json(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None

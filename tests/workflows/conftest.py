@@ -39,6 +39,7 @@ import boto3
 import psycopg2
 import pytest
 
+from lib.cutover.executions import history as execution_history
 from lib.workflows.cutover import advance_definition, cutover_definition, rollback_definition
 from tests.rollback.world import (
     ADVANCE_MACHINE_NAME,
@@ -221,14 +222,7 @@ class Controller:
         return self.wait(self.start(machine, execution_input))
 
     def history(self, arn: str) -> list[dict[str, Any]]:
-        events, token_ = [], None
-        while True:
-            page = self.stepfunctions.get_execution_history(executionArn=arn, maxResults=1000,
-                                                            **({"nextToken": token_} if token_ else {}))
-            events += page["events"]
-            token_ = page.get("nextToken")
-            if not token_:
-                return events
+        return execution_history(self.stepfunctions, arn)
 
     def when(self, arn: str, condition: Callable[[list[dict[str, Any]]], bool], action: Callable[[], None],
              what: str) -> threading.Thread:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.config import Config
+from lib.cutover.executions import history as execution_history
 
 
 class ControlError(Exception):
@@ -168,14 +169,7 @@ class Controls:
             time.sleep(0.5)
 
     def history(self, arn: str) -> list[dict]:
-        events, token = [], None
-        while True:
-            page = self.sfn.get_execution_history(executionArn=arn, maxResults=1000,
-                                                  **({"nextToken": token} if token else {}))
-            events += page["events"]
-            token = page.get("nextToken")
-            if not token:
-                return events
+        return execution_history(self.sfn, arn)
 
     def save_history(self, arn: str, description: dict | None = None, events: list[dict] | None = None) -> Path:
         description = description or self.sfn.describe_execution(executionArn=arn)
