@@ -1,7 +1,10 @@
--- Database roles of the payment system, one per purpose (issue 15), and the cutover's control schema.
--- Script version 2 (recorded in payment_control.script_version; a newer version already applied
--- stops the script). Version 2 adds payment_writer, the group role through which alone the
--- application roles may write (the fence revokes it).
+-- Database roles of the payment system, one per purpose, and the cutover's control schema.
+-- Script version 3 (recorded in payment_control.script_version; a newer version already applied
+-- stops the script). Version 2 added payment_writer, the group role through which alone the
+-- application roles may write (the fence revokes it). Version 3 adds the controller's switch lease
+-- and fence record (payment_control.cutover_lease, cutover_fence; never replicated) and takes
+-- EXECUTE on the payment schemas' functions from PUBLIC (a SECURITY DEFINER function anyone may
+-- call is a write path the fence refuses).
 --
 -- Apply on BOTH databases (on-prem and Aurora), in the payment database, after schema/payments.sql,
 -- as a superuser (on Aurora: the master user, a member of rds_superuser):
@@ -98,8 +101,8 @@ CREATE TABLE IF NOT EXISTS payment_control.script_version (
 );
 DO $$
 BEGIN
-    IF (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql') > 2 THEN
-        RAISE EXCEPTION 'a newer schema/roles.sql (version %) was applied to %; this is version 2',
+    IF (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql') > 3 THEN
+        RAISE EXCEPTION 'a newer schema/roles.sql (version %) was applied to %; this is version 3',
             (SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'), current_database();
     END IF;
 END $$;
@@ -113,6 +116,29 @@ CREATE TABLE IF NOT EXISTS payment_control.cutover_marker (
     to_side     text        NOT NULL CHECK (to_side IN ('onprem', 'aws')),
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     created_by  name        NOT NULL DEFAULT current_user
+);
+
+-- The cutover controller's own records (lib/lambda/cutover/payment_cutover/control.py), on each side,
+-- NOT replicated (neither the publication nor the DMS table mappings name them): the lease that makes
+-- one switch at a time (used on on-prem), and one row per fence, binding the steps after it to it.
+CREATE TABLE IF NOT EXISTS payment_control.cutover_lease (
+    lease       text        PRIMARY KEY CHECK (lease = 'switch'),
+    holder      text        NOT NULL,
+    token       bigint      NOT NULL,
+    taken_at    timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_control.cutover_fence (
+    fence_id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    side             text        NOT NULL CHECK (side IN ('onprem', 'aws')),
+    holder           text        NOT NULL,
+    fenced_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    witness_slot     name,
+    revoked          text[]      NOT NULL DEFAULT '{}',
+    last_marker      uuid,
+    old_slot_dropped boolean     NOT NULL DEFAULT false,
+    proven_at        timestamptz,
+    released_at      timestamptz
 );
 
 -- DMS creates its own tables (heartbeat on the source, awsdms_apply_exceptions & co. on the target):
@@ -253,6 +279,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON public.customers, public.payments, publi
 GRANT SELECT ON payment_control.cutover_marker TO payment_validator, dms_source;
 GRANT SELECT, INSERT, UPDATE, DELETE ON payment_control.cutover_marker TO dms_target;
 GRANT SELECT, INSERT ON payment_control.cutover_marker TO payment_controller;
+GRANT SELECT, INSERT, UPDATE ON payment_control.cutover_lease, payment_control.cutover_fence TO payment_controller;
+GRANT USAGE ON SEQUENCE payment_control.cutover_fence_fence_id_seq TO payment_controller;
+
+-- Functions run as their caller unless SECURITY DEFINER; one that is, owned by a role that can write
+-- the payment tables and callable by PUBLIC (PostgreSQL's default), lets anyone write past the fence.
+-- Nobody but the owner calls this schemas' functions unless granted; likewise for the functions this
+-- role creates here later.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public, payment_control FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public, payment_control REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- Sequences owned by a column of a payment table (audit_log's identity): the application draws from
 -- them, the validator compares them, the controller reads and advances them (setval = UPDATE).
@@ -275,7 +310,7 @@ BEGIN
     END LOOP;
 END $$;
 
-INSERT INTO payment_control.script_version (script, version) VALUES ('roles.sql', 2)
+INSERT INTO payment_control.script_version (script, version) VALUES ('roles.sql', 3)
 ON CONFLICT (script) DO UPDATE SET version = EXCLUDED.version, applied_at = now(), applied_by = current_user;
 
 COMMIT;

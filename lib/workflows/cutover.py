@@ -10,7 +10,8 @@ and the WEIGHTS (where clients go; the weighted record pair). Traffic moves in p
               fenced writer rollback when AWS is the writer) → fail; the whole bake quiet → done.
     cutover   preflight → fence the old writer → replication caught up (marker measured on the
               target) → validation PASSED on the quiet data → sequences advanced on the new writer →
-              validation with check_sequences → replication direction switched → open the new writer
+              validation with check_sequences → replication direction switched → the fence proven (the
+              old writer's witness slot saw nothing but markers since the fence) → open the new writer
               → writer parameter → alarms of the running direction → weights: all to the new writer.
     rollback  weights all to on-prem first (clients follow within the TTL), then the cutover
               sequence from AWS back to on-prem.
@@ -117,7 +118,9 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
         "AdvanceSequences": _step(step_arn, "advance_sequences", source, target, next_state="ValidateSequences"),
         **_validate(validation_arn, source, target, name="ValidateSequences", check_sequences=True,
                     next_state="SwitchReplication"),
-        "SwitchReplication": _step(step_arn, "switch_replication", source, target, next_state="Open", retry=True),
+        "SwitchReplication": _step(step_arn, "switch_replication", source, target, next_state="ProveFence",
+                                   retry=True),
+        "ProveFence": _step(step_arn, "prove_fence", source, target, next_state="Open", retry=True),
         "Open": _step(step_arn, "open", source, target, next_state="SetWriter", retry=True),
         "SetWriter": _step(step_arn, "set_writer", source, target, next_state="ReplicationAlarms", retry=True),
         "ReplicationAlarms": _invoke(traffic_arn, {"action": "replication_alarms", "running": new_direction},

@@ -14,7 +14,7 @@ from payment_cutover import fence, slots, steps
 from payment_cutover.dms import DmsReplication
 from payment_cutover.errors import ConfigurationError, ReplicationBehind
 from payment_cutover.sides import FALLBACK, FORWARD
-from tests.support.replication import SCHEMA, TABLES, prepare_database, reset_database
+from tests.support.replication import SCHEMA, TABLES, create_writer_parameter, prepare_database, reset_database
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +71,12 @@ def slot_names():
 def test_the_switch_stops_forward_drops_its_slot_makes_the_fallback_slot_and_starts_fallback(
         databases, dms, slot_names):
     sides, conns = databases
-    c = controller(conns, dms, "unused", slot_names)
+    c = controller(conns, dms, create_writer_parameter(boto3.client("ssm"), "/payment-migration/test/dms-writer"),
+                   slot_names)
     slots.create_slot(conns["onprem"], slot_names["forward"], "test_decoding")  # what the runbook does first
     assert c.driver.state(FORWARD).running and not c.driver.state(FALLBACK).running
-    for conn in conns.values():
-        fence.fence(conn, ["payment_app"])
+    fence.fence(conns["aws"], ["payment_app"])  # the non-writer
+    steps.fence(c, "onprem", "aws")
 
     c.wait_seconds = 0.5
     with pytest.raises(ReplicationBehind):  # moto moves no data: a fresh marker never arrives

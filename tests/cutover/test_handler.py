@@ -54,8 +54,8 @@ def test_cutover_and_rollback_through_the_handler(handler, step_env, pair, custo
     results = {}
     for source, target in (("onprem", "aws"), ("aws", "onprem")):
         sides = {"from": source, "to": target}
-        for step in ("preflight", "fence", "wait_replication", "advance_sequences", "switch_replication", "open",
-                     "set_writer"):
+        for step in ("preflight", "fence", "wait_replication", "advance_sequences", "switch_replication",
+                     "prove_fence", "open", "set_writer"):
             results[(source, step)] = invoke(handler, step=step, execution="test", **sides)
     with capsys.disabled():
         for key in (("onprem", "preflight"), ("onprem", "fence"), ("onprem", "wait_replication"),

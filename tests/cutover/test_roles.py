@@ -67,7 +67,7 @@ def test_the_script_is_idempotent_and_records_its_version(db):
     before = acl_snapshot(db)
     db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)
     assert acl_snapshot(db) == before, "a second run changed grants, role attributes or settings"
-    assert db.scalar("SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'") == 2
+    assert db.scalar("SELECT version FROM payment_control.script_version WHERE script = 'roles.sql'") == 3
 
 
 def test_a_grant_added_by_hand_is_taken_back(db):
@@ -77,7 +77,7 @@ def test_a_grant_added_by_hand_is_taken_back(db):
 
 
 def test_an_older_script_does_not_overwrite_a_newer_one(db):
-    db.postgres.admin_execute("UPDATE payment_control.script_version SET version = 3", dbname=db.dbname)
+    db.postgres.admin_execute("UPDATE payment_control.script_version SET version = 4", dbname=db.dbname)
     with pytest.raises(psycopg2.errors.RaiseException, match="newer schema/roles.sql"):
         db.postgres.admin_execute(ROLES_SQL.read_text(), dbname=db.dbname)
 

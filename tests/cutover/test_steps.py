@@ -9,7 +9,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from payment_cutover import fence, slots, steps
+from payment_cutover import control, fence, slots, steps
 from payment_cutover.errors import (
     FenceIncomplete,
     ReplicationBehind,
@@ -265,9 +265,11 @@ def test_abort_after_the_switch_started_leaves_both_fenced_and_a_rerun_finishes(
     steps.preflight(controller, ONPREM, AWS)
     steps.fence(controller, ONPREM, AWS)
     steps.wait_replication(controller, ONPREM, AWS)
-    # the switch dies after stopping the old direction and dropping its slot
+    # the switch dies after stopping the old direction and dropping its slot (as it does: recorded first)
     controller.driver.stop(FORWARD, timeout_seconds=5)
-    slots.drop_slot(controller.databases[ONPREM], pair.slot_names["forward"], timeout_seconds=5)
+    onprem = controller.databases[ONPREM]
+    control.update_fence(onprem, control.current_fence(onprem, ONPREM), old_slot_dropped=True)
+    slots.drop_slot(onprem, pair.slot_names["forward"], timeout_seconds=5)
     result = steps.abort(controller, ONPREM, AWS)
     assert result["reopened"] is None
     assert result["fence"] == {ONPREM: {"payment_app": "fenced"}, AWS: {"payment_app": "fenced"}}
@@ -288,6 +290,7 @@ def run_cutover(controller, source: str, target: str) -> dict:
     outcome["wait_replication"] = steps.wait_replication(controller, source, target)
     outcome["advance_sequences"] = steps.advance_sequences(controller, source, target)
     outcome["switch_replication"] = steps.switch_replication(controller, source, target)
+    outcome["prove_fence"] = steps.prove_fence(controller, source, target)
     outcome["open"] = steps.open_writer(controller, source, target)
     outcome["set_writer"] = steps.set_writer(controller, source, target, f"test cutover to {target}")
     return outcome

@@ -46,11 +46,12 @@ def test_cutover_fences_then_proves_replication_then_validates_before_anything_o
             state = body["Next"]
     tasks = [name for name in order if states[name]["Type"] == "Task"]
     assert tasks == ["Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences", "ValidateSequences",
-                     "SwitchReplication", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic"]
+                     "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic"]
     assert states["ValidateSequences"]["Parameters"]["Payload"]["check_sequences"] is True
     assert states["WaitReplication"]["Retry"][-1]["ErrorEquals"] == ["ReplicationBehind", "SwitchPending",
                                                                      "DatabaseUnavailable"]
-    for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "Open", "SetWriter"):
+    for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "ProveFence", "Open",
+                 "SetWriter"):
         assert states[name]["Catch"][0]["Next"] == "Abort", f"{name} failing must reach the abort path"
 
 

@@ -35,6 +35,7 @@ ROLES = ("payment_app", "payment_validator", "dms_source", "dms_target", "paymen
 SCHEMA = "public"
 TABLES = ["customers", "payments", "transactions", "audit_log"]
 PUBLICATION = "payment_migration"
+SCHEMA_OWNER = "payment_owner"  # NOLOGIN owner of the payment tables
 LOGICAL_CONF = {
     "wal_level": "logical",
     "max_replication_slots": "10",
@@ -69,6 +70,15 @@ class Server:
         from payment_cutover.postgres_logical import create_publication
 
         self.postgres.create_payment_database(TEMPLATE)
+        # The schema's owner does not log in, as in a payment estate the fence can hold in (a LOGIN
+        # role that owns a payment table is a write path the fence refuses).
+        self.postgres.admin_execute(
+            f"""DO $$ DECLARE t text; BEGIN
+                  IF to_regrole('{SCHEMA_OWNER}') IS NULL THEN CREATE ROLE {SCHEMA_OWNER} NOLOGIN; END IF;
+                  FOREACH t IN ARRAY ARRAY{TABLES!r}::text[] LOOP
+                    EXECUTE format('ALTER TABLE {SCHEMA}.%I OWNER TO {SCHEMA_OWNER}', t);
+                  END LOOP;
+                END $$""", dbname=TEMPLATE)
         self.postgres.admin_execute(ROLES_SQL.read_text(), dbname=TEMPLATE)
         for role, password in self.passwords.items():
             self.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(role)), (password,))
@@ -427,6 +437,8 @@ def reset_database(db: SideDatabase, *, sessions: bool = True, truncate: bool = 
         with admin.cursor() as cur:
             if truncate:
                 cur.execute(f"TRUNCATE {PAYMENT_TABLES_SQL} RESTART IDENTITY")
+            # the controller's lease and fence records (not replicated): no switch in progress
+            cur.execute("TRUNCATE payment_control.cutover_lease, payment_control.cutover_fence RESTART IDENTITY")
             cur.execute(sql.SQL("ALTER ROLE payment_app IN DATABASE {} RESET ALL").format(sql.Identifier(db.dbname)))
             cur.execute(GRANTS_FINGERPRINT)
             if cur.fetchone()[0] != db.server.grants_fingerprint():

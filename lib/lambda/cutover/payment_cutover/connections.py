@@ -15,8 +15,11 @@ from payment_cutover.postgres_logical import conninfo
 from payment_cutover.settings import Settings, SideSettings
 
 APPLICATION_NAME = "payment-cutover"
-# ALTER ROLE waits for no one for long; a stuck statement is a fault to report, not to wait out.
-SESSION_OPTIONS = "-c statement_timeout=60000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000"
+# ALTER ROLE waits for no one for long; a stuck statement is a fault to report, not to wait out. An
+# invocation frozen or killed with a session open (it may hold the switch mutex, an advisory lock:
+# payment_cutover.control) loses that session after idle_session_timeout.
+SESSION_OPTIONS = ("-c statement_timeout=60000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=60000 "
+                   "-c idle_session_timeout=120000")
 
 
 def read_credentials(secrets: Any, secret_arn: str) -> tuple[str, str]:

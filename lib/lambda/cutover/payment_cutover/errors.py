@@ -2,7 +2,8 @@
 machine can Retry or Catch by it; the message says what is wrong and what to check.
 
 Retryable (the state machine retries the step): ReplicationBehind, SwitchPending, DatabaseUnavailable.
-Not retryable (the state machine aborts): everything else."""
+Not retryable (the state machine aborts): everything else; LeaseHeld and LeaseLost change nothing in
+Abort (it needs the lease too), and FenceBreached leaves both sides fenced."""
 
 from __future__ import annotations
 
@@ -50,3 +51,17 @@ class SwitchPending(CutoverError):
 
 class SequenceError(CutoverError):
     """A sequence cannot be advanced safely (e.g. a descending sequence)."""
+
+
+class FenceBreached(CutoverError):
+    """A change reached a replicated table on a fenced side after its fence (the witness saw it), or
+    the witness that should prove otherwise is gone. Both sides stay fenced; never retried."""
+
+
+class LeaseHeld(CutoverError):
+    """Another execution holds the switch lease: one switch at a time. Nothing was changed."""
+
+
+class LeaseLost(CutoverError):
+    """This invocation's lease was taken over (a retried invoke, another execution, a rollback):
+    it stops before its next change."""

@@ -41,6 +41,7 @@ SIDED_STEPS = {
     "wait_replication": steps.wait_replication,
     "advance_sequences": steps.advance_sequences,
     "switch_replication": steps.switch_replication,
+    "prove_fence": steps.prove_fence,
     "open": steps.open_writer,
     "abort": steps.abort,
 }
@@ -89,7 +90,8 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
         controller = steps.Controller(
             databases=databases, driver=driver, ssm=clients["ssm"], writer_parameter=settings.writer_parameter,
             roles=settings.roles, schema=settings.schema, tables=settings.tables,
-            wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds))
+            wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds),
+            holder=request.execution or "step-function")
         if request.step == "status":
             result = steps.status(controller)
         elif request.step == "fence_non_writer":

@@ -13,7 +13,8 @@ from payment_cutover.errors import ReplicationBehind
 from payment_cutover.sides import Direction
 
 POLL_SECONDS = 0.05
-TABLE = "payment_control.cutover_marker"
+MARKER_TABLE = ("payment_control", "cutover_marker")  # (schema, table)
+TABLE = ".".join(MARKER_TABLE)
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,3 @@ def wait_for_marker(source_conn, target_conn, marker: Marker, *, timeout_seconds
                 f"reached {marker.direction.target} after {timeout_seconds:g} s: {marker.direction} is behind "
                 "(or stopped); the step can be retried")
         time.sleep(POLL_SECONDS)
-
-
-def latest_marker(conn, direction: Direction) -> str | None:
-    """The newest marker written for `direction` on this side (its source), or None."""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT marker_id FROM {TABLE} WHERE from_side = %s AND to_side = %s "
-                    "ORDER BY created_at DESC LIMIT 1", (direction.source, direction.target))
-        row = cur.fetchone()
-    return str(row[0]) if row else None

@@ -29,6 +29,7 @@ STEPS: dict[str, dict[str, type]] = {
     "wait_replication": {"timeout_seconds": int},
     "advance_sequences": {},
     "switch_replication": {"timeout_seconds": int},
+    "prove_fence": {},
     "open": {},
     "set_writer": {"reason": str},
     "abort": {"error": dict},
@@ -38,7 +39,8 @@ STEPS: dict[str, dict[str, type]] = {
 }
 STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics")
 DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
-COMMON_KEYS = {"execution": str}  # e.g. $$.Execution.Id, logged for correlation
+# $$.Execution.Id: logged for correlation, and the holder of the switch lease (payment_cutover.control)
+COMMON_KEYS = {"execution": str}
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class StepRequest:
     source: str | None
     target: str | None
     options: dict
+    execution: str | None = None
 
 
 def parse_event(event: object) -> StepRequest:
@@ -172,4 +175,4 @@ def parse_event(event: object) -> StepRequest:
     if timeout is not None and not 0 < timeout <= MAX_WAIT_SECONDS:
         raise InvalidEvent(f"event key 'timeout_seconds' must be from 1 to {MAX_WAIT_SECONDS}")
     options = {key: event[key] for key in STEPS[step] if key in event}
-    return StepRequest(step=step, source=source, target=target, options=options)
+    return StepRequest(step=step, source=source, target=target, options=options, execution=event.get("execution"))

@@ -2,30 +2,41 @@
 order the state machine calls them:
 
     preflight → fence → wait_replication → [validation] → advance_sequences → [validation with
-    check_sequences] → switch_replication → open → set_writer → [weights]
+    check_sequences] → switch_replication → prove_fence → open → set_writer → [weights]
 
 and `abort`, the Catch path. Every step is idempotent and detects work already done, so an execution
 that failed can be run again from the start. Each takes the controller's connections and clients in
 a `Controller` and returns a JSON-able dict.
 
 Invariants the steps enforce rather than assume: the side that is not the writer is fenced; a side is
-opened only while the other is fenced and replication runs from it back to the other; the old
-replication direction is stopped only after a marker written behind the fence has reached the new
-writer; the new direction starts from a slot made while its source was fenced.
+opened only while the other is fenced, replication runs from it back to the other, and the witness
+proves that nothing but the controller's markers reached the old writer's replicated tables after
+its fence; the old replication direction is stopped only after a marker written behind THIS fence
+(payment_control.cutover_fence) has reached the new writer; the new direction starts from a slot
+made while its source was fenced; one switch at a time — every mutating step runs inside the switch
+mutex holding the switch lease (payment_cutover.control), so a second execution, a retried invoke,
+a rollback or an abort cannot interleave with it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from payment_cutover import control, markers, slots
 from payment_cutover import fence as fencing
-from payment_cutover import markers, slots
-from payment_cutover.errors import FenceIncomplete, ReplicationBehind, ReplicationLoop, ReplicationNotRunning, WriterMismatch
+from payment_cutover.errors import (
+    FenceIncomplete,
+    ReplicationBehind,
+    ReplicationLoop,
+    ReplicationNotRunning,
+    WriterMismatch,
+)
 from payment_cutover.replication import STARTING, ReplicationDriver
 from payment_cutover.sequences import advance_sequences as advance
-from payment_cutover.sides import SIDES, Direction, other
+from payment_cutover.sides import ONPREM, SIDES, Direction, other
 from payment_cutover.writer import read_writer, set_writer as put_writer
 
 
@@ -39,14 +50,45 @@ class Controller:
     schema: str = "public"
     tables: list[str] = field(default_factory=list)
     wait_seconds: float = 20.0  # bound of one invocation's waits (marker, task state, slot release)
+    holder: str = "controller"  # who takes the switch lease: the Step Functions execution
+    lease_seconds: float = 140.0  # longer than one invocation can run (its timeout is wait_seconds + 60)
+    lease: control.Lease | None = field(default=None, init=False)
+
+    @property
+    def replicated(self) -> list[tuple[str, str]]:
+        """The replicated tables: the payment tables and the marker table."""
+        return [(self.schema, table) for table in self.tables] + [markers.MARKER_TABLE]
+
+    def witness_slot(self, side: str) -> str:
+        """The witness slot of a fence of `side`, named after the slot of the direction it is the source of."""
+        return f"{self.driver.slot_name(Direction(side, other(side)))[:55]}_witness"
+
+
+@contextmanager
+def switching(c: Controller) -> Iterator[control.Lease]:
+    """The body of a mutating step: inside the switch mutex, holding the switch lease (taken now, with
+    a new token: an earlier invocation of the same execution loses it)."""
+    lease_db = c.databases[ONPREM]
+    with control.switch_mutex(lease_db, wait_seconds=c.wait_seconds):
+        c.lease = control.take_lease(lease_db, c.holder, seconds=c.lease_seconds)
+        try:
+            yield c.lease
+        finally:
+            c.lease = None
 
 
 def preflight(c: Controller, source: str, target: str) -> dict:
     """The writer is `source` and `source` → `target` replication runs (or this cutover already switched
-    it: a re-run). Fences `target` if it is open: the side that is not the writer is always fenced."""
+    it: a re-run). Fences `target` if it is open: the side that is not the writer is always fenced.
+    Refuses, before anything changes, what the fence would refuse: write paths it cannot close,
+    prepared transactions on `source`."""
     record = read_writer(c.ssm, c.writer_parameter)
     non_writer = other(record.writer)
-    fenced_non_writer = _ensure_fenced(c, non_writer)
+    fenced_non_writer = False
+    if not fencing.is_fenced(c.databases[non_writer], c.roles):
+        with switching(c) as lease:
+            fenced_non_writer = _ensure_fenced(c, non_writer)
+            control.release_lease(c.databases[ONPREM], lease)
     result = {"writer": record.to_dict(), "fenced_non_writer": fenced_non_writer}
     if record.writer == target:
         return {**result, "already_done": True, "replication": _states(c)}
@@ -59,120 +101,192 @@ def preflight(c: Controller, source: str, target: str) -> dict:
         raise ReplicationNotRunning(f"{old} does not run ({old_state.detail}): start it and let it catch up first")
     if started and not fencing.is_fenced(c.databases[source], c.roles):
         raise FenceIncomplete(f"{old} was already switched but {source} is open: resolve by hand (status step)")
+    if not started:
+        paths = fencing.write_paths(c.databases[source], c.replicated)
+        prepared = fencing.prepared_transactions(c.databases[source])
+        if paths or prepared:
+            raise FenceIncomplete(f"{source} cannot be fenced as it is (nothing was changed): "
+                                  + "; ".join([*(str(path) for path in paths), *prepared]))
     return {**result, "already_done": False, "switch_started": started,
             "replication": {old.name: old_state.to_dict(), old.reverse.name: new_state.to_dict()}}
 
 
 def fence(c: Controller, source: str, target: str) -> dict:
-    _require_writer(c, source, target)
-    report = fencing.fence(c.databases[source], c.roles, deadline_seconds=c.wait_seconds)
-    return {"side": source, **report.to_dict()}
+    """Fence `source` (payment_cutover.fence), with a witness slot, and record the fence. A fresh fence
+    (the side was open) starts a new record and a new witness; a re-run keeps both."""
+    with switching(c):
+        _require_writer(c, source, target)
+        conn = c.databases[source]
+        if not fencing.is_fenced(conn, c.roles):
+            # what an earlier fence of this side left (an abort that could not clean up) proves nothing now
+            stale = control.current_fence(conn, source)
+            if stale is not None:
+                control.release_fence(conn, stale)
+            fencing.drop_witness(conn, c.witness_slot(source))
+        report = fencing.fence(conn, c.roles, deadline_seconds=c.wait_seconds, tables=c.replicated,
+                               witness_slot=c.witness_slot(source))
+        record = control.record_fence(conn, source, c.holder, witness_slot=c.witness_slot(source),
+                                      revoked=report.revoked)
+    return {"side": source, "fence_id": record.fence_id, **report.to_dict()}
 
 
 def wait_replication(c: Controller, source: str, target: str) -> dict:
     """Write a marker on the fenced `source`, wait until it is on `target`; report the lag. Skipped when
     this cutover already switched the direction (the switch proved the same before stopping it)."""
     old = Direction(source, target)
-    _require_fenced(c, source, "the marker proves nothing while writes continue")
-    state = c.driver.state(old)
-    if not state.running:
-        if _switch_started(c, old):
-            _require_last_marker_arrived(c, old)
-            return {"skipped": True, "reason": f"{old} already switched; its last marker reached {target}"}
-        if state.status == STARTING:
-            raise ReplicationBehind(f"{old} is not streaming yet ({state.detail}); the step can be retried")
-        raise ReplicationNotRunning(f"{old} does not run ({state.detail})")
-    marker = markers.insert_marker(c.databases[source], old)
-    lag = markers.wait_for_marker(c.databases[source], c.databases[target], marker, timeout_seconds=c.wait_seconds)
-    return {"skipped": False, "marker_id": marker.marker_id, "lag_seconds": round(lag, 3)}
+    with switching(c):
+        _require_fenced(c, source, "the marker proves nothing while writes continue")
+        record = _require_fence_record(c, source)
+        state = c.driver.state(old)
+        if not state.running:
+            if _switch_started(c, old):
+                _require_last_marker_arrived(c, old)
+                return {"skipped": True, "reason": f"{old} already switched; its last marker reached {target}"}
+            if state.status == STARTING:
+                raise ReplicationBehind(f"{old} is not streaming yet ({state.detail}); the step can be retried")
+            raise ReplicationNotRunning(f"{old} does not run ({state.detail})")
+        marker = markers.insert_marker(c.databases[source], old)
+        control.update_fence(c.databases[source], record, last_marker=marker.marker_id)
+        lag = markers.wait_for_marker(c.databases[source], c.databases[target], marker,
+                                      timeout_seconds=c.wait_seconds)
+    return {"skipped": False, "marker_id": marker.marker_id, "fence_id": record.fence_id, "lag_seconds": round(lag, 3)}
 
 
 def advance_sequences(c: Controller, source: str, target: str) -> dict:
-    _require_fenced(c, source, "its sequences must not move while they are copied")
-    results = advance(c.databases[source], c.databases[target], c.schema, c.tables)
+    with switching(c):
+        _require_fenced(c, source, "its sequences must not move while they are copied")
+        results = advance(c.databases[source], c.databases[target], c.schema, c.tables)
     return {"sequences": [result.to_dict() for result in results],
             "changed": sum(result.set_to is not None for result in results)}
 
 
 def switch_replication(c: Controller, source: str, target: str) -> dict:
-    """Stop `source` → `target` (after a last marker proves it caught up), drop its slot on `source`,
-    create the reverse direction's slot on `target` (still fenced, so nothing is missed) and start
-    `target` → `source` from it, waiting until it streams."""
+    """Stop `source` → `target` (after a last marker behind this fence proves it caught up), drop its slot
+    on `source`, create the reverse direction's slot on `target` (still fenced, so nothing is missed)
+    and start `target` → `source` from it, waiting until it streams."""
     old, new = Direction(source, target), Direction(target, source)
-    _require_fenced(c, source, "its last changes must have been replicated before the switch")
     actions, lag = [], None
-    new_state = c.driver.state(new)
-    if c.driver.state(old).active:
-        if new_state.active:
-            raise ReplicationLoop(f"both directions run: {old} and {new}; stop one by hand")
-        marker = markers.insert_marker(c.databases[source], old)
-        lag = markers.wait_for_marker(c.databases[source], c.databases[target], marker, timeout_seconds=c.wait_seconds)
-        actions.append(f"marker {marker.marker_id} reached {target} after {lag:.3f} s")
-    else:
-        _require_last_marker_arrived(c, old)
-    actions.append(c.driver.stop(old, timeout_seconds=c.wait_seconds))
-    old_slot = c.driver.slot_name(old)
-    if slots.drop_slot(c.databases[source], old_slot, timeout_seconds=c.wait_seconds):
-        actions.append(f"dropped slot {old_slot} on {source}")
-    new_slot = c.driver.slot_name(new)
-    start_lsn = None
-    if new_state.running:
-        actions.append(f"{new} already running")
-    else:
-        if new_state.status != STARTING:
-            # A slot made now starts at the current position; one left by an earlier attempt may be
-            # older, which is only harmless while `target` is fenced — and it is re-made anyway.
-            _require_fenced(c, target, f"{new} must start from a position taken while it is fenced")
-            if slots.drop_slot(c.databases[target], new_slot, timeout_seconds=c.wait_seconds):
-                actions.append(f"dropped stale slot {new_slot} on {target}")
-            start_lsn = slots.create_slot(c.databases[target], new_slot, c.driver.plugin)
-            actions.append(f"created slot {new_slot} on {target} at {start_lsn}")
+    with switching(c):
+        _require_fenced(c, source, "its last changes must have been replicated before the switch")
+        record = _require_fence_record(c, source)
+        new_state = c.driver.state(new)
+        if c.driver.state(old).active:
+            if new_state.active:
+                raise ReplicationLoop(f"both directions run: {old} and {new}; stop one by hand")
+            marker = markers.insert_marker(c.databases[source], old)
+            control.update_fence(c.databases[source], record, last_marker=marker.marker_id)
+            lag = markers.wait_for_marker(c.databases[source], c.databases[target], marker,
+                                          timeout_seconds=c.wait_seconds)
+            actions.append(f"marker {marker.marker_id} reached {target} after {lag:.3f} s")
         else:
-            start_lsn = (slots.slot_info(c.databases[target], new_slot) or {}).get("confirmed_flush_lsn")
-        actions.append(c.driver.start(new, start_lsn=start_lsn, timeout_seconds=c.wait_seconds))
+            _require_last_marker_arrived(c, old)
+        actions.append(c.driver.stop(old, timeout_seconds=c.wait_seconds))
+        old_slot = c.driver.slot_name(old)
+        control.update_fence(c.databases[source], record, old_slot_dropped=True)
+        if slots.drop_slot(c.databases[source], old_slot, timeout_seconds=c.wait_seconds):
+            actions.append(f"dropped slot {old_slot} on {source}")
+        new_slot = c.driver.slot_name(new)
+        start_lsn = None
+        if new_state.running:
+            actions.append(f"{new} already running")
+        else:
+            if new_state.status != STARTING:
+                # A slot made now starts at the current position; one left by an earlier attempt may be
+                # older, which is only harmless while `target` is fenced — and it is re-made anyway.
+                _require_fenced(c, target, f"{new} must start from a position taken while it is fenced")
+                if slots.drop_slot(c.databases[target], new_slot, timeout_seconds=c.wait_seconds):
+                    actions.append(f"dropped stale slot {new_slot} on {target}")
+                start_lsn = slots.create_slot(c.databases[target], new_slot, c.driver.plugin)
+                actions.append(f"created slot {new_slot} on {target} at {start_lsn}")
+            else:
+                start_lsn = (slots.slot_info(c.databases[target], new_slot) or {}).get("confirmed_flush_lsn")
+            actions.append(c.driver.start(new, start_lsn=start_lsn, timeout_seconds=c.wait_seconds))
     return {"actions": actions, "lag_seconds": None if lag is None else round(lag, 3),
             "replication": {old.name: c.driver.state(old).to_dict(), new.name: c.driver.state(new).to_dict()}}
 
 
+def prove_fence(c: Controller, source: str, target: str) -> dict:
+    """The proof, at the old writer, that its fence held: its witness slot saw nothing reach the
+    replicated tables since the fence but the controller's markers. FenceBreached (both sides stay
+    fenced) names every other change."""
+    with switching(c):
+        _require_fenced(c, source, "a proof of a fence that is not there proves nothing")
+        record = _require_fence_record(c, source)
+        proof = _prove(c, source, record)
+    return {"side": source, "fence_id": record.fence_id, **proof}
+
+
 def open_writer(c: Controller, source: str, target: str) -> dict:
-    """Open `target` for the application roles, only while `source` is fenced and `target` → `source`
-    replication runs."""
-    _require_fenced(c, source, f"{target} and {source} would both accept writes")
-    back = Direction(target, source)
-    state = c.driver.state(back)
-    if not state.running:
-        raise ReplicationNotRunning(f"{back} does not run ({state.detail}): writes on {target} would not reach "
-                                    f"{source}; run switch_replication first")
-    return {"side": target, "roles": fencing.open_side(c.databases[target], c.roles)}
+    """Open `target` for the application roles (and the members its own last fence revoked), only while
+    `source` is fenced, `target` → `source` replication runs and — proven again now, unless `target`
+    is already open — nothing but markers reached `source` after its fence."""
+    with switching(c):
+        _require_fenced(c, source, f"{target} and {source} would both accept writes")
+        back = Direction(target, source)
+        state = c.driver.state(back)
+        if not state.running:
+            raise ReplicationNotRunning(f"{back} does not run ({state.detail}): writes on {target} would not reach "
+                                        f"{source}; run switch_replication first")
+        proof = None
+        if not fencing.is_open(c.databases[target], c.roles):
+            proof = _prove(c, source, _require_fence_record(c, source))
+        target_fence = control.current_fence(c.databases[target], target)
+        roles = fencing.open_side(c.databases[target], c.roles,
+                                  members=target_fence.revoked if target_fence else ())
+        if target_fence is not None:
+            control.release_fence(c.databases[target], target_fence)
+    return {"side": target, "roles": roles, "proof": proof}
 
 
 def set_writer(c: Controller, source: str, target: str, reason: str) -> dict:
-    _require_fenced(c, source, "the old writer must stay fenced")
-    state = fencing.fence_state(c.databases[target], c.roles)
-    if any(value != fencing.OPEN for value in state.values()):
-        raise FenceIncomplete(f"{target} is still fenced ({state}): run the open step first")
-    record, changed = put_writer(c.ssm, c.writer_parameter, target, reason, expected=source)
-    return {"writer": record.to_dict(), "changed": changed}
+    """The writer record names `target`; the old writer's witness is dropped (it proved what it had to)
+    and the switch lease released: the switch is over."""
+    with switching(c) as lease:
+        _require_fenced(c, source, "the old writer must stay fenced")
+        if not fencing.is_open(c.databases[target], c.roles):
+            raise FenceIncomplete(f"{target} is still fenced ({fencing.fence_state(c.databases[target], c.roles)}): "
+                                  "run the open step first")
+        record, changed = put_writer(c.ssm, c.writer_parameter, target, reason, expected=source)
+        dropped = fencing.drop_witness(c.databases[source], c.witness_slot(source))
+        control.release_lease(c.databases[ONPREM], lease)
+    return {"writer": record.to_dict(), "changed": changed, "witness_dropped": dropped}
 
 
 def abort(c: Controller, source: str, target: str) -> dict:
-    """The Catch path. Before the switch started: reopen `source` (still the writer) and keep `target`
-    fenced. From the switch on: change nothing and say so (run the execution again to finish it)."""
+    """The Catch path. Reopens `source` (still the writer) only while the switch has not begun to take
+    the old direction apart — its slot still there, the new direction neither running nor made, and
+    the fence record not saying the slot was dropped — and keeps `target` fenced. Otherwise it
+    changes nothing and says so (run the execution again to finish it). Needs the switch lease:
+    held by another execution, it changes nothing (LeaseHeld)."""
     old = Direction(source, target)
-    record = read_writer(c.ssm, c.writer_parameter)
-    if record.writer == source and not _switch_started(c, old):
-        _ensure_fenced(c, target)
-        return {"reopened": source, "roles": fencing.open_side(c.databases[source], c.roles),
-                "fence": _fence_states(c)}
+    with switching(c) as lease:
+        record = read_writer(c.ssm, c.writer_parameter)
+        reopen, why = record.writer == source, f"{target} is the writer"
+        if reopen:
+            reopen, why = _old_direction_intact(c, old)
+        if reopen:
+            _ensure_fenced(c, target)
+            fence_record = control.current_fence(c.databases[source], source)
+            fencing.drop_witness(c.databases[source], c.witness_slot(source))
+            roles = fencing.open_side(c.databases[source], c.roles,
+                                      members=fence_record.revoked if fence_record else ())
+            if fence_record is not None:
+                control.release_fence(c.databases[source], fence_record)
+            control.release_lease(c.databases[ONPREM], lease)
+            return {"reopened": source, "roles": roles, "old_direction": c.driver.state(old).to_dict(),
+                    "fence": _fence_states(c)}
+        control.release_lease(c.databases[ONPREM], lease)
     return {"reopened": None, "writer": record.to_dict(), "fence": _fence_states(c), "replication": _states(c),
-            "message": f"the replication direction was already switched (or {target} is the writer): "
-                       f"nothing reopened; run the execution again to finish the cutover to {target}"}
+            "message": f"nothing reopened ({why}): run the execution again to finish the cutover to {target}"}
 
 
 def fence_non_writer(c: Controller) -> dict:
     """Fence whichever side the writer parameter does not name (first setup, or a repair)."""
     record = read_writer(c.ssm, c.writer_parameter)
-    return {"writer": record.to_dict(), "fenced": _ensure_fenced(c, other(record.writer)), "fence": _fence_states(c)}
+    with switching(c) as lease:
+        fenced = _ensure_fenced(c, other(record.writer))
+        control.release_lease(c.databases[ONPREM], lease)
+    return {"writer": record.to_dict(), "fenced": fenced, "fence": _fence_states(c)}
 
 
 def status(c: Controller) -> dict:
@@ -180,26 +294,69 @@ def status(c: Controller) -> dict:
     return {"writer": record.to_dict(), "fence": _fence_states(c), "replication": _states(c),
             # each side is the source of one direction, whose slot lives there
             "slots": {side: slots.slot_info(c.databases[side], c.driver.slot_name(Direction(side, other(side))))
-                      for side in SIDES}}
+                      for side in SIDES},
+            "fence_records": {side: (lambda found: found.to_dict() if found else None)(
+                control.current_fence(c.databases[side], side)) for side in SIDES}}
+
+
+def _prove(c: Controller, source: str, record: control.FenceRecord) -> dict:
+    if not record.witness_slot:
+        raise FenceIncomplete(f"the fence {record.fence_id} of {source} has no witness slot: fence it again")
+    proof = fencing.prove(c.databases[source], record.witness_slot, c.replicated)
+    control.update_fence(c.databases[source], record, proven=True)
+    return proof
+
+
+def _old_direction_intact(c: Controller, old: Direction) -> tuple[bool, str]:
+    """Whether the old direction can still carry what `old.source` receives once reopened."""
+    record = control.current_fence(c.databases[old.source], old.source)
+    if record is not None and record.old_slot_dropped:
+        return False, f"the switch dropped (or was about to drop) the slot of {old}"
+    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is None:
+        return False, f"the slot of {old} is gone: writes on {old.source} would reach {old.target} no more"
+    new = old.reverse
+    if c.driver.state(new).active or slots.slot_info(c.databases[new.source], c.driver.slot_name(new)) is not None:
+        return False, f"{new} was already made"
+    return True, ""
 
 
 def _switch_started(c: Controller, old: Direction) -> bool:
     """Whether a switch of `old` began: the old direction no longer runs and either the new one exists
-    (running, starting or its slot made) or the old slot is gone. While the old direction runs, the
-    switch has not started (stopping it is its first change)."""
+    (running, starting or its slot made) or the fence record says the switch dropped the old slot.
+    While the old direction runs, the switch has not started (stopping it is its first change). The
+    old slot gone without the switch's record of it is an error: `old.source` failed over to a server
+    without logical slots, or the slot was dropped by hand, and what it held may be missing."""
     if c.driver.state(old).active:
         return False
     new = old.reverse
-    return (c.driver.state(new).active
-            or slots.slot_info(c.databases[new.source], c.driver.slot_name(new)) is not None
-            or slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is None)
+    if c.driver.state(new).active or slots.slot_info(c.databases[new.source], c.driver.slot_name(new)) is not None:
+        return True
+    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is not None:
+        return False
+    record = control.current_fence(c.databases[old.source], old.source)
+    if record is not None and record.old_slot_dropped:
+        return True
+    raise ReplicationNotRunning(
+        f"the slot of {old} is gone from {old.source} and no switch dropped it (a failover to a server without "
+        f"logical slots, or dropped by hand): changes on {old.source} may be missing on {old.target}; compare "
+        "them and make the direction again before any switch")
+
+
+def _require_fence_record(c: Controller, side: str) -> control.FenceRecord:
+    record = control.current_fence(c.databases[side], side)
+    if record is None:
+        raise FenceIncomplete(f"{side} is fenced, but not by this controller's fence step (no fence record in "
+                              "payment_control.cutover_fence): run the fence step")
+    return record
 
 
 def _require_last_marker_arrived(c: Controller, old: Direction) -> None:
-    marker_id = markers.latest_marker(c.databases[old.source], old)
+    """The catch-up proof bound to this fence: the last marker written behind it is on the new side."""
+    record = control.current_fence(c.databases[old.source], old.source)
+    marker_id = record.last_marker if record else None
     if marker_id is None or not markers.has_marker(c.databases[old.target], marker_id):
         raise ReplicationNotRunning(
-            f"{old} is stopped and its last marker ({marker_id or 'none'}) is not on {old.target}: "
+            f"{old} is stopped and the last marker behind this fence ({marker_id or 'none'}) is not on {old.target}: "
             f"changes on {old.source} may be missing on {old.target}; compare them before going on")
 
 
