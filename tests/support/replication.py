@@ -49,6 +49,8 @@ LOGICAL_CONF = {
     # commits are asynchronous here (synchronous_commit = off) and a walsender sends only flushed
     # WAL: flush every 10 ms rather than 200, or each marker waits up to 0.2 s for nothing
     "wal_writer_delay": "10ms",
+    # XA / JTA transaction managers prepare transactions; the fence must meet them
+    "max_prepared_transactions": "10",
 }
 ONPREM, AWS = "onprem", "aws"
 TEMPLATE = "payment_template"

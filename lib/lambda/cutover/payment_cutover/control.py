@@ -52,7 +52,7 @@ def switch_mutex(conn, *, wait_seconds: float) -> Iterator[None]:
             if cur.fetchone()[0]:
                 break
             if time.monotonic() >= deadline:
-                cur.execute("""SELECT string_agg(format('pid %s (%s, %s)', a.pid, a.usename, a.application_name), ', ')
+                cur.execute("""SELECT string_agg(format('pid %%s (%%s, %%s)', a.pid, a.usename, a.application_name), ', ')
                                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                                WHERE l.locktype = 'advisory' AND l.granted
                                  AND (l.classid::bigint << 32) + l.objid::bigint = %s""", (MUTEX_KEY,))

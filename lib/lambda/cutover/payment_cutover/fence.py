@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
-from payment_cutover.errors import ConfigurationError, FenceBreached, FenceIncomplete
+from payment_cutover.errors import ConfigurationError, FenceBreached, FenceIncomplete, SwitchPending
 from payment_cutover.markers import MARKER_TABLE  # the controller's own writes behind the fence
 
 SETTING = "default_transaction_read_only"
@@ -85,6 +85,7 @@ PARTIAL = "partial"  # a state string starts with it when one part of the fence 
 TERMINATE_WAIT_MS = 2000
 POLL_SECONDS = 0.02
 CLEAN_SCANS_NEEDED = 2
+FLUSH_WAIT_SECONDS = 5.0
 # Backends that never run an application's transaction: replication, vacuum, the server's own.
 _SYSTEM_BACKENDS = ("walsender", "autovacuum launcher", "autovacuum worker", "checkpointer", "background writer",
                     "walwriter", "archiver", "startup", "logger", "walreceiver")
@@ -422,16 +423,16 @@ def write_paths(conn, tables: Sequence[tuple[str, str]]) -> list[WritePath]:
         FROM logins l JOIN (SELECT DISTINCT holder FROM holders WHERE holder <> 0) g
           ON g.holder <> l.oid AND pg_has_role(l.oid, g.holder, 'MEMBER WITH ADMIN OPTION')
         UNION ALL
-        SELECT l.rolname, format('may EXECUTE SECURITY DEFINER function %%s, which runs as %%s',
-                                 p.oid::regprocedure, p.proowner::regrole)
+        SELECT l.rolname, format('may EXECUTE SECURITY DEFINER function %%I.%%I(%%s), which runs as %%s',
+                                 n.nspname, p.proname, oidvectortypes(p.proargtypes), p.proowner::regrole)
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         JOIN owners o ON o.owner = p.proowner
         JOIN logins l ON has_function_privilege(l.oid, p.oid, 'EXECUTE')
         WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
         UNION ALL
-        SELECT l.rolname, format('may write %%s, whose rules write a replicated table as its owner %%s',
-                                 c.oid::regclass, c.relowner::regrole)
-        FROM rule_relations r JOIN pg_class c ON c.oid = r.oid
+        SELECT l.rolname, format('may write %%I.%%I, whose rules write a replicated table as its owner %%s',
+                                 cn.nspname, c.relname, c.relowner::regrole)
+        FROM rule_relations r JOIN pg_class c ON c.oid = r.oid JOIN pg_namespace cn ON cn.oid = c.relnamespace
         JOIN owners o ON o.owner = c.relowner
         JOIN logins l ON has_table_privilege(l.oid, c.oid, 'INSERT, UPDATE, DELETE')
         {createrole}
@@ -488,6 +489,20 @@ def witness_changes(conn, slot: str, tables: Sequence[tuple[str, str]]) -> tuple
         if cur.fetchone() is None:
             raise FenceBreached(f"the witness slot {slot} is gone from {_database(conn)}: nothing proves that no "
                                 "write reached the fenced side; compare the sides before going on")
+        # Decoding reads only WAL flushed to disk, and a commit acknowledged with synchronous_commit =
+        # off may not be yet: wait until everything written so far is (the WAL writer flushes it
+        # within a few wal_writer_delay).
+        cur.execute("SELECT pg_current_wal_insert_lsn()")
+        written = cur.fetchone()[0]
+        deadline = time.monotonic() + FLUSH_WAIT_SECONDS
+        while True:
+            cur.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,))
+            if cur.fetchone()[0]:
+                break
+            if time.monotonic() > deadline:
+                raise SwitchPending(f"the WAL of {_database(conn)} is not flushed up to {written} after "
+                                    f"{FLUSH_WAIT_SECONDS:g} s: the proof cannot read it yet; the step can be retried")
+            time.sleep(POLL_SECONDS)
         cur.execute("""SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(
                            %s, NULL, NULL, 'include-xids', '1', 'include-timestamp', '1', 'skip-empty-xacts', '1')""",
                     (slot,))
