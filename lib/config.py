@@ -38,6 +38,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 PHASE_WEIGHTS = {"legacy-sync": 0, "canary": 10, "split": 50, "aws-primary": 100}
 # Aurora PostgreSQL majors AWS supports today (standard support); older majors are refused.
 SUPPORTED_AURORA_MAJORS = (13, 14, 15, 16, 17)
+# The oldest on-prem PostgreSQL the cutover can run on (onprem.db_engine_version says why).
+MIN_ONPREM_POSTGRES_MAJOR = 15
 SUPPORTED_LAMBDA_RUNTIMES = ("python3.12", "python3.13")
 # The retention values CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
@@ -229,6 +231,13 @@ class OnPremConfig:
                  f"{self.db_name!r} is not a PostgreSQL database name")
         _require(self.db_engine_version.isdigit() and 10 <= int(self.db_engine_version) <= 17,
                  "db_engine_version", f"{self.db_engine_version!r} is not a PostgreSQL major version DMS reads (10–17)")
+        # Below 15 a cutover could not finish once it began: the fence ends sessions with
+        # pg_terminate_backend(pid, timeout) (14+), and the fallback task's target user needs GRANT SET
+        # ON PARAMETER session_replication_role (15+), the fallback starting after the forward slot is gone.
+        _require(int(self.db_engine_version) >= MIN_ONPREM_POSTGRES_MAJOR, "db_engine_version",
+                 f"PostgreSQL {self.db_engine_version} is too old for the cutover: {MIN_ONPREM_POSTGRES_MAJOR} or later "
+                 "is needed (the fence's pg_terminate_backend with a timeout needs 14; GRANT SET ON PARAMETER "
+                 "session_replication_role, which the fallback task's target user applies with, needs 15)")
         _require(bool(self.app_ip_addresses) != bool(self.app_hostname), "app_ip_addresses",
                  "set exactly one of app_ip_addresses and app_hostname (the on-prem member of the weighted record)")
         for index, address in enumerate(self.app_ip_addresses):

@@ -50,6 +50,9 @@ BAD_CONFIGS = {
                                "network.availability_zone_ids", "exactly 3"),
     "PostgreSQL newer than DMS supports": (edited(r'^engine_version = "16" .*$', 'engine_version = "17.4"'),
                                            "database.engine_version", "newer than DMS"),
+    "on-prem PostgreSQL the cutover cannot run on": (
+        edited(r'^db_engine_version = "15"', 'db_engine_version = "14"'), "onprem.db_engine_version",
+        "session_replication_role"),
     "wrong type": (edited(r"^min_acu = .*$", 'min_acu = "half"'), "database.min_acu", "expected a number"),
     "both on-prem gateways": (edited(r'^vpn_gateway_id = .*$',
                                      'vpn_gateway_id = "vgw-0a1b2c3d4e5f60718"\ntransit_gateway_id = "tgw-0a1b2c3d4e5f60718"'),

@@ -117,6 +117,7 @@ def _cutover_settings(environ: dict[str, str]):
         "WRITER_PARAMETER": "/writer", "REPLICATION_DRIVER": "dms", "TABLES": "payments",
         "FORWARD_SLOT_NAME": "forward", "FALLBACK_SLOT_NAME": "fallback",
         "DMS_FORWARD_TASK_ARN": "arn:forward", "DMS_FALLBACK_TASK_ARN": "arn:fallback",
+        "DMS_FORWARD_CDC_TASK_ARN": "arn:forward-cdc",
         **{f"{prefix}{name}": "x" for prefix in ("ONPREM_DB_", "AURORA_DB_") for name in ("HOST", "NAME", "SECRET_ARN")},
         **environ})
 

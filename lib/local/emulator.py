@@ -450,6 +450,25 @@ def _install_dms_certificates() -> None:
     responses.DatabaseMigrationServiceResponse.delete_certificate = delete_certificate
 
 
+def _install_dms_connection_retest() -> None:
+    """TestConnection tests an endpoint again each time it is called (the connection is `testing`
+    until the new test ends); moto answers a second call for the same endpoint with a server error
+    (its connection variable is unbound), so a check that runs twice could never pass."""
+    from moto.dms.models import DatabaseMigrationServiceBackend
+
+    if _shimmed(DatabaseMigrationServiceBackend, "test_connection"):
+        return
+    original = DatabaseMigrationServiceBackend.test_connection
+
+    def test_connection(self, replication_instance_arn: str, endpoint_arn: str):
+        self.connections = [connection for connection in self.connections
+                            if (connection.replication_instance_arn, connection.endpoint_arn)
+                            != (replication_instance_arn, endpoint_arn)]
+        return original(self, replication_instance_arn, endpoint_arn)
+
+    DatabaseMigrationServiceBackend.test_connection = _mark(test_connection)
+
+
 SHIMS = (
     Shim("dms-timestamps", "DMS responses carry timestamps as ISO strings instead of epoch seconds; "
          "the provider rejects them and cannot read back a replication instance or task",
@@ -482,6 +501,8 @@ SHIMS = (
          "certificates endpoints verify their databases with)", _install_dms_certificates),
     Shim("sfn-validate-definition", "ValidateStateMachineDefinition is not answered (500), which the provider "
          "calls before creating or updating a state machine", _install_sfn_validate_definition),
+    Shim("dms-connection-retest", "TestConnection of an endpoint tested before fails (500: moto's connection "
+         "is unbound) instead of testing it again", _install_dms_connection_retest),
 )
 
 

@@ -60,7 +60,7 @@ class CutoverStack(BaseStack):
     def _step_function(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
                        database: DatabaseStack, migration: MigrationStack, common: dict, logs: dict) -> PythonFunction:
         cutover = config.cutover
-        task_arns = [migration.forward_task_arn, migration.fallback_task_arn]
+        task_arns = [migration.forward_task_arn, migration.forward_cdc_task_arn, migration.fallback_task_arn]
         return PythonFunction(
             self, "steps", function_name=self.resource_name("cutover-steps"),
             description="Cutover controller steps: fence, replication marker, sequences, direction switch, writer",
@@ -75,6 +75,7 @@ class CutoverStack(BaseStack):
                 "REPLICATION_DRIVER": "dms",
                 "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
                 "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
+                "DMS_FORWARD_CDC_TASK_ARN": migration.forward_cdc_task_arn,
                 "FORWARD_SLOT_NAME": replication_slot_name(config, "forward"),
                 "FALLBACK_SLOT_NAME": replication_slot_name(config, "fallback"),
                 "SCHEMA": config.migration.schema,
@@ -88,8 +89,11 @@ class CutoverStack(BaseStack):
                 allow(["ssm:GetParameter", "ssm:PutParameter"], [security.writer_parameter_arn], sid="Writer"),
                 *read_secrets_statements(config, security, role="payment_controller"),
                 allow(["dms:StartReplicationTask", "dms:StopReplicationTask"], task_arns, sid="SwitchDirections"),
-                # DescribeReplicationTasks supports no resource-level permission.
-                allow(["dms:DescribeReplicationTasks"], ["*"], sid="DescribeTasks"),
+                # Preflight: can the replication instance reach each endpoint of the direction to start?
+                allow(["dms:TestConnection"], [migration.replication_instance_arn, *migration.endpoint_arns],
+                      sid="TestEndpoints"),
+                # DescribeReplicationTasks and DescribeConnections support no resource-level permission.
+                allow(["dms:DescribeReplicationTasks", "dms:DescribeConnections"], ["*"], sid="DescribeTasks"),
                 allow(["cloudwatch:PutMetricData"], ["*"], sid="SlotAndFenceMetrics",
                       conditions=[("StringEquals", "cloudwatch:namespace", [METRICS_NAMESPACE])]),
             ],

@@ -1,6 +1,8 @@
 """migration: DMS replication on-prem → Aurora (forward) and Aurora → on-prem (fallback).
 
-Neither task is started by Terraform: the operator starts the forward task once (README runbook);
+The forward direction has two tasks on the same endpoints (and so the same slot): the
+full-load-and-cdc task for the first load, and a cdc task for every later start of the direction
+(after a writer rollback). No task is started by Terraform: the operator starts the forward task once (README runbook);
 from then on the cutover controller stops one direction and starts the other, always from a
 replication slot it created while the new source was fenced. They never run at the same time:
 each would replicate the other's changes back (a loop)."""
@@ -98,10 +100,20 @@ class MigrationStack(BaseStack):
                 start_replication_task=False, depends_on=account_roles)
 
         self.forward_task = task("forward", "full-load-and-cdc", onprem_source, aurora_target)
+        # The forward direction once its full load ran (after a writer rollback): DMS starts a task from
+        # a given position (the controller's new slot) only as a cdc task; resuming the full-load task
+        # would continue from its last stop position, reloading it would copy every table again.
+        self.forward_cdc_task = task("forward-cdc", "cdc", onprem_source, aurora_target)
         self.fallback_task = task("fallback", "cdc", aurora_source, onprem_target)
 
         self.replication_instance_id = self.instance.replication_instance_id
         self.forward_task_arn = self.forward_task.replication_task_arn
+        self.forward_cdc_task_arn = self.forward_cdc_task.replication_task_arn
+        self.forward_cdc_task_id = self.forward_cdc_task.replication_task_id
+        # What the cutover controller tests (TestConnection) before it fences a side.
+        self.replication_instance_arn = self.instance.replication_instance_arn
+        self.endpoint_arns = [each.endpoint_arn for each in
+                              (onprem_source, aurora_target, aurora_source, onprem_target)]
         self.forward_task_resource_identifier = self.forward_task.resource_identifier
         self.fallback_task_arn = self.fallback_task.replication_task_arn
         self.fallback_task_resource_identifier = self.fallback_task.resource_identifier

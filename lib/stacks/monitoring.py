@@ -293,7 +293,8 @@ class MonitoringStack(BaseStack):
         DmsEventSubscription(
             self, "dms-events", name=self.resource_name("dms-tasks"), sns_topic_arn=self.alarm_topic.arn,
             source_type="replication-task", event_categories=["failure", "state change"],
-            source_ids=[migration.forward_task_id, migration.fallback_task_id], enabled=True)
+            source_ids=[migration.forward_task_id, migration.forward_cdc_task_id, migration.fallback_task_id],
+            enabled=True)
 
     def _dashboard(self, config: Config) -> None:
         region, dims = config.region, self.dimensions

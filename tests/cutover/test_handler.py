@@ -43,10 +43,13 @@ def test_a_missing_setting_is_named_and_nothing_changes(handler, step_env, monke
     assert pair.onprem.scalar("SELECT count(*) FROM pg_db_role_setting") == 1  # payment_validator's only
 
 
-def test_the_dms_driver_needs_both_task_arns(handler, step_env, monkeypatch):
+def test_the_dms_driver_needs_its_three_task_arns(handler, step_env, monkeypatch):
     monkeypatch.setenv("REPLICATION_DRIVER", "dms")
     monkeypatch.setenv("DMS_FORWARD_TASK_ARN", "arn:aws:dms:eu-west-1:123456789012:task:forward")
     with pytest.raises(ConfigurationError, match="DMS_FALLBACK_TASK_ARN"):
+        invoke(handler, step="status")
+    monkeypatch.setenv("DMS_FALLBACK_TASK_ARN", "arn:aws:dms:eu-west-1:123456789012:task:fallback")
+    with pytest.raises(ConfigurationError, match="DMS_FORWARD_CDC_TASK_ARN"):
         invoke(handler, step="status")
 
 

@@ -212,3 +212,18 @@ def test_dms_certificates_are_imported_described_and_deleted_as_sent(client):
     dms.delete_certificate(CertificateArn=arn)
     with pytest.raises(dms.exceptions.ResourceNotFoundFault):
         dms.describe_certificates(Filters=[{"Name": "certificate-arn", "Values": [arn]}])
+
+
+def test_dms_connection_of_an_endpoint_is_tested_again(client):
+    dms = client("dms")
+    instance = dms.create_replication_instance(ReplicationInstanceIdentifier="shim-retest",
+                                               ReplicationInstanceClass="dms.t3.micro")["ReplicationInstance"]
+    endpoint = dms.create_endpoint(EndpointIdentifier="shim-retest", EndpointType="source", EngineName="postgres",
+                                   ServerName="onprem.internal", Port=5432, DatabaseName="payments",
+                                   Username="dms_source", Password="unused")["Endpoint"]["EndpointArn"]
+    arn = instance["ReplicationInstanceArn"]
+    for _ in range(2):
+        tested = dms.test_connection(ReplicationInstanceArn=arn, EndpointArn=endpoint)["Connection"]
+        assert tested["Status"] == "testing", f"a new test of the endpoint starts as testing: {tested}"
+    (connection,) = dms.describe_connections(Filters=[{"Name": "endpoint-arn", "Values": [endpoint]}])["Connections"]
+    assert (connection["ReplicationInstanceArn"], connection["Status"]) == (arn, "successful")

@@ -68,14 +68,29 @@ def test_step_function_in_the_vpc_as_the_controller_on_both_sides(synthesized):
     assert function["reserved_concurrent_executions"] == 2
 
 
-def test_step_role_switches_exactly_the_two_tasks_and_writes_only_the_writer(synthesized):
+def test_step_role_switches_exactly_the_three_tasks_and_writes_only_the_writer(synthesized):
     statements = _statements(synthesized, "steps")
     assert statements["Writer"]["actions"] == ["ssm:GetParameter", "ssm:PutParameter"]
-    assert len(statements["SwitchDirections"]["resources"]) == 2
+    assert len(statements["SwitchDirections"]["resources"]) == 3
     assert all("replication_task" in arn for arn in statements["SwitchDirections"]["resources"])
     metrics = statements["SlotAndFenceMetrics"]
     assert metrics["condition"] == [{"test": "StringEquals", "variable": "cloudwatch:namespace",
                                      "values": ["PaymentMigration"]}]
+
+
+def test_step_role_tests_the_connections_of_the_four_endpoints_only(synthesized):
+    tested = _statements(synthesized, "steps")["TestEndpoints"]
+    assert tested["actions"] == ["dms:TestConnection"]
+    resources = tested["resources"]
+    assert len(resources) == 5, resources
+    assert sum("aws_dms_endpoint" in arn for arn in resources) == 4, resources
+    assert sum("aws_dms_replication_instance" in arn for arn in resources) == 1, resources
+
+
+def test_step_function_starts_the_forward_direction_again_with_the_cdc_only_task(synthesized):
+    env = _functions(synthesized)["payment-cutover-steps-dev"]["environment"]["variables"]
+    assert "aws_dms_replication_taskforward-cdc" in env["DMS_FORWARD_CDC_TASK_ARN"].replace(".", "")
+    assert "forward-cdc" not in env["DMS_FORWARD_TASK_ARN"]
 
 
 def test_traffic_function_outside_the_vpc_moves_only_the_weighted_pair(synthesized):

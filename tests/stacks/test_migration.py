@@ -124,6 +124,19 @@ def test_fallback_task_is_cdc_only_in_the_reverse_direction_and_not_started(synt
     assert json.loads(fallback["replication_task_settings"])["ValidationSettings"]["EnableValidation"] is True
 
 
+def test_forward_cdc_task_is_the_forward_direction_as_cdc_only_and_not_started(synthesized):
+    tasks = _tasks(synthesized)
+    forward, forward_cdc = tasks["forward"], tasks["forward-cdc"]
+    assert forward_cdc["migration_type"] == "cdc"
+    assert forward_cdc["start_replication_task"] is False
+    for key in ("source_endpoint_arn", "target_endpoint_arn", "replication_instance_arn", "table_mappings"):
+        assert forward_cdc[key] == forward[key], f"forward-cdc must replicate what forward does: {key} differs"
+    settings, full_load = (json.loads(task["replication_task_settings"]) for task in (forward_cdc, forward))
+    assert "FullLoadSettings" not in settings
+    assert settings == {key: value for key, value in full_load.items() if key != "FullLoadSettings"}
+    assert forward_cdc["replication_task_id"] == "payment-forward-cdc-dev"
+
+
 def test_secrets_access_role_reads_exactly_the_four_endpoint_secrets(synthesized):
     document = synthesized.data("migration", "aws_iam_policy_document")["secrets-access-permissions"]
     statements = {s["sid"]: s for s in document["statement"]}

@@ -89,7 +89,7 @@ def test_dms_failures_and_state_changes_of_both_tasks_reach_the_alarm_topic(synt
     (subscription,) = synthesized.resources("monitoring", "aws_dms_event_subscription").values()
     assert subscription["source_type"] == "replication-task"
     assert set(subscription["event_categories"]) == {"failure", "state change"}
-    assert len(subscription["source_ids"]) == 2 and subscription["sns_topic_arn"] == "${aws_sns_topic.alarms-topic.arn}"
+    assert len(subscription["source_ids"]) == 3 and subscription["sns_topic_arn"] == "${aws_sns_topic.alarms-topic.arn}"
     (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
     assert composite["alarm_actions"]
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+import psycopg2
 from psycopg2 import sql
+from psycopg2.extras import LogicalReplicationConnection
 
 from payment_cutover.errors import SwitchPending
 from payment_cutover.replication import ABSENT, RUNNING, STARTING, STOPPED, DirectionState
@@ -82,6 +84,7 @@ def drop_subscription(admin_conn, name: str) -> bool:
 
 class PostgresLogicalReplication:
     plugin = "pgoutput"
+    apply_role = None  # the subscription's owner applies (a superuser on PostgreSQL 15)
 
     def __init__(self, *, controller: Mapping[str, object], admin: Mapping[str, object],
                  publisher_conninfo: Mapping[str, str], slot_names: Mapping[str, str], publication: str) -> None:
@@ -134,6 +137,39 @@ class PostgresLogicalReplication:
                                     f"({state.detail}); the step can be retried")
             time.sleep(POLL_SECONDS)
         return f"{direction}: subscription {name} on {direction.target} streaming from slot {name} at {start_lsn}"
+
+    def check_can_start(self, direction: Direction, *, timeout_seconds: float = 10.0) -> list[str]:
+        """The source publishes, the target's admin role may create the subscription, and the publisher
+        accepts the subscription's replication connection (made here with its connection string)."""
+        problems = []
+        with self.controller[direction.source].cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (self.publication,))
+            if cur.fetchone() is None:
+                problems.append(f"{direction}: no publication {self.publication} on {direction.source}")
+        with self.admin[direction.target].cursor() as cur:
+            cur.execute("""SELECT current_user, r.rolsuper OR (current_setting('server_version_num')::int >= 160000
+                                  AND pg_has_role('pg_create_subscription', 'MEMBER')
+                                  AND has_database_privilege(current_database(), 'CREATE'))
+                           FROM pg_roles r WHERE r.rolname = current_user""")
+            role, may_subscribe = cur.fetchone()
+        if not may_subscribe:
+            problems.append(f"{direction}: role {role} on {direction.target} may not create a subscription (a "
+                            "superuser on PostgreSQL 15; pg_create_subscription and CREATE on the database from 16)")
+        try:
+            publisher = psycopg2.connect(self.publisher_conninfo[direction.source],
+                                         connect_timeout=max(int(timeout_seconds), 2),
+                                         connection_factory=LogicalReplicationConnection)
+            try:
+                with publisher.cursor() as cur:
+                    cur.execute("IDENTIFY_SYSTEM")
+                    cur.fetchone()
+            finally:
+                publisher.close()
+        except psycopg2.Error as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            problems.append(f"{direction}: {direction.source} refuses the subscription's replication connection: "
+                            f"{message}")
+        return problems
 
     def _walsender_state(self, direction: Direction) -> str | None:
         with self.controller[direction.source].cursor() as cur:

@@ -17,6 +17,9 @@ STARTING = "starting"  # started, not streaming yet
 STOPPING = "stopping"
 STOPPED = "stopped"
 ABSENT = "absent"  # the stand-in's subscription does not exist (DMS tasks always exist)
+# Neither replicating nor ready to be started: a DMS task being created, modified, moved, assessed or
+# deleted, or whose move failed. A start waits for the passing ones and refuses the others.
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -51,3 +54,8 @@ class ReplicationDriver(Protocol):
 
     def start(self, direction: Direction, *, start_lsn: str, timeout_seconds: float) -> str:
         """Start the direction from its slot (created at `start_lsn`) and wait until it streams."""
+
+    def check_can_start(self, direction: Direction, *, timeout_seconds: float = ...) -> list[str]:
+        """What would keep `start` from working for this direction, found without starting it (each
+        problem a sentence naming what to fix); empty when nothing was found. Waits at most
+        `timeout_seconds` for the checks it starts (the driver's default when left out)."""

@@ -117,7 +117,10 @@ class Settings:
                 replication_secret_arn=replication, subscription_secret_arn=optional(f"{prefix}SUBSCRIPTION_SECRET_ARN"))
         task_arns = {}
         if driver == "dms":
-            task_arns = {"forward": required("DMS_FORWARD_TASK_ARN"), "fallback": required("DMS_FALLBACK_TASK_ARN")}
+            # forward-cdc: the forward direction's cdc-only task, started from a slot once the forward
+            # full-load-and-cdc task has run (payment_cutover.dms says why).
+            task_arns = {"forward": required("DMS_FORWARD_TASK_ARN"), "fallback": required("DMS_FALLBACK_TASK_ARN"),
+                         "forward-cdc": required("DMS_FORWARD_CDC_TASK_ARN")}
         slot_names = {"forward": identifiers("FORWARD_SLOT_NAME", required("FORWARD_SLOT_NAME"))[0],
                       "fallback": identifiers("FALLBACK_SLOT_NAME", required("FALLBACK_SLOT_NAME"))[0]}
         if slot_names["forward"] == slot_names["fallback"]:
