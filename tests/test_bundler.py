@@ -232,7 +232,7 @@ def test_a_new_ca_bundle_rebuilds_the_zip(small_lambda, tmp_path, no_pip, monkey
     capsys.readouterr()
     with zipfile.ZipFile(build_bundle(small_lambda, out)) as archive:
         assert archive.read(bundler.RDS_CA_BUNDLE_ARCNAME) == refreshed.read_bytes()
-    assert "small: wrote" in capsys.readouterr().err, "a changed CA bundle did not rebuild the zip"
+    assert "small: wrote" in capsys.readouterr().out, "a changed CA bundle did not rebuild the zip"
 
 
 def test_extra_files_go_into_the_zip_and_its_input_hash(small_lambda, tmp_path, capsys):
@@ -245,7 +245,7 @@ def test_extra_files_go_into_the_zip_and_its_input_hash(small_lambda, tmp_path, 
     capsys.readouterr()
     with zipfile.ZipFile(build_bundle(small_lambda, out, extra_files={"certs/onprem-ca.pem": onprem_ca})) as archive:
         assert archive.read("certs/onprem-ca.pem") == b"second\n"
-    assert "small: wrote" in capsys.readouterr().err
+    assert "small: wrote" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arcname, message", [
