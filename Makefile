@@ -51,7 +51,7 @@ help:
 	@echo "make compare-cdk   synthesize with cdktf and with cdktn into build/compare-cdk/, fail unless stacks and addresses match, list the rest"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
 	@echo "make rehearse      the whole runbook locally (moto, two PostgreSQL servers, a payment load): build/rehearsal/report.json"
-	@echo "make emulator      serve the local environment's moto server until Ctrl-C (for cdktf deploy <stack>-local)"
+	@echo "make emulator      serve the local environment's moto server (127.0.0.1:4566) until Ctrl-C; writes build/local/env.sh for cdktf deploy <stack>-local"
 	@echo "make scan          checkov on cdktf.out, the dev and prod examples and the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
 	@echo "make diagram       draw docs/architecture.png and .svg (stacks, main resources, cross-stack reads) from cdktf.out"

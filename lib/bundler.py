@@ -88,7 +88,8 @@ def build_bundle(
     The RDS CA bundle goes in when the requirements name a PostgreSQL driver; `extra_files` maps
     more names in the zip to files. Skips the work when the manifest beside an intact zip records
     the same input hash, unless `use_cache` is false. `pip_cache_dir=None` uses pip's own cache.
-    Progress goes to stderr; `verbose` also streams pip's output there.
+    Progress goes to stdout (the cdktf CLI reports its app's stderr as errors); `verbose` streams
+    pip's output to stderr.
     """
     source_dir = Path(source_dir).resolve()
     out_dir = Path(out_dir)
@@ -327,7 +328,7 @@ def _pip_install(name: str, requirements: Path, target: Path, python_version: st
     if pip_cache_dir is not None:
         Path(pip_cache_dir).mkdir(parents=True, exist_ok=True)
         command += ["--cache-dir", str(pip_cache_dir)]
-    # pip writes its own progress to stdout; keep stdout of our caller clean.
+    # pip writes its own progress to stdout; only our progress lines go there.
     if verbose:
         result = subprocess.run(command, stdout=sys.stderr, stderr=sys.stderr, stdin=subprocess.DEVNULL, check=False)
         output = ""
@@ -418,7 +419,8 @@ def _display(path: Path) -> str:
 
 
 def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # stdout: the cdktf CLI shows everything its app writes to stderr as an error.
+    print(message, flush=True)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@
 construct exists. A bad value raises `ConfigError` naming the key (`network.vpc_cidr`); `main.py`
 prints that one message and exits non-zero without writing `cdktf.out`.
 
-The environment is chosen by `PAYMENT_MIGRATION_ENV` (default `dev`); `PAYMENT_MIGRATION_CONFIG`
-points at a file directly (tests use it).
+The environment is chosen by `PAYMENT_MIGRATION_ENV` (default `dev`): config/<env>.toml, whose
+`name` must be <env>. `PAYMENT_MIGRATION_CONFIG` points at a file directly (tests use it); its
+`name` is the environment's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -760,4 +762,11 @@ def load_config(env: str | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(ENV_VARIABLE, f"no config file {path} (environments: "
                           f"{', '.join(sorted(p.stem for p in CONFIG_DIR.glob('*.toml')))})")
-    return parse_config(path.read_text())
+    config = parse_config(path.read_text())
+    if not os.environ.get(FILE_VARIABLE):
+        # A copy of another environment's file would otherwise synthesize that environment's stack
+        # ids, resource names and state keys, and read its DMS settings record.
+        _require(config.name == path.stem, "name",
+                 f"{config.name!r} differs from the file name {path.name}: an environment is named after its "
+                 f"file; set name = {json.dumps(path.stem)} in it")
+    return config

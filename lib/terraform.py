@@ -181,6 +181,49 @@ def accept_mirror_version(stack_dir: Path, mirror: Mirror) -> None:
     (stack_dir / OVERRIDE_FILE).write_text(json.dumps(document, indent=2) + "\n")
 
 
+LOCK_FILE = ".terraform.lock.hcl"
+
+
+def required_aws_version(stack_dir: Path) -> str | None:
+    """The version constraint on hashicorp/aws in a synthesized stack, if it sets one."""
+    document = json.loads((stack_dir / "cdk.tf.json").read_text())
+    for requirement in document.get("terraform", {}).get("required_providers", {}).values():
+        if isinstance(requirement, dict) and requirement.get("source", "").split("/")[-1] == "aws":
+            return requirement.get("version")
+    return None
+
+
+def mirror_lock(mirror: Mirror, constraint: str | None) -> str:
+    """The text of a provider lock file for hashicorp/aws within `constraint`, made from the mirror
+    alone (`terraform providers lock -fs-mirror`, never the registry) for this machine's platform,
+    and kept under build/terraform/provider-lock for the next synthesis."""
+    key = re.sub(r"[^0-9A-Za-z.]+", "_", f"{mirror.version}-{constraint or 'any'}")
+    directory = BUILD_DIR / "provider-lock" / key
+    lock = directory / LOCK_FILE
+    if not lock.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        requirement = {"source": "hashicorp/aws", **({"version": constraint} if constraint else {})}
+        (directory / "main.tf.json").write_text(json.dumps(
+            {"terraform": {"required_providers": {"aws": requirement}}}, indent=2) + "\n")
+        terraform = Terraform(directory, mirror)
+        terraform.run("providers", "lock", f"-fs-mirror={mirror.root}", f"-platform={_platform()}")
+    return lock.read_text()
+
+
+def lock_from_mirror(stack_dirs: Iterable[Path], mirror: Mirror) -> list[Path]:
+    """Writes the mirror's provider lock file into every stack folder whose lock file is missing or
+    differs; returns the folders written. The cdktf CLI then finds a lock that satisfies the stack's
+    constraint and skips `terraform providers lock`, which would ask the registry."""
+    written = []
+    for stack_dir in stack_dirs:
+        text = mirror_lock(mirror, required_aws_version(stack_dir))
+        lock = stack_dir / LOCK_FILE
+        if not lock.is_file() or lock.read_text() != text:
+            lock.write_text(text)
+            written.append(stack_dir)
+    return written
+
+
 def synthesized_stacks(synth_dir: Path = SYNTH_DIR) -> list[str]:
     manifest = synth_dir / "manifest.json"
     if not manifest.is_file():

@@ -120,7 +120,7 @@ def test_api_bundle_is_not_rebuilt_when_nothing_changed(api_zips, monkeypatch, c
     before = api_zips[0].stat().st_mtime_ns
     assert build_bundle(API_DIR, api_zips[0].parent) == api_zips[0]
     assert api_zips[0].stat().st_mtime_ns == before
-    assert "api: up to date" in capsys.readouterr().err
+    assert "api: up to date" in capsys.readouterr().out
 
 
 # --- the zip and the cache, on a folder without dependencies -------------------------------------
@@ -147,14 +147,14 @@ def test_bundle_is_rebuilt_when_its_code_or_target_changes(small_lambda, tmp_pat
     zip_path = build_bundle(small_lambda, out)
     original = zip_path.read_bytes()
     build_bundle(small_lambda, out)
-    assert "small: up to date" in capsys.readouterr().err
+    assert "small: up to date" in capsys.readouterr().out
 
     (small_lambda / "small_pkg" / "handler.py").write_text("def lambda_handler(event, context):\n    return 1\n")
     changed = build_bundle(small_lambda, out).read_bytes()
-    assert changed != original and "small: wrote" in capsys.readouterr().err
+    assert changed != original and "small: wrote" in capsys.readouterr().out
 
     build_bundle(small_lambda, out, python_version="3.13")
-    assert "small: wrote" in capsys.readouterr().err, "a new Python version did not rebuild"
+    assert "small: wrote" in capsys.readouterr().out, "a new Python version did not rebuild"
 
 
 def test_a_damaged_bundle_is_rebuilt(small_lambda, tmp_path):
@@ -167,7 +167,7 @@ def test_a_damaged_bundle_is_rebuilt(small_lambda, tmp_path):
 def test_use_cache_false_always_rebuilds(small_lambda, tmp_path, capsys):
     build_bundle(small_lambda, tmp_path / "out")
     build_bundle(small_lambda, tmp_path / "out", use_cache=False)
-    assert capsys.readouterr().err.count("small: wrote") == 2
+    assert capsys.readouterr().out.count("small: wrote") == 2
 
 
 def test_pip_failure_is_a_bundle_error_with_pip_s_message(small_lambda, tmp_path):
@@ -232,7 +232,7 @@ def test_a_new_ca_bundle_rebuilds_the_zip(small_lambda, tmp_path, no_pip, monkey
     capsys.readouterr()
     with zipfile.ZipFile(build_bundle(small_lambda, out)) as archive:
         assert archive.read(bundler.RDS_CA_BUNDLE_ARCNAME) == refreshed.read_bytes()
-    assert "small: wrote" in capsys.readouterr().err, "a changed CA bundle did not rebuild the zip"
+    assert "small: wrote" in capsys.readouterr().out, "a changed CA bundle did not rebuild the zip"
 
 
 def test_extra_files_go_into_the_zip_and_its_input_hash(small_lambda, tmp_path, capsys):
@@ -245,7 +245,7 @@ def test_extra_files_go_into_the_zip_and_its_input_hash(small_lambda, tmp_path, 
     capsys.readouterr()
     with zipfile.ZipFile(build_bundle(small_lambda, out, extra_files={"certs/onprem-ca.pem": onprem_ca})) as archive:
         assert archive.read("certs/onprem-ca.pem") == b"second\n"
-    assert "small: wrote" in capsys.readouterr().err
+    assert "small: wrote" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("arcname, message", [
@@ -269,7 +269,7 @@ def test_cli_builds_every_folder_with_requirements(small_lambda, tmp_path, capsy
     out = tmp_path / "out"
     assert bundler.main(["--lambda-root", str(root), "--out", str(out)]) == 0
     assert sorted(path.name for path in out.iterdir()) == ["small.zip", "small.zip.json"]
-    assert "bundling small: wrote" in capsys.readouterr().err
+    assert "bundling small: wrote" in capsys.readouterr().out
 
 
 def test_cli_fails_clearly_on_an_unknown_name(tmp_path):

@@ -233,3 +233,36 @@ def test_an_on_prem_ca_file_holding_a_private_key_is_refused(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as raised:
         parse_config(edited(r'^db_ca_certificate = .*$', f'db_ca_certificate = "{with_key}"'))
     assert raised.value.key == "onprem.db_ca_certificate" and "private key" in raised.value.problem
+
+
+def test_a_copied_config_whose_name_is_not_its_file_name_is_refused_naming_both(tmp_path: Path, monkeypatch) -> None:
+    """config/staging.toml copied from dev.toml, `name` unchanged, would synthesize the *-dev stacks
+    over dev's and read dev's DMS settings record."""
+    import shutil
+
+    from lib import config as config_module
+    from lib.config import CONFIG_DIR, load_config
+
+    shutil.copytree(CONFIG_DIR / "certs", tmp_path / "certs")
+    (tmp_path / "staging.toml").write_text((CONFIG_DIR / "dev.toml").read_text())
+    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    monkeypatch.delenv("PAYMENT_MIGRATION_CONFIG", raising=False)
+
+    with pytest.raises(ConfigError) as refused:
+        load_config("staging")
+
+    assert refused.value.key == "name"
+    assert "'dev' differs from the file name staging.toml" in str(refused.value)
+    assert 'set name = "staging"' in str(refused.value)
+
+    (tmp_path / "staging.toml").write_text((CONFIG_DIR / "dev.toml").read_text().replace(
+        'name = "dev"', 'name = "staging"', 1))
+    assert load_config("staging").name == "staging"
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_every_shipped_config_is_named_after_its_file(env: str, monkeypatch) -> None:
+    from lib.config import load_config
+
+    monkeypatch.delenv("PAYMENT_MIGRATION_CONFIG", raising=False)
+    assert load_config(env).name == env

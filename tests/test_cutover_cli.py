@@ -270,6 +270,78 @@ def steps_failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
     raise DatabaseUnavailable("on-prem did not answer within 5 s")
 
 
+def test_a_validation_that_could_not_be_read_is_unknown_not_none(controller, capsys):
+    import boto3
+
+    boto3.client("lambda").delete_function(FunctionName=NAMES.validation_function)
+
+    result = run("status")
+    assert result.code == cli.NOT_SUCCEEDED, result.out
+
+    (validation,) = [line for line in result.out.splitlines() if line.startswith("Validation")]
+    assert validation == "Validation   unknown (see errors)", result.out
+    assert "none found" not in result.out
+    assert f"validation: cannot read the configuration of {NAMES.validation_function}" in result.out
+
+
+def without_aws_settings(env: pytest.MonkeyPatch, tmp_path) -> None:
+    """No credentials, profile, endpoint or config file: what a shell that was told nothing has."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        env.delenv(name, raising=False)
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    env.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_status_without_credentials_exits_4_naming_the_endpoint(controller, aws, capsys, tmp_path):
+    with pytest.MonkeyPatch.context() as env:  # put back before the fixtures' teardown uses AWS
+        without_aws_settings(env, tmp_path)
+        env.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
+        result = run("status")
+    assert result.code == cli.UNREACHABLE, result.out
+
+    error = capsys.readouterr().err
+    assert error.startswith("cannot tell which AWS account this is (STS GetCallerIdentity at AWS (eu-west-1)): "
+                            "Unable to locate credentials"), error
+    assert result.out == "", "nothing half read is shown"
+
+
+def test_the_local_environment_reaches_its_emulator_without_being_told(controller, aws, monkeypatch, tmp_path):
+    """With config/local.toml's [emulator] pointing at this moto server and no AWS settings in the
+    environment at all, status reads the emulator with its test credentials."""
+    from lib.config import CONFIG_DIR
+
+    local_names = Names("local")
+    controller.functions.create(local_names.traffic_function, lambda event, context: {
+        "weights": {"onprem": 100, "aws": 0}, "phase": "legacy-sync", "writer": None,
+        "alarms": {"states": {}, "in_alarm": []}}, {})
+    local = (CONFIG_DIR / "local.toml").read_text().replace(
+        'endpoint = "http://127.0.0.1:4566"', f'endpoint = "{aws.endpoint_url}"')
+    assert aws.endpoint_url in local
+    config = tmp_path / "local.toml"
+    config.write_text(local)
+    monkeypatch.setenv("PAYMENT_MIGRATION_CONFIG", str(config))
+    with pytest.MonkeyPatch.context() as env:  # put back before the fixtures' teardown uses AWS
+        without_aws_settings(env, tmp_path)
+        result = run("status", "--json")
+
+    status = json.loads(result.out)
+    assert status["environment"] == "local"
+    assert status["traffic"]["phase"] == "legacy-sync", status["errors"]
+    assert not [error for error in status["errors"] if "credentials" in error.lower()], status["errors"]
+    assert f"databases: cannot invoke {local_names.steps_function}" in " ".join(status["errors"])
+    assert result.code == cli.NOT_SUCCEEDED, "the cutover stack is not deployed: parts are missing"
+
+
+class InterruptedOutput(io.StringIO):
+    """A terminal whose user presses Ctrl-C once the execution's progress starts."""
+
+    def write(self, text: str) -> int:
+        if text.lstrip().startswith(("→", "←")) or "s  →" in text:
+            raise KeyboardInterrupt
+        return super().write(text)
+
+
 # -- advance and cutover ---------------------------------------------------------------------------
 
 
@@ -295,6 +367,18 @@ def test_advance_starts_an_execution_and_follows_it_to_the_end(controller, capsy
         (arrow, state) for state in ("Validate", "ShiftWeights", "BakeWait", "Done") for arrow in "→←"]
     assert float(progress[5].group(3)) >= 1.0, "the bake's Wait took its second"
     assert re.fullmatch(r"SUCCEEDED in \d+\.\d s", lines[-1])
+
+
+def test_ctrl_c_while_following_exits_130_and_the_execution_goes_on(controller, capsys):
+    controller.tiny_machines()
+    out = InterruptedOutput()
+
+    code = cli.main(["advance", "split"], out=out)
+    assert code == cli.INTERRUPTED, out.getvalue()
+
+    (execution,) = controller.executions("advance")
+    assert "stopped following; the execution goes on: " + execution["executionArn"] in out.getvalue()
+    assert wait_until_closed(controller.world, execution["executionArn"])["status"] == "SUCCEEDED"
 
 
 def test_a_failed_cutover_names_the_state_that_failed(controller, capsys):
@@ -469,6 +553,7 @@ def servers():
     release_servers()
 
 
+@pytest.mark.filterwarnings("error:No application metrics to publish")
 def test_status_reads_both_databases_through_the_real_step_function(controller, servers):
     """The step function's own status answer, on two real PostgreSQL servers joined by logical
     replication (on-prem → aws running, both open): the screen shows it as it is."""

@@ -1,5 +1,7 @@
-"""The AWS calls of the CLI: default boto3 clients in the environment's region (AWS_ENDPOINT_URL
-redirects them to an emulator), and the domain errors a command reports instead of a traceback."""
+"""The AWS calls of the CLI: boto3 clients in the environment's region — default ones for AWS
+(AWS_ENDPOINT_URL redirects them), the emulator's endpoint and test credentials for an environment
+whose config has an [emulator] section — and the domain errors a command reports instead of a
+traceback."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from lib.config import Config as AppConfig
+from lib.config import EmulatorConfig
+from lib.local.wiring import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY_VALUE
 
 # A Lambda invocation is never sent twice: a read timeout retried by botocore would run a rollback
 # (idempotent, but not free) a second time. The rollback Lambda runs for at most 240 s.
@@ -31,28 +37,59 @@ class FunctionFailed(CliError):
         self.message = message
 
 
+class Unreachable(CliError):
+    """AWS (or the emulator) could not be reached, or refused who is calling."""
+
+
 class Aws:
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, *, emulator: EmulatorConfig | None = None) -> None:
         self.region = region
+        self.emulator = emulator
+
+    @classmethod
+    def of(cls, config: AppConfig) -> Aws:
+        """The AWS of an environment: its region, and its emulator when it is a local one."""
+        return cls(config.region, emulator=config.emulator)
+
+    @property
+    def where(self) -> str:
+        return f"the emulator at {self.emulator.endpoint}" if self.emulator else f"AWS ({self.region})"
+
+    @cached_property
+    def _session(self) -> boto3.session.Session:
+        # Its own session: credentials are looked up for this command, never reused from another.
+        return boto3.session.Session()
+
+    def _client(self, service: str, config: Config) -> Any:
+        if self.emulator is None:
+            return self._session.client(service, region_name=self.region, config=config)
+        return self._session.client(service, region_name=self.region, config=config,
+                                    endpoint_url=self.emulator.endpoint, aws_access_key_id=EMULATOR_ACCESS_KEY_ID,
+                                    aws_secret_access_key=EMULATOR_SECRET_ACCESS_KEY_VALUE)
 
     @cached_property
     def awslambda(self) -> Any:
-        return boto3.client("lambda", region_name=self.region, config=INVOKE_CONFIG)
+        return self._client("lambda", INVOKE_CONFIG)
 
     @cached_property
     def stepfunctions(self) -> Any:
-        return boto3.client("stepfunctions", region_name=self.region, config=READ_CONFIG)
+        return self._client("stepfunctions", READ_CONFIG)
 
     @cached_property
     def cloudwatch(self) -> Any:
-        return boto3.client("cloudwatch", region_name=self.region, config=READ_CONFIG)
+        return self._client("cloudwatch", READ_CONFIG)
 
     @cached_property
     def _identity(self) -> dict[str, str]:
         try:
-            return boto3.client("sts", region_name=self.region, config=READ_CONFIG).get_caller_identity()
+            return self._client("sts", READ_CONFIG).get_caller_identity()
         except (ClientError, BotoCoreError) as error:
-            raise CliError(f"cannot tell which AWS account this is (STS GetCallerIdentity): {error}") from error
+            raise Unreachable(f"cannot tell which AWS account this is (STS GetCallerIdentity at {self.where}): "
+                              f"{error}") from error
+
+    def check_reachable(self) -> None:
+        """Unreachable unless the credentials work at the endpoint (one STS call, remembered)."""
+        self._identity
 
     def state_machine_arn(self, name: str) -> str:
         partition = self._identity["Arn"].split(":", 2)[1]

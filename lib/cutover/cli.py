@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except ConfigError as error:
         print(f"configuration: {error}", file=sys.stderr)
         return UNREACHABLE
-    aws, names = Aws(config.region), Names(config.name)
+    aws, names = Aws.of(config), Names(config.name)
     try:
         if args.command == "status":
             return _status(aws, names, args.json, out)
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
 
 
 def _status(aws: Aws, names: Names, as_json: bool, out: TextIO) -> int:
+    # No credentials or no endpoint would fail every part alike: say it once, as exit 4.
+    aws.check_reachable()
     gathered = status.gather(aws, names)
     out.write(json.dumps(gathered, indent=2, default=str) + "\n" if as_json else status.render(gathered))
     return NOT_SUCCEEDED if gathered["errors"] else OK

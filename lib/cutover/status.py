@@ -206,6 +206,9 @@ def render(status: dict[str, Any]) -> str:
         at = f"  at {_short(validation['at'])}" if validation.get("at") else ""
         row("Validation", f"{validation['status']:<14}{validation['source']}{at}",
             *([f"{'':<14}{validation['message']}"] if validation.get("message") else []))
+    elif any(error.startswith(("validation:", "executions:")) for error in status["errors"]):
+        # What could not be read may hold a validation: "none" would be a guess.
+        row("Validation", "unknown (see errors)")
     else:
         row("Validation", "none found (no execution validated, no scheduled result in 24 h)")
 

@@ -3,7 +3,9 @@ differently from AWS, seeded with what a config expects to exist before its firs
 
     python -m lib.local.emulator [--env local]
 
-serves until interrupted, so that `cdktf deploy <stack>-local` can run in another terminal.
+serves until interrupted, so that `cdktf deploy <stack>-local` can run in another terminal, and
+writes build/local/env.sh: `source build/local/env.sh` there sets what the cdktf CLI, Terraform
+and `python -m lib.cutover` need to work on the local environment offline.
 
 Each shim fixes one emulator bug in place, so the resource it concerns is applied (and read back)
 like any other instead of being left out of the local deploy or declared as drift (SHIMS lists
@@ -19,6 +21,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -31,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from lib.config import Config, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENT_SCRIPT = REPO_ROOT / "build" / "local" / "env.sh"
 
 # The account and region moto answers for; the local stacks read the account from STS.
 EMULATOR_ACCOUNT_ID = "123456789012"
@@ -590,6 +596,53 @@ def _seed_onprem_gateway(config: Config) -> list[str]:
     return []
 
 
+def environment_script(config: Config, endpoint: str, terraform_config: Path | None) -> str:
+    """The shell lines that point a shell at the local environment: the cdktf CLI on the Node that
+    package.json pins, Terraform installing its provider from this machine's mirror only, every
+    AWS client (boto3, the AWS CLI) at the emulator with its test credentials, and the config."""
+    from lib.local.wiring import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY_VALUE
+
+    node_bin = REPO_ROOT / "node_modules" / ".bin"
+    venv_bin = REPO_ROOT / ".venv" / "bin"  # `python` is the project's, as cdktf.json's app command
+    lines = [
+        f"# The {config.name} environment for this shell, written by `make emulator` (lib/local/emulator.py):",
+        "#   source build/local/env.sh",
+        f"# then `cdktf deploy <stack>-{config.name}`, `cdktf diff`, `terraform` and `python -m lib.cutover` "
+        f"work on the emulator at {endpoint}.",
+        f"export PAYMENT_MIGRATION_ENV={shlex.quote(config.name)}",
+        "unset PAYMENT_MIGRATION_CONFIG",
+        f"export PATH={shlex.quote(str(node_bin))}:{shlex.quote(str(venv_bin))}:\"$PATH\"",
+        f"export JSII_NODE={shlex.quote(str(node_bin / 'node'))}",
+        "export CHECKPOINT_DISABLE=1",
+    ]
+    if terraform_config is not None:
+        lines.append(f"export TF_CLI_CONFIG_FILE={shlex.quote(str(terraform_config))}")
+    lines += [
+        f"export AWS_ENDPOINT_URL={shlex.quote(endpoint)}",
+        f"export AWS_ACCESS_KEY_ID={EMULATOR_ACCESS_KEY_ID}",
+        f"export AWS_SECRET_ACCESS_KEY={EMULATOR_SECRET_ACCESS_KEY_VALUE}",
+        f"export AWS_REGION={shlex.quote(config.region)} AWS_DEFAULT_REGION={shlex.quote(config.region)}",
+        "# A profile or a session token of a real account must not mix with the test credentials.",
+        "unset AWS_PROFILE AWS_SESSION_TOKEN",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_environment_script(config: Config, endpoint: str, path: Path = ENVIRONMENT_SCRIPT) -> Path:
+    """Writes environment_script() to `path`, with a Terraform CLI configuration next to it that
+    installs the AWS provider from this machine's mirror (none when no mirror is found: a warning)."""
+    from lib.terraform import TerraformError, cli_config, find_mirror
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        terraform_config = cli_config(find_mirror(), path.parent / "terraformrc")
+    except TerraformError as error:
+        print(f"warning: {error}; Terraform will look for its provider on the network", file=sys.stderr)
+        terraform_config = None
+    path.write_text(environment_script(config, endpoint, terraform_config))
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.local.emulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default=os.environ.get("PAYMENT_MIGRATION_ENV", "local"),
@@ -602,7 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(config.emulator.port)
     for item in emulator.seed(config):
         print(f"==> created {item}", flush=True)
-    print(f"==> emulator serving {emulator.endpoint} for environment {config.name}; Ctrl-C stops it", flush=True)
+    script = write_environment_script(config, emulator.endpoint)
+    print(f"==> emulator serving {emulator.endpoint} for environment {config.name}; Ctrl-C stops it\n"
+          f"==> in another shell, from {REPO_ROOT}:\n"
+          f"      source {script.relative_to(REPO_ROOT)}\n"
+          f"      cdktf deploy account-{config.name} network-{config.name} --auto-approve\n"
+          f"      python -m lib.cutover status", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

@@ -104,15 +104,15 @@ def test_cutover_and_rollback_under_load_lose_and_duplicate_nothing(pair, contro
     duplicated = sorted(key for key, copies in stored.items() if copies > 1)
     changed = sorted(key for key, payment_id in load.acknowledged.items() if payment_ids.get(key) != payment_id)
     pair.wait_until(lambda: other.scalar("SELECT count(*) FROM payments") == len(stored), "aws to catch up")
-    with capsys.disabled():
-        print(f"\n{len(load.acknowledged)} payments acknowledged, {len(stored)} in the final writer (onprem), "
-              f"lost {len(lost)}, duplicated {len(duplicated)}, answered with another payment {len(changed)}; "
-              f"responses {load.statuses}")
-        for name, (started, finished, outcome) in timings.items():
-            pause, refusals = load.longest_pause_between(started, finished + 1.5)
-            lag = outcome["wait_replication"].get("lag_seconds")
-            print(f"{name}: steps took {finished - started:.2f} s (marker lag {lag} s); write pause seen by the "
-                  f"client {pause:.2f} s, {refusals} refused attempts (503 writer_fenced)")
+    # Captured: pytest shows it with a failure (or with -s), never inside its progress line.
+    print(f"\n{len(load.acknowledged)} payments acknowledged, {len(stored)} in the final writer (onprem), "
+          f"lost {len(lost)}, duplicated {len(duplicated)}, answered with another payment {len(changed)}; "
+          f"responses {load.statuses}")
+    for name, (started, finished, outcome) in timings.items():
+        pause, refusals = load.longest_pause_between(started, finished + 1.5)
+        lag = outcome["wait_replication"].get("lag_seconds")
+        print(f"{name}: steps took {finished - started:.2f} s (marker lag {lag} s); write pause seen by the "
+              f"client {pause:.2f} s, {refusals} refused attempts (503 writer_fenced)")
     assert not lost, f"acknowledged payments missing in the final writer: {lost[:10]}"
     assert not duplicated, f"idempotency keys stored twice: {duplicated[:10]}"
     assert not changed, f"keys answered with a payment_id the final writer does not hold: {changed[:10]}"

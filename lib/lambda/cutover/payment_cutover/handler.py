@@ -54,8 +54,17 @@ def aws_clients() -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(log_event=True, clear_state=True)
-@metrics.log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        return _handle(event)
+    finally:
+        # Only a failed step and a measured lag add metrics (publish_metrics puts its own through
+        # CloudWatch): most steps have none, and flushing an empty set only prints a warning.
+        if metrics.metric_set:
+            metrics.flush_metrics()
+
+
+def _handle(event: Any) -> dict[str, Any]:
     request = parse_event(event)  # InvalidEvent before anything is read or changed
     settings = Settings.from_environment(os.environ)
     logger.append_keys(step=request.step, source=request.source, target=request.target,
