@@ -44,6 +44,7 @@ class DirectionState:
 
 class ReplicationDriver(Protocol):
     plugin: str  # output plugin of the logical slots this driver's consumer reads
+    apply_role: str | None  # the role that applies on a direction's target and SETs session_replication_role
 
     def slot_name(self, direction: Direction) -> str: ...
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from payment_cutover import control, markers, slots
+from payment_cutover import capabilities, control, markers, slots
 from payment_cutover import fence as fencing
 from payment_cutover.errors import (
     FenceIncomplete,
@@ -107,6 +107,16 @@ def preflight(c: Controller, source: str, target: str) -> dict:
         if paths or prepared:
             raise FenceIncomplete(f"{source} cannot be fenced as it is (nothing was changed): "
                                   + "; ".join([*(str(path) for path in paths), *prepared]))
+        # the new direction must be able to start once the old one is taken apart: proven now, when a
+        # refusal costs nothing, not after the switch has dropped the old slot
+        problems = [*(f"{source}: {problem}" for problem in capabilities.check_side(
+                        c.databases[source], fencing.WITNESS_PLUGIN, apply_role=c.driver.apply_role)),
+                    *(f"{target}: {problem}" for problem in capabilities.check_side(c.databases[target],
+                                                                                    c.driver.plugin)),
+                    *c.driver.check_can_start(old.reverse)]
+        if problems:
+            raise ReplicationNotRunning(f"{old.reverse} could not start after the switch (nothing was changed): "
+                                        + "; ".join(problems))
     return {**result, "already_done": False, "switch_started": started,
             "replication": {old.name: old_state.to_dict(), old.reverse.name: new_state.to_dict()}}
 
