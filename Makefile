@@ -151,6 +151,7 @@ BENCH_ROWS ?= 10000000
 bench: install postgres $(BENCH_VENV)/.installed
 	$(PY) bench/synth_bench.py
 	$(PY) bench/rollback_bench.py
+	$(PY) bench/fence_bench.py --sessions 50 --runs 5
 	$(PY) bench/validation_bench.py --rows $(BENCH_ROWS) --reladiff $(BENCH_VENV)/bin/reladiff
 
 test: install postgres validate

@@ -29,7 +29,7 @@ from lib.stacks.compute import METRICS_NAMESPACE
 from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
 from lib.stacks.migration import MigrationStack, replication_slot_name
-from lib.stacks.monitoring import MonitoringStack
+from lib.stacks.monitoring import STEP_SERVICE, MonitoringStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.routing import RoutingStack
 from lib.stacks.security import SecurityStack
@@ -38,7 +38,6 @@ from lib.workflows.cutover import advance_definition, cutover_definition, rollba
 
 STEP_HANDLER = "payment_cutover.handler.lambda_handler"
 TRAFFIC_HANDLER = "payment_rollback.traffic.lambda_handler"
-STEP_SERVICE = "cutover"
 TRAFFIC_SERVICE = "traffic"
 
 

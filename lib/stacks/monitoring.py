@@ -33,6 +33,11 @@ from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.migration import MigrationStack
 
+# The cutover step function's Powertools service (its metrics' `service` dimension), and the metric
+# it publishes when the proof finds a change on a fenced side (payment_cutover.handler).
+STEP_SERVICE = "cutover"
+FENCE_BREACHED_METRIC = "CutoverStepFailedFenceBreached"
+
 PERIOD_SECONDS = 60
 # The alarms whose firing means clients on AWS are failing; the composite ORs them.
 ROLLBACK_ALARMS = ("alb-5xx", "alb-latency", "api-errors", "api-throttles")
@@ -275,6 +280,12 @@ class MonitoringStack(BaseStack):
                     CloudwatchMetricAlarmMetricQuery(id="closed", label="fenced sides = 2", return_data=True,
                                                      expression="IF(onprem + aws >= 2, 1, 0)")]),
         }
+        self.writer_alarms["fence-breached"] = self._alarm(
+            "fence-breached", "A change reached a replicated table on a fenced side after its fence (the cutover's "
+            "proof failed): both sides stay fenced. Find the writer in the step's error (xid, table, LSN), close its "
+            "path, compare the sides (README, The cutover model)", namespace=METRICS_NAMESPACE,
+            metric=FENCE_BREACHED_METRIC, dimensions={"service": STEP_SERVICE}, statistic="Sum", threshold=0,
+            periods=1)
         for side in ("onprem", "aws"):
             id_ = f"fence-unseen-{side}"
             self.writer_alarms[id_] = CloudwatchMetricAlarm(

@@ -187,7 +187,20 @@ def test_a_side_whose_fence_nobody_measures_alarms(synthesized):
         assert alarm["treat_missing_data"] == "breaching" and alarm["comparison_operator"] == "LessThanThreshold"
 
 
+def test_a_breached_fence_alarms_on_the_step_functions_own_metric(synthesized):
+    from lib.stacks.compute import METRICS_NAMESPACE
+
+    alarm = _alarms(synthesized)["fence-breached"]
+    assert (alarm["namespace"], alarm["metric_name"], alarm["dimensions"]) == (
+        METRICS_NAMESPACE, "CutoverStepFailedFenceBreached", {"service": "cutover"})
+    assert (alarm["statistic"], alarm["threshold"], alarm["comparison_operator"]) == ("Sum", 0, "GreaterThanThreshold")
+    steps_function = [function for function in synthesized.resources("cutover", "aws_lambda_function").values()
+                      if function["environment"]["variables"].get("POWERTOOLS_SERVICE_NAME") == "cutover"]
+    assert steps_function and steps_function[0]["environment"]["variables"]["POWERTOOLS_METRICS_NAMESPACE"] == \
+        METRICS_NAMESPACE, "the alarm watches a namespace or service the step function does not publish to"
+
+
 def test_the_writer_alarms_call_people_not_the_automatic_rollback(synthesized):
     (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
-    for name in ("two-writers", "no-writer", "fence-unseen-onprem", "fence-unseen-aws"):
+    for name in ("two-writers", "no-writer", "fence-unseen-onprem", "fence-unseen-aws", "fence-breached"):
         assert name not in composite["alarm_rule"], f"{name} would move traffic on its own"

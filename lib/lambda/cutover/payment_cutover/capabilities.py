@@ -22,7 +22,8 @@ def check_side(conn, slot_plugin: str, *, apply_role: str | None = None,
     - wal_level = logical, and a replication slot free (max_replication_slots above the slots that exist);
     - the connected role may create a slot (REPLICATION, superuser, or rds_replication on RDS/Aurora),
       proven with a temporary slot of `slot_plugin` (dropped at once; it waits at most
-      `trial_slot_seconds` for the transactions in progress, which every new slot waits for);
+      `trial_slot_seconds` for the transactions in progress, which every new slot waits for; 0 skips
+      it, for a side under load whose long transactions only the fence ends);
     - `apply_role`, when given (the DMS target endpoints' user), may SET session_replication_role.
     """
     problems = []
@@ -48,7 +49,7 @@ def check_side(conn, slot_plugin: str, *, apply_role: str | None = None,
                         "rds_replication), as schema/roles.sql does")
     if apply_role is not None and version_num >= MIN_SERVER_VERSION_NUM:
         problems += _apply_role_problems(conn, apply_role)
-    if not problems:
+    if not problems and trial_slot_seconds > 0:
         problems += _trial_slot_problems(conn, slot_plugin, trial_slot_seconds)
     return problems
 

@@ -618,10 +618,21 @@ def _end_sessions(conn, roles: list[str], fenced_at) -> tuple[list[int], list[st
                 if unidentified or _holds_xid(cur, pid):
                     waiting.append(description)
                 continue
-            # Waits until the backend is gone, so its last transaction is over (committed or not)
-            # before the marker is written behind it.
-            cur.execute("SELECT pg_terminate_backend(%s, %s)", (pid, TERMINATE_WAIT_MS))
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
             terminated.append(pid)
+        # Wait until they are gone, so their last transactions are over (committed or not) before the
+        # marker is written behind them: all at once (pg_terminate_backend's own wait polls every
+        # 100 ms, one backend after the other).
+        deadline = time.monotonic() + TERMINATE_WAIT_MS / 1000
+        while terminated:
+            cur.execute("SELECT array_agg(pid) FROM pg_stat_activity WHERE pid = ANY(%s)", (terminated,))
+            left = cur.fetchone()[0]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                waiting += [f"pid {pid} (ended, still exiting after {TERMINATE_WAIT_MS} ms)" for pid in left]
+                break
+            time.sleep(POLL_SECONDS)
     return terminated, waiting
 
 

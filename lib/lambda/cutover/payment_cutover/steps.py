@@ -109,8 +109,11 @@ def preflight(c: Controller, source: str, target: str) -> dict:
                                   + "; ".join([*(str(path) for path in paths), *prepared]))
         # the new direction must be able to start once the old one is taken apart: proven now, when a
         # refusal costs nothing, not after the switch has dropped the old slot
+        # (no trial slot on the live writer: it would wait for every long transaction there, which
+        # only the fence ends; the fence makes its witness slot once they are gone)
         problems = [*(f"{source}: {problem}" for problem in capabilities.check_side(
-                        c.databases[source], fencing.WITNESS_PLUGIN, apply_role=c.driver.apply_role)),
+                        c.databases[source], fencing.WITNESS_PLUGIN, apply_role=c.driver.apply_role,
+                        trial_slot_seconds=0)),
                     *(f"{target}: {problem}" for problem in capabilities.check_side(c.databases[target],
                                                                                     c.driver.plugin)),
                     *c.driver.check_can_start(old.reverse)]
