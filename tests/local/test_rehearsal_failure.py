@@ -16,6 +16,9 @@ from lib.config import load_config
 from lib.local.rehearsal.databases import free_port, pg_binary
 from lib.terraform import REPO_ROOT
 
+# A rehearsal run: its own PostgreSQL servers and moto server, in a child process.
+pytestmark = [pytest.mark.postgres, pytest.mark.moto, pytest.mark.slow]
+
 
 class DeployFails(Exception):
     pass
