@@ -24,7 +24,6 @@ from tests.rollback.world import (
     ROLLBACK_MACHINE_ARN,
     WRITER_PARAMETER,
     World,
-    build_world,
     switch_writer_to_onprem,
     writer_document,
 )
@@ -36,15 +35,16 @@ MARKER_PARAMETER = "/payment-migration/test/advance-went-on"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
 
-@pytest.fixture
-def world(aws, monkeypatch) -> World:
+@pytest.fixture(scope="module")
+def world_options() -> dict[str, Any]:
     """Plain A records on both sides, so that a state machine can write the whole pair itself."""
-    from tests.rollback.conftest import use_world
+    return {"aws_member": "records"}
 
-    built = build_world(aws_member="records")
-    use_world(built, monkeypatch)
+
+@pytest.fixture
+def world(world, monkeypatch) -> World:
     monkeypatch.setenv("WRITER_ROLLBACK_WAIT_SECONDS", "20")
-    return built
+    return world
 
 
 @pytest.fixture
