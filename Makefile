@@ -42,12 +42,13 @@ export PIPENV_NOSPIN := 1
 # No telemetry calls from the cdktf CLI or Terraform.
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help install synth validate test compare-cdk deploy-local rehearse emulator scan bench postgres clean diagram
+.PHONY: help install synth validate test test-fast compare-cdk deploy-local rehearse emulator scan bench postgres clean diagram
 
 help:
 	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/ (CDK=cdktn: with CDK Terrain)"
 	@echo "make validate      synth, then terraform init -backend=false + validate on every stack (offline mirror)"
 	@echo "make test          validate, then run the test suite (installs everything first)"
+	@echo "make test-fast     the unit tests and the synth assertions only (no PostgreSQL, moto or long runs): the edit-test loop"
 	@echo "make compare-cdk   synthesize with cdktf and with cdktn into build/compare-cdk/, fail unless stacks and addresses match, list the rest"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
 	@echo "make rehearse      the whole runbook locally (moto, two PostgreSQL servers, a payment load): build/rehearsal/report.json"
@@ -156,6 +157,10 @@ bench: install postgres $(BENCH_VENV)/.installed
 
 test: install postgres validate
 	$(PY) -m pytest
+
+# The edit-test loop: what needs no server and runs in seconds (markers in pytest.ini).
+test-fast: install
+	$(PY) -m pytest -m "not postgres and not moto and not slow"
 
 # cdktf's output against CDK Terrain's (lib/compare_cdk.py): $PAYMENT_MIGRATION_ENV synthesized by
 # each, one after the other and timed, into build/compare-cdk/{cdktf,cdktn}. Fails when the stacks,

@@ -1,6 +1,6 @@
 """The validation engine against its physical floor and against reladiff 0.6.0, on one payments table.
 
-Targets (issue 14): at 10,000,000 rows with one difference the engine takes <= 1.25 x the floor
+Targets: at 10,000,000 rows with one difference the engine takes <= 1.25 x the floor
 (process start included); with 1 % of rows different, <= 0.15 x reladiff; engine peak RSS <= 200 MiB.
 
     .venv/bin/python bench/validation_bench.py [--rows 10000000] [--reladiff .venv-bench/bin/reladiff]

@@ -26,6 +26,26 @@ from tests.support.moto_server import MotoServer  # noqa: E402
 from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
 
 
+# The fixtures that start a server, and the marker a test using one (directly or through another
+# fixture) gets, so that `make test-fast` can leave it out. Each name means the same kind of server
+# wherever it is defined: `servers` is always the replicated pair of tests/support/replication.py,
+# `emulator` always a moto server in this process. A module that starts a server another way marks
+# itself.
+SERVER_FIXTURES = {
+    "postgres": "postgres",
+    "servers": "postgres",
+    "moto_server": "moto",
+    "emulator": "moto",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker in sorted({SERVER_FIXTURES[name] for name in used & SERVER_FIXTURES.keys()}):
+            item.add_marker(marker)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> PostgresServer:
     server = start_postgres()

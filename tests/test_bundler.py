@@ -52,7 +52,9 @@ def small_lambda(tmp_path: Path) -> Path:
 
 
 # --- the real API bundle ------------------------------------------------------------------------
+# (slow: pip builds it twice, from wheels it may have to download)
 
+@pytest.mark.slow
 def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api_zips):
     with zipfile.ZipFile(api_zips[0]) as archive:
         names = set(archive.namelist())
@@ -69,6 +71,7 @@ def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api
         "boto3 is in the runtime and must not be bundled"
 
 
+@pytest.mark.slow
 def test_api_bundle_carries_the_pinned_rds_ca_bundle_where_the_api_looks_for_it(api_zips):
     import payment_api.database
 
@@ -82,12 +85,14 @@ def test_api_bundle_carries_the_pinned_rds_ca_bundle_where_the_api_looks_for_it(
         "the API's default sslrootcert is not where the bundler puts the CA bundle"
 
 
+@pytest.mark.slow
 def test_api_bundle_is_byte_identical_when_rebuilt(api_zips):
     first, second = api_zips
     assert first.read_bytes() == second.read_bytes(), "rebuilding the API bundle changed its bytes"
     assert (first.parent / "api.zip.json").read_text() == (second.parent / "api.zip.json").read_text()
 
 
+@pytest.mark.slow
 def test_api_bundle_entries_are_normalized(api_zips):
     with zipfile.ZipFile(api_zips[0]) as archive:
         infos = archive.infolist()
@@ -104,6 +109,7 @@ def test_api_bundle_entries_are_normalized(api_zips):
         assert not leaking, f"files that name the build's temporary directory: {leaking}"
 
 
+@pytest.mark.slow
 def test_api_bundle_manifest_records_inputs_and_zip(api_zips):
     manifest = json.loads((api_zips[0].parent / "api.zip.json").read_text())
     assert manifest["python_version"] == "3.12"
@@ -111,6 +117,7 @@ def test_api_bundle_manifest_records_inputs_and_zip(api_zips):
     assert manifest["zip_sha256"] == bundler._file_sha256(api_zips[0])
 
 
+@pytest.mark.slow
 def test_api_bundle_is_not_rebuilt_when_nothing_changed(api_zips, monkeypatch, capsys):
     def must_not_run(*args, **kwargs):
         raise AssertionError("the bundler reinstalled or rezipped an up-to-date bundle")

@@ -22,6 +22,9 @@ from tests.rollback.conftest import executing_state_machines, use_world  # noqa:
 from tests.rollback.functions import in_process_functions
 from tests.rollback.world import ACCOUNT_ID, REGION, World, build_world, writer_document
 
+# Each test deploys the controller on the moto server and drives it as an operator would.
+pytestmark = pytest.mark.slow
+
 NAMES = Names("dev")
 NAMESPACE = "PaymentMigration"
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"

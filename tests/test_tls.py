@@ -65,6 +65,7 @@ def test_a_name_the_certificate_does_not_carry_is_refused(postgres):
                 sslrootcert=postgres.ca_certificate)
 
 
+@pytest.mark.postgres  # the server `elsewhere` starts
 def test_a_server_whose_certificate_names_another_host_is_refused(elsewhere):
     with pytest.raises(psycopg2.OperationalError, match=MISNAMED):
         connect(elsewhere, host="127.0.0.1", sslmode="verify-full", sslrootcert=elsewhere.ca_certificate)
@@ -73,6 +74,7 @@ def test_a_server_whose_certificate_names_another_host_is_refused(elsewhere):
             sslrootcert=elsewhere.ca_certificate).close()
 
 
+@pytest.mark.postgres  # the server `elsewhere` starts
 def test_require_is_weaker_it_connects_to_the_misnamed_server(elsewhere):
     """Why verify-full is the default: "require" encrypts but accepts any server."""
     conn = connect(elsewhere, host="127.0.0.1", sslmode="require")

@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
+# The emulator runs in a child process and is reached over HTTP.
+pytestmark = pytest.mark.moto
+
 _SERVE = """
 import sys
 from lib.local.emulator import Emulator

@@ -1,5 +1,5 @@
 """A rehearsal that fails at a step names the step, keeps both servers' logs and still writes the
-ledger files and report.json (issue 13). The deploy is made to fail here, at once, so the test
+ledger files and report.json. The deploy is made to fail here, at once, so the test
 costs the two real PostgreSQL servers' start and nothing of the emulator."""
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import pytest
 from lib.config import load_config
 from lib.local.rehearsal.databases import free_port, pg_binary
 from lib.terraform import REPO_ROOT
+
+# A rehearsal run: its own PostgreSQL servers and moto server, in a child process.
+pytestmark = [pytest.mark.postgres, pytest.mark.moto, pytest.mark.slow]
 
 
 class DeployFails(Exception):

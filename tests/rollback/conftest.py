@@ -1,10 +1,11 @@
-"""Fixtures for the rollback and traffic handlers: a built world on the moto server, the functions'
-environment, invoke helpers, moto's state-machine execution switched on where a test needs it, and
-Powertools / client state reset between tests."""
+"""Fixtures for the rollback and traffic handlers: one world per module on the moto server, put back
+as it was built before each test, the functions' environment, invoke helpers, moto's state-machine
+execution switched on where a test needs it, and Powertools / client state reset between tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from moto.core.config import default_user_config
 
 from payment_rollback import handler, traffic
 from tests.rollback.world import FakeLambdaContext, World, build_world
+from tests.support.moto_server import MotoServer
 
 
 @pytest.fixture(autouse=True)
@@ -27,16 +29,56 @@ def fresh_handler_state() -> Iterator[None]:
     handler.metrics.clear_metrics()
 
 
+@pytest.fixture(scope="module")
+def world_options() -> dict[str, Any]:
+    """How build_world makes this module's world; a module overrides it for another world."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def module_world(moto_server: MotoServer, world_options: dict[str, Any]) -> Iterator[World]:
+    """This module's world, built once on the server reset for it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in moto_server.environment.items():
+            patch.setenv(name, value)
+        moto_server.reset()
+        yield build_world(**world_options)
+
+
 @pytest.fixture
-def world(aws, monkeypatch: pytest.MonkeyPatch) -> World:
-    built = build_world()
-    use_world(built, monkeypatch)
-    return built
+def aws(module_world: World, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """The moto server with this module's world on it as it was built, and this process's boto3
+    pointed at it. It stands in for tests/conftest.py's `aws`, which resets the whole server:
+    building the world again for each test costs more than undoing what the last one changed."""
+    for name, value in moto_server.environment.items():
+        monkeypatch.setenv(name, value)
+    module_world.restore()
+    with state_machine_execution():
+        module_world.delete_state_machines()  # those the last test had moto execute
+    return moto_server
+
+
+@pytest.fixture
+def world(aws: MotoServer, module_world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    use_world(module_world, monkeypatch)
+    return module_world
 
 
 def use_world(built: World, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in built.environment().items():
         monkeypatch.setenv(name, value)
+
+
+@contextmanager
+def state_machine_execution() -> Iterator[None]:
+    """moto's switch for executing state machines, on until the block ends, then put back as it was.
+    While it is on, the server answers every Step Functions call from a backend of its own."""
+    previous = dict(default_user_config.get("stepfunctions", {}))
+    default_user_config["stepfunctions"] = {**previous, "execute_state_machine": True}
+    try:
+        yield
+    finally:
+        default_user_config["stepfunctions"] = previous
 
 
 @pytest.fixture
@@ -45,16 +87,12 @@ def executing_state_machines(aws, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     threads, in this process). Its aws-sdk:* tasks call the server on localhost:$MOTO_PORT.
     On the way out, executions still running are stopped (so a late step cannot write into the
     next test's world) and the switch is put back as it was."""
-    previous = dict(default_user_config.get("stepfunctions", {}))
-    default_user_config["stepfunctions"] = {**previous, "execute_state_machine": True}
     monkeypatch.setenv("MOTO_PORT", str(urlsplit(aws.endpoint_url).port))
-    try:
-        yield
-    finally:
+    with state_machine_execution():
         try:
-            _stop_running_executions()
+            yield
         finally:
-            default_user_config["stepfunctions"] = previous
+            _stop_running_executions()
 
 
 def _stop_running_executions() -> None:

@@ -64,21 +64,6 @@ def test_bad_event_fails_naming_the_problem_and_changes_nothing(
     assert_nothing_changed(world, route53_change_calls)
 
 
-@pytest.mark.parametrize("value", [True, False])
-def test_stop_replication_is_refused_with_the_reason_it_was_removed(
-    world, invoke, route53_change_calls, value
-):
-    answer = invoke({"reason": "drill", "stop_replication": value})
-
-    assert answer["status"] == "FAILED", answer
-    (error,) = answer["errors"]
-    assert error.startswith("invalid event: event key 'stop_replication' was removed")
-    assert "no longer stops or starts DMS" in error
-    assert "forward replication keeps running" in error
-    assert "state machine switches the replication direction" in error
-    assert_nothing_changed(world, route53_change_calls)
-
-
 @pytest.mark.parametrize(
     ("event", "named"),
     [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +25,6 @@ from tests.rollback.world import (
     ROLLBACK_MACHINE_ARN,
     WRITER_PARAMETER,
     World,
-    build_world,
     switch_writer_to_onprem,
     writer_document,
 )
@@ -33,18 +33,20 @@ pytestmark = pytest.mark.usefixtures("executing_state_machines")
 
 ROLLED_BACK = {"onprem": 100, "aws": 0}
 MARKER_PARAMETER = "/payment-migration/test/advance-went-on"
+BAKE_SECONDS = 3  # the advance's bake, in the test that stops it before its next step
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
 
-@pytest.fixture
-def world(aws, monkeypatch) -> World:
+@pytest.fixture(scope="module")
+def world_options() -> dict[str, Any]:
     """Plain A records on both sides, so that a state machine can write the whole pair itself."""
-    from tests.rollback.conftest import use_world
+    return {"aws_member": "records"}
 
-    built = build_world(aws_member="records")
-    use_world(built, monkeypatch)
+
+@pytest.fixture
+def world(world, monkeypatch) -> World:
     monkeypatch.setenv("WRITER_ROLLBACK_WAIT_SECONDS", "20")
-    return built
+    return world
 
 
 @pytest.fixture
@@ -102,6 +104,23 @@ def wait_until_closed(world: World, arn: str, timeout: float = 30) -> dict[str, 
     return description
 
 
+def until(condition: Callable[[], bool], failure: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
+def seen_before(deadline: float, condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds at some point before `deadline` (time.monotonic()): for what must
+    not happen, watched for as long as it could."""
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def marker_exists(world: World) -> bool:
     return bool(world.ssm.get_parameters(Names=[MARKER_PARAMETER])["Parameters"])
 
@@ -110,7 +129,8 @@ def marker_exists(world: World) -> bool:
 
 
 def test_a_running_advance_is_stopped_before_the_weights_move(world, invoke):
-    machine = world.create_controller_machine(ADVANCE_MACHINE_NAME, advance_that_shifts_later(3))
+    machine = world.create_controller_machine(ADVANCE_MACHINE_NAME, advance_that_shifts_later(BAKE_SECONDS))
+    started = time.monotonic()
     execution = start(world, machine)
 
     answer = invoke({"reason": "alarm during canary"})
@@ -121,8 +141,9 @@ def test_a_running_advance_is_stopped_before_the_weights_move(world, invoke):
     assert answer["actions"].index(f"advance: stopped {execution}") < next(
         index for index, action in enumerate(answer["actions"]) if action.startswith("Route 53: changed"))
     assert wait_until_closed(world, execution)["status"] == "ABORTED"
-    time.sleep(1)  # a step after the bake would have run by now
-    assert not marker_exists(world), "the stopped advance went on to its next step"
+    # Watched until a step after the bake would have run, and a little longer.
+    assert not seen_before(started + BAKE_SECONDS + 1, lambda: marker_exists(world)), \
+        "the stopped advance went on to its next step"
     assert world.weights() == ROLLED_BACK
 
 
@@ -160,7 +181,7 @@ def test_an_advance_with_another_step_in_flight_is_stopped_and_the_weights_check
     shifted = []
 
     def slow_traffic_step(event, context):
-        time.sleep(3)
+        until(lambda: world.weights() == ROLLED_BACK, "the rollback never shifted the weights")
         world.set_weights(onprem=50, aws=50)  # lands after the rollback's shift
         shifted.append(event)
         return {"action": "set_weights"}

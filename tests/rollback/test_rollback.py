@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from payment_rollback.errors import RollbackIncompleteError
-from tests.rollback.conftest import use_world
 from tests.rollback.world import (
+    AWS_ADDRESSES,
     AWS_SET_IDENTIFIER,
     ONPREM_SET_IDENTIFIER,
     RECORD_NAME,
-    build_world,
+    TTL,
+    World,
 )
 
 ROLLED_BACK = {ONPREM_SET_IDENTIFIER: 100, AWS_SET_IDENTIFIER: 0}
@@ -326,9 +327,19 @@ def test_dry_run_when_already_rolled_back(world, invoke):
     assert "planned_change" not in answer
 
 
-def test_plain_a_record_aws_member_keeps_its_records_and_ttl(aws, monkeypatch, invoke):
-    world = build_world(aws_member="records", onprem_weight=0, aws_weight=100)
-    use_world(world, monkeypatch)
+@pytest.fixture
+def world_with_plain_aws_records(world: World) -> World:
+    """The AWS member as plain A records instead of the alias to the load balancer, all traffic on it."""
+    world.route53.change_resource_record_sets(HostedZoneId=world.zone_id, ChangeBatch={"Changes": [{
+        "Action": "UPSERT",
+        "ResourceRecordSet": {"Name": RECORD_NAME, "Type": "A", "SetIdentifier": AWS_SET_IDENTIFIER, "Weight": 100,
+                              "TTL": TTL, "ResourceRecords": [{"Value": a} for a in AWS_ADDRESSES]}}]})
+    world.set_weights(onprem=0, aws=100)
+    return world
+
+
+def test_plain_a_record_aws_member_keeps_its_records_and_ttl(world_with_plain_aws_records, invoke):
+    world = world_with_plain_aws_records
     members_before = world.members()
 
     answer = invoke({"reason": "full cutover went wrong"})

@@ -6,6 +6,9 @@ us-east-1), and the alarm topic with an SQS queue subscribed so tests can read w
 published. Rollback state machines are made on demand (`create_rollback_machine`), because moto
 runs only those created while execution is switched on.
 
+A world is built once per test module and put back as it was built before each test
+(`World.restore`): building it again costs more than undoing what a test changed.
+
 Shared by the tests and bench/rollback_bench.py, with the small fake Lambda context both use.
 """
 
@@ -82,6 +85,9 @@ class World:
     queue_url: str | None
     writer_rollback_wait_seconds: float = 10
     machines: dict[str, str] = field(default_factory=dict)
+    awslambda: Any = None
+    iam: Any = None
+    built: dict[str, Any] = field(default_factory=dict)  # state() as build_world left it
 
     def environment(self) -> dict[str, str]:
         """What the stacks set on the rollback and traffic functions (the union of both)."""
@@ -208,6 +214,98 @@ class World:
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+    # -- what a test may change, read back and put back ---------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """What the tests here change, as the server has it now: the zone's record sets, the alarms
+        of both regions, the parameters with their values, the state machines, the functions and
+        roles made for them, and the messages waiting in the subscribed queue."""
+        queued = {}
+        if self.queue_url:
+            queued = self.sqs.get_queue_attributes(
+                QueueUrl=self.queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+        return {
+            "records": self._record_sets(),
+            "alarms": {REGION: _alarm_settings(self.cloudwatch),
+                       HEALTH_ALARM_REGION: _alarm_settings(self.health_cloudwatch)},
+            "parameters": self._parameters(),
+            "state_machines": sorted(machine["name"] for machine in
+                                     self.stepfunctions.list_state_machines()["stateMachines"]),
+            "functions": sorted(function["FunctionName"] for function in
+                                self.awslambda.list_functions()["Functions"]),
+            "roles": sorted(role["RoleName"] for role in self.iam.list_roles()["Roles"]),
+            "queued": queued,
+        }
+
+    def restore(self) -> None:
+        """Puts back what a test changed, as build_world left it (`built`), touching only what
+        differs: state machines (their executions stopped first), functions and roles are deleted,
+        record sets, alarms and parameters made again as they were, the queue drained."""
+        self.delete_state_machines()
+        for function in self.awslambda.list_functions()["Functions"]:
+            self.awslambda.delete_function(FunctionName=function["FunctionName"])
+        for role in self.iam.list_roles()["Roles"]:
+            self.iam.delete_role(RoleName=role["RoleName"])
+
+        # Deletions first, and the records read again after them: moto's DELETE of a record with a
+        # set identifier also deletes those of other names that share it. Then UPSERT, not CREATE:
+        # moto refuses to create a weighted member while another member of its set exists.
+        built_keys = {_record_key(record) for record in self.built["records"]}
+        self._change_records("DELETE", [record for record in self._record_sets()
+                                        if _record_key(record) not in built_keys])
+        records = self._record_sets()
+        self._change_records("UPSERT", [record for record in self.built["records"] if record not in records])
+
+        for region, cloudwatch in ((REGION, self.cloudwatch), (HEALTH_ALARM_REGION, self.health_cloudwatch)):
+            built, now = self.built["alarms"][region], _alarm_settings(cloudwatch)
+            extra = sorted(set(now) - set(built))
+            if extra:
+                cloudwatch.delete_alarms(AlarmNames=extra)
+            _alarms(cloudwatch, tuple(name for name in built if now.get(name) != built[name]))
+
+        parameters = self._parameters()
+        extra = sorted(set(parameters) - set(self.built["parameters"]))
+        if extra:
+            self.ssm.delete_parameters(Names=extra)
+        for name, value in self.built["parameters"].items():
+            if parameters.get(name) != value:
+                self.ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=value)
+
+        if self.queue_url:
+            self.notifications()
+
+    def delete_state_machines(self) -> None:
+        """Every state machine, its running executions stopped first. moto keeps the machines it
+        executes apart from the others: this reaches those of the switch's current position
+        (tests/rollback/conftest.py)."""
+        for machine in self.stepfunctions.list_state_machines()["stateMachines"]:
+            arn = machine["stateMachineArn"]
+            for execution in self.stepfunctions.list_executions(
+                stateMachineArn=arn, statusFilter="RUNNING"
+            )["executions"]:
+                self.stepfunctions.stop_execution(executionArn=execution["executionArn"])
+            self.stepfunctions.delete_state_machine(stateMachineArn=arn)
+
+    def _change_records(self, action: str, records: list[dict[str, Any]]) -> None:
+        if records:
+            self.route53.change_resource_record_sets(HostedZoneId=self.zone_id, ChangeBatch={
+                "Changes": [{"Action": action, "ResourceRecordSet": record} for record in records]})
+
+    def _parameters(self) -> dict[str, str]:
+        names = [parameter["Name"] for parameter in self.ssm.describe_parameters()["Parameters"]]
+        if not names:
+            return {}
+        return {parameter["Name"]: parameter["Value"]
+                for parameter in self.ssm.get_parameters(Names=names)["Parameters"]}
+
+    def _record_sets(self) -> list[dict[str, Any]]:
+        """Every record set of the zone but its own SOA and NS."""
+        return [record for record in
+                self.route53.list_resource_record_sets(HostedZoneId=self.zone_id)["ResourceRecordSets"]
+                if not (record["Type"] in ("SOA", "NS") and record["Name"] == ZONE_NAME)]
 
 
 def writer_document(writer: str, epoch: int, reason: str) -> str:
@@ -354,8 +452,11 @@ def build_world(
         zone_id=zone_id,
         topic_arn=topic_arn,
         queue_url=queue_url,
+        awslambda=boto3.client("lambda"),
+        iam=boto3.client("iam"),
     )
     world.set_writer(writer, writer_epoch)
+    world.built = world.state()
     return world
 
 
@@ -375,6 +476,20 @@ def _alarms(cloudwatch: Any, names: tuple[str, ...]) -> None:
         )
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test world")
 
+
+def _record_key(record: dict[str, Any]) -> tuple[str, str, str | None]:
+    return record["Name"], record["Type"], record.get("SetIdentifier")
+
+
+# What put_metric_alarm sets and the tests or the traffic function change on an alarm.
+ALARM_SETTINGS = ("Namespace", "MetricName", "Statistic", "Period", "EvaluationPeriods", "Threshold",
+                  "ComparisonOperator", "ActionsEnabled", "AlarmActions", "OKActions",
+                  "InsufficientDataActions", "Dimensions", "StateValue")
+
+
+def _alarm_settings(cloudwatch: Any) -> dict[str, dict[str, Any]]:
+    return {alarm["AlarmName"]: {key: alarm.get(key) for key in ALARM_SETTINGS}
+            for alarm in cloudwatch.describe_alarms()["MetricAlarms"]}
 
 def _load_balancer() -> dict[str, Any]:
     ec2 = boto3.client("ec2")

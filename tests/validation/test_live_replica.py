@@ -149,7 +149,11 @@ def apply(cur, table: str, row: dict) -> None:
 def live_replica(databases) -> Iterator[LiveReplica]:
     replica = LiveReplica(databases)
     replica.start()
-    time.sleep(0.5)  # changes are in flight from now on: the applier holds each back LAG_SECONDS
+    # Changes are in flight from the first write on: the applier holds each back LAG_SECONDS.
+    deadline = time.monotonic() + 10
+    while not replica.written and not replica.errors:
+        assert time.monotonic() < deadline, "the write load wrote nothing in 10 s"
+        time.sleep(0.01)
     yield replica
     replica.stop()
     assert not replica.errors, f"the write load failed: {replica.errors[0]!r}"

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from tests.rollback.world import FALLBACK_ALARM_NAMES, FORWARD_ALARM_NAMES, ROLLBACK_ALARM_NAMES
 from tests.workflows.conftest import Controller, state_names, task_outcomes
+
+# The state machines run end to end on the emulator, against the replicated pair.
+pytestmark = pytest.mark.slow
 
 READ_ONLY_SQL_TRANSACTION = "25006"  # what a fenced side answers a well-behaved session
 SHORT_BAKE = {"bake_checks": 2, "bake_interval_seconds": 1}

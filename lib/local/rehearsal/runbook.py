@@ -49,7 +49,7 @@ from lib.terraform import REPO_ROOT
 WORK_DIR = REPO_ROOT / "build" / "rehearsal"
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
 
-# Targets (issue 13)
+# What a rehearsal must meet: report.json records each figure against its bound.
 MAX_WRITE_PAUSE_SECONDS = 30.0
 MAX_ALARM_TO_ONPREM_SECONDS = 120.0  # the configured DNS TTL included
 MAX_REHEARSAL_SECONDS = 15 * 60.0

@@ -21,16 +21,6 @@ MAX_WRITER_ROLLBACK_WAIT_SECONDS = 900
 
 # Keys a direct invocation may carry, with the JSON type each must have.
 EVENT_KEYS: dict[str, type] = {"reason": str, "dry_run": bool}
-# Keys that once had a meaning, with why they have none now: a caller still sending one is told.
-REMOVED_EVENT_KEYS = {
-    "stop_replication": (
-        "event key 'stop_replication' was removed: the rollback no longer stops or starts DMS. "
-        "Before the data cutover (writer onprem) the rollback is DNS only and forward replication "
-        "keeps running, so Aurora stays a current replica; after it (writer aws) the rollback "
-        "state machine switches the replication direction as part of the fenced writer "
-        "rollback. Invoke without the key"
-    ),
-}
 
 _JSON_TYPE_NAMES = {
     bool: "boolean",
@@ -182,9 +172,6 @@ def parse_event(event: object) -> RollbackRequest:
     if "Records" in event:
         return _parse_sns_event(event)
 
-    for key, why in REMOVED_EVENT_KEYS.items():
-        if key in event:
-            raise InvalidEventError(why)
     unknown = sorted(str(key) for key in event if key not in EVENT_KEYS)
     if unknown:
         raise InvalidEventError(
