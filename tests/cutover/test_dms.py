@@ -12,8 +12,6 @@ import gzip
 import json
 import re
 import secrets
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -27,31 +25,14 @@ from payment_cutover.errors import ConfigurationError, ReplicationBehind, Replic
 from payment_cutover.replication import RUNNING, STOPPED
 from payment_cutover.sides import FALLBACK, FORWARD
 from tests.support.moto_server import FAKE_CREDENTIALS
+from tests.support.emulator_process import emulator_process
 from tests.support.replication import SCHEMA, TABLES, create_writer_parameter, prepare_database, reset_database
-
-ROOT = Path(__file__).resolve().parents[2]
-_SERVE = """
-import sys
-from lib.local.emulator import Emulator
-emulator = Emulator(0)
-print(emulator.endpoint, flush=True)
-sys.stdin.read()
-emulator.stop()
-"""
 
 
 @pytest.fixture(scope="module")
 def emulator_endpoint() -> str:
-    """The emulator in a child process: its shims patch moto there, the other tests' moto stays plain."""
-    process = subprocess.Popen([sys.executable, "-c", _SERVE], cwd=ROOT, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), f"the emulator did not start: {url!r}"
+    with emulator_process() as url:
         yield url
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-import uuid
 
 import psycopg2
 import psycopg2.errors

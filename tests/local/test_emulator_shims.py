@@ -6,42 +6,24 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.emulator_process import emulator_process
+
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 
 # The emulator runs in a child process and is reached over HTTP.
 pytestmark = pytest.mark.moto
 
-_SERVE = """
-import sys
-from lib.local.emulator import Emulator
-emulator = Emulator(0)
-print(emulator.endpoint, flush=True)
-sys.stdin.read()
-emulator.stop()
-"""
-
 
 @pytest.fixture(scope="module")
 def endpoint() -> str:
-    process = subprocess.Popen([sys.executable, "-c", _SERVE], cwd=ROOT, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
-    try:
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), f"the emulator did not start: {url!r}"
+    with emulator_process() as url:
         yield url
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
 
 
 @pytest.fixture
