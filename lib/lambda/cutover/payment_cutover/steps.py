@@ -308,8 +308,12 @@ def status(c: Controller) -> dict:
             # each side is the source of one direction, whose slot lives there
             "slots": {side: slots.slot_info(c.databases[side], c.driver.slot_name(Direction(side, other(side))))
                       for side in SIDES},
-            "fence_records": {side: (lambda found: found.to_dict() if found else None)(
-                control.current_fence(c.databases[side], side)) for side in SIDES}}
+            "fence_records": {side: _fence_record_dict(c, side) for side in SIDES}}
+
+
+def _fence_record_dict(c: Controller, side: str) -> dict | None:
+    record = control.current_fence(c.databases[side], side)
+    return record.to_dict() if record else None
 
 
 def _prove(c: Controller, source: str, record: control.FenceRecord) -> dict:
