@@ -16,6 +16,7 @@ Shared by the tests and bench/rollback_bench.py, with the small fake Lambda cont
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -99,6 +100,9 @@ class World:
     iam: Any = None
     dms: Any = None
     task_arns: dict[str, str] = field(default_factory=dict)  # by role: forward, forward-cdc, fallback
+    # Where the fence measurements go: CloudWatch cannot delete a datapoint, so each restore starts a
+    # namespace of its own, in which no earlier test measured anything.
+    metrics_namespace: str = METRICS_NAMESPACE
     built: dict[str, Any] = field(default_factory=dict)  # state() as build_world left it
 
     def environment(self) -> dict[str, str]:
@@ -121,6 +125,7 @@ class World:
             "FORWARD_ALARM_NAMES": ",".join(FORWARD_ALARM_NAMES),
             "FALLBACK_ALARM_NAMES": ",".join(FALLBACK_ALARM_NAMES),
             **{TASK_VARIABLES[role]: arn for role, arn in self.task_arns.items()},
+            "FENCE_METRICS_NAMESPACE": self.metrics_namespace,
         }
 
     def members(self) -> dict[str, dict[str, Any]]:
@@ -179,7 +184,7 @@ class World:
                  "Value": value, "Unit": "None"}
                 for side, value in (("onprem", onprem), ("aws", aws)) if value is not None]
         if data:
-            self.cloudwatch.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=data)
+            self.cloudwatch.put_metric_data(Namespace=self.metrics_namespace, MetricData=data)
 
     def publish_writer_fence(self) -> None:
         """The measurement of a world at rest: the writer parameter's side open, the other fenced, a
@@ -320,6 +325,7 @@ class World:
                 self.ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=value)
 
         self.run_tasks(*self.built["running_tasks"])
+        self.metrics_namespace = f"{METRICS_NAMESPACE}/{uuid.uuid4().hex[:12]}"
         self.publish_writer_fence()
 
         if self.queue_url:

@@ -16,9 +16,6 @@ from payment_rollback.routing import RECORD_ENVIRONMENT, WeightedRecord
 DEFAULT_REASON = "no reason given"
 MAX_REASON_LENGTH = 1000
 DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS = 120
-# The function's own metrics and the controller's fence measurements share one namespace (the stacks'
-# METRICS_NAMESPACE, set as POWERTOOLS_METRICS_NAMESPACE).
-DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
 # Lambda's own limit on a function's timeout: a wait beyond it can never be honoured.
 MAX_WRITER_ROLLBACK_WAIT_SECONDS = 900
 
@@ -70,14 +67,15 @@ class Settings:
     # forward, forward-cdc (the forward direction after a writer rollback), fallback.
     task_arns: Mapping[str, str] = field(default_factory=dict)
     # Where the cutover controller's publish_metrics step puts each side's Fenced measurement.
-    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    metrics_namespace: str = "PaymentMigration"
     # The bound of all the rollback's waiting: for a cutover in flight, then the writer rollback.
     writer_rollback_wait_seconds: float = DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS
 
     STATE_MACHINES = ("ROLLBACK_STATE_MACHINE_ARN", "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN")
     TASKS = {"forward": "DMS_FORWARD_TASK_ARN", "forward-cdc": "DMS_FORWARD_CDC_TASK_ARN",
              "fallback": "DMS_FALLBACK_TASK_ARN"}
-    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", *STATE_MACHINES, *TASKS.values())
+    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", *STATE_MACHINES, *TASKS.values(),
+                "FENCE_METRICS_NAMESPACE")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -104,7 +102,7 @@ class Settings:
             advance_state_machine_arn=values["ADVANCE_STATE_MACHINE_ARN"],
             cutover_state_machine_arn=values["CUTOVER_STATE_MACHINE_ARN"],
             task_arns={role: values[name] for role, name in cls.TASKS.items()},
-            metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
+            metrics_namespace=values["FENCE_METRICS_NAMESPACE"],
             writer_rollback_wait_seconds=_wait_seconds(environ),
         )
 

@@ -114,7 +114,10 @@ class WriteCheck:
 
 def read_fences(cloudwatch: Any, namespace: str, *, now: datetime | None = None) -> dict[str, FenceReading]:
     """Each side's newest Fenced minute within MEASUREMENT_WINDOW_SECONDS, in one GetMetricData call."""
-    end = now or datetime.now(timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    # EndTime is exclusive: one period ahead, so that the minute under way (the newest measurement)
+    # is in the answer.
+    end = now + timedelta(seconds=PERIOD_SECONDS)
     queries = [
         {"Id": f"{side}_{stat.lower()}", "ReturnData": True,
          "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": FENCED_METRIC,
@@ -124,7 +127,7 @@ def read_fences(cloudwatch: Any, namespace: str, *, now: datetime | None = None)
     ]
     try:
         response = cloudwatch.get_metric_data(
-            MetricDataQueries=queries, StartTime=end - timedelta(seconds=MEASUREMENT_WINDOW_SECONDS), EndTime=end,
+            MetricDataQueries=queries, StartTime=now - timedelta(seconds=MEASUREMENT_WINDOW_SECONDS), EndTime=end,
             ScanBy="TimestampDescending")
     except (ClientError, BotoCoreError) as error:
         raise AwsCallError(f"CloudWatch GetMetricData ({namespace} {FENCED_METRIC}): {describe_error(error)}") from error
