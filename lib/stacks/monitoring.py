@@ -179,11 +179,15 @@ class MonitoringStack(BaseStack):
             "validation-errors", "The validation Lambda crashed or timed out: no comparison result",
             namespace="AWS/Lambda", metric="Errors", dimensions={"FunctionName": self.resource_name("validation")},
             statistic="Sum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1, period=300)
-        # A rollback that did not complete (FAILED: traffic not shifted; PARTIAL: a follow-up failed)
-        # needs a human at once, whoever invoked it.
-        for status in ("FAILED", "PARTIAL"):
-            alarms[f"rollback-{status.lower()}"] = self._alarm(
-                f"rollback-{status.lower()}", f"A rollback ended {status}: finish it by hand (README, Rollback)",
+        # A rollback that did not complete (FAILED: traffic not shifted; PARTIAL: a follow-up failed;
+        # NO_WRITER: traffic on-prem, but on-prem, the writer, is fenced) needs a human at once,
+        # whoever invoked it.
+        for status, what in (("FAILED", "finish it by hand"), ("PARTIAL", "finish it by hand"),
+                             ("NO_WRITER", "traffic is on-prem but no side accepts writes: finish the cutover its "
+                                           "error names")):
+            id_ = f"rollback-{status.lower().replace('_', '-')}"
+            alarms[id_] = self._alarm(
+                id_, f"A rollback ended {status}: {what} (README, Rollback)",
                 namespace=METRICS_NAMESPACE, metric="RollbackInvocations",
                 dimensions={"service": ROLLBACK_SERVICE, "Status": status}, statistic="Sum", threshold=1,
                 comparison="GreaterThanOrEqualToThreshold", periods=1)

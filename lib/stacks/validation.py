@@ -44,7 +44,7 @@ class ValidationStack(BaseStack):
         self._common = dict(region=config.region, account_id=self.account_id, partition=self.partition,
                             runtime=config.compute.runtime)
         self._validation(config, bundles["validation"], network, security, database)
-        self._rollback(config, bundles["rollback"], security, routing, monitoring)
+        self._rollback(config, bundles["rollback"], security, migration, routing, monitoring)
         self._distributed_validation(config, security)
 
     def _validation(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
@@ -96,8 +96,8 @@ class ValidationStack(BaseStack):
                          function_name=self.validator.function_name, principal="events.amazonaws.com",
                          source_arn=rule.arn)
 
-    def _rollback(self, config: Config, bundle: Path, security: SecurityStack, routing: RoutingStack,
-                  monitoring: MonitoringStack) -> None:
+    def _rollback(self, config: Config, bundle: Path, security: SecurityStack, migration: MigrationStack,
+                  routing: RoutingStack, monitoring: MonitoringStack) -> None:
         # The writer rollback (cutover stack, downstream) is started by its name: no cross-stack read.
         machine = writer_rollback_state_machine_name(config.name)
         machine_arn = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{machine}"
@@ -134,6 +134,12 @@ class ValidationStack(BaseStack):
                 "CUTOVER_STATE_MACHINE_ARN": cutover_arn,
                 "WRITER_ROLLBACK_WAIT_SECONDS": str(WRITER_ROLLBACK_WAIT_SECONDS),
                 "SNS_TOPIC_ARN": monitoring.alarm_topic_arn,
+                # Whether the on-prem writer accepts writes, seen from outside the VPC: the DMS tasks'
+                # statuses (the direction) and the fence the cutover controller measures every minute.
+                "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
+                "DMS_FORWARD_CDC_TASK_ARN": migration.forward_cdc_task_arn,
+                "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
+                "FENCE_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "POWERTOOLS_SERVICE_NAME": ROLLBACK_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -148,6 +154,9 @@ class ValidationStack(BaseStack):
                 allow(["states:StopExecution", "states:DescribeExecution", "states:GetExecutionHistory"],
                       [advance_executions], sid="StopAdvance"),
                 allow(["states:DescribeExecution"], [cutover_executions], sid="WatchCutover"),
+                # Neither DescribeReplicationTasks nor GetMetricData supports a resource-level permission.
+                allow(["dms:DescribeReplicationTasks"], ["*"], sid="ReadReplicationDirection"),
+                allow(["cloudwatch:GetMetricData"], ["*"], sid="ReadFenceMeasurements"),
                 allow(["sns:Publish"], [monitoring.alarm_topic_arn], sid="Notify"),
                 allow(["kms:GenerateDataKey*", "kms:Decrypt"], [monitoring.alarm_key_arn], sid="EncryptNotification",
                       conditions=[("StringEquals", "kms:ViaService", [f"sns.{config.region}.amazonaws.com"])]),

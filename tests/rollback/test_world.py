@@ -25,6 +25,7 @@ def test_restore_undoes_every_kind_of_change_the_tests_make(world: World):
                                                   "Failover": "PRIMARY", "TTL": 60,
                                                   "ResourceRecords": [{"Value": "192.0.2.30"}]}}]})
     world.set_writer("aws", 4)
+    world.run_tasks("fallback")
     world.ssm.put_parameter(Name="/payment-migration/test/left-behind", Value="x", Type="String")
     world.cloudwatch.disable_alarm_actions(AlarmNames=list(FALLBACK_ALARM_NAMES))
     world.set_alarm_state(ROLLBACK_ALARM_NAMES[0], "ALARM")

@@ -1,9 +1,10 @@
-"""What the routing, monitoring and cutover stacks leave behind, built on a moto server: a hosted
-zone with the weighted record set (on-prem A records + the AWS side, by default an alias to a real
-moto ALB; no health check on either, as the routing stack has it), the writer parameter, the alarms
-the traffic steps read (rollback and replication alarms in the function's region, health alarms in
-us-east-1), and the alarm topic with an SQS queue subscribed so tests can read what the rollback
-published. Rollback state machines are made on demand (`create_rollback_machine`), because moto
+"""What the routing, monitoring, migration and cutover stacks leave behind, built on a moto server: a
+hosted zone with the weighted record set (on-prem A records + the AWS side, by default an alias to a
+real moto ALB; no health check on either, as the routing stack has it), the writer parameter, the
+alarms the traffic steps read (rollback and replication alarms in the function's region, health
+alarms in us-east-1), the alarm topic with an SQS queue subscribed so tests can read what the
+rollback published, the three DMS tasks (forward running), and each side's `Fenced` measurement as
+the controller's publish_metrics step puts it (the writer open, the other side fenced). Rollback state machines are made on demand (`create_rollback_machine`), because moto
 runs only those created while execution is switched on.
 
 A world is built once per test module and put back as it was built before each test
@@ -15,7 +16,9 @@ Shared by the tests and bench/rollback_bench.py, with the small fake Lambda cont
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
@@ -42,6 +45,13 @@ ROLLBACK_ALARM_NAMES = ("payments-cutover-unhealthy-test", "payments-alb-5xx-tes
 HEALTH_ALARM_NAMES = ("payments-onprem-unhealthy-test", "payments-aws-unhealthy-test")
 FORWARD_ALARM_NAMES = ("payments-forward-task-state-test", "payments-forward-latency-test")
 FALLBACK_ALARM_NAMES = ("payments-fallback-task-state-test", "payments-fallback-latency-test")
+METRICS_NAMESPACE = "PaymentMigration"
+TASK_ROLES = ("forward", "forward-cdc", "fallback")
+TASK_VARIABLES = {"forward": "DMS_FORWARD_TASK_ARN", "forward-cdc": "DMS_FORWARD_CDC_TASK_ARN",
+                  "fallback": "DMS_FALLBACK_TASK_ARN"}
+# The world's own fence measurement is this old, so that a test's own (at "now") falls in a later
+# minute and is the newest.
+WORLD_FENCE_AGE_SECONDS = 150
 
 # What each handler reads from its environment, as the stacks would set it.
 ROLLBACK_ENVIRONMENT = (
@@ -55,6 +65,7 @@ ROLLBACK_ENVIRONMENT = (
     "ROLLBACK_STATE_MACHINE_ARN",
     "ADVANCE_STATE_MACHINE_ARN",
     "CUTOVER_STATE_MACHINE_ARN",
+    *TASK_VARIABLES.values(),
 )
 TRAFFIC_ENVIRONMENT = (
     "HOSTED_ZONE_ID",
@@ -87,6 +98,11 @@ class World:
     machines: dict[str, str] = field(default_factory=dict)
     awslambda: Any = None
     iam: Any = None
+    dms: Any = None
+    task_arns: dict[str, str] = field(default_factory=dict)  # by role: forward, forward-cdc, fallback
+    # Where the fence measurements go: CloudWatch cannot delete a datapoint, so each restore starts a
+    # namespace of its own, in which no earlier test measured anything.
+    metrics_namespace: str = METRICS_NAMESPACE
     built: dict[str, Any] = field(default_factory=dict)  # state() as build_world left it
 
     def environment(self) -> dict[str, str]:
@@ -108,6 +124,8 @@ class World:
             "HEALTH_ALARM_REGION": HEALTH_ALARM_REGION,
             "FORWARD_ALARM_NAMES": ",".join(FORWARD_ALARM_NAMES),
             "FALLBACK_ALARM_NAMES": ",".join(FALLBACK_ALARM_NAMES),
+            **{TASK_VARIABLES[role]: arn for role, arn in self.task_arns.items()},
+            "FENCE_METRICS_NAMESPACE": self.metrics_namespace,
         }
 
     def members(self) -> dict[str, dict[str, Any]]:
@@ -158,6 +176,37 @@ class World:
             Overwrite=True,
             Value=writer_document(writer, epoch, "set by the test world"),
         )
+
+    def publish_fence(self, *, onprem: float | None, aws: float | None, seconds_ago: float = 0) -> None:
+        """Each side's `Fenced` (1 fenced, 0 open; None: not measured), as publish_metrics puts it."""
+        timestamp = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+        data = [{"MetricName": "Fenced", "Dimensions": [{"Name": "Side", "Value": side}], "Timestamp": timestamp,
+                 "Value": value, "Unit": "None"}
+                for side, value in (("onprem", onprem), ("aws", aws)) if value is not None]
+        if data:
+            self.cloudwatch.put_metric_data(Namespace=self.metrics_namespace, MetricData=data)
+
+    def publish_writer_fence(self) -> None:
+        """The measurement of a world at rest: the writer parameter's side open, the other fenced, a
+        little while ago."""
+        writer = self.writer()["writer"]
+        self.publish_fence(onprem=0 if writer == "onprem" else 1, aws=0 if writer == "aws" else 1,
+                           seconds_ago=WORLD_FENCE_AGE_SECONDS)
+
+    def task_statuses(self) -> dict[str, str]:
+        tasks = self.dms.describe_replication_tasks(
+            Filters=[{"Name": "replication-task-arn", "Values": list(self.task_arns.values())}])["ReplicationTasks"]
+        by_arn = {task["ReplicationTaskArn"]: task["Status"] for task in tasks}
+        return {role: by_arn[arn] for role, arn in self.task_arns.items()}
+
+    def run_tasks(self, *running: str) -> None:
+        """The named task roles running, every other one stopped (as a direction switch leaves them)."""
+        for role, status in self.task_statuses().items():
+            if role in running and status != "running":
+                self.dms.start_replication_task(ReplicationTaskArn=self.task_arns[role],
+                                                StartReplicationTaskType="start-replication")
+            elif role not in running and status == "running":
+                self.dms.stop_replication_task(ReplicationTaskArn=self.task_arns[role])
 
     def alarm(self, name: str) -> dict[str, Any]:
         """The alarm, from whichever region holds it."""
@@ -237,6 +286,7 @@ class World:
             "functions": sorted(function["FunctionName"] for function in
                                 self.awslambda.list_functions()["Functions"]),
             "roles": sorted(role["RoleName"] for role in self.iam.list_roles()["Roles"]),
+            "running_tasks": sorted(role for role, status in self.task_statuses().items() if status == "running"),
             "queued": queued,
         }
 
@@ -273,6 +323,10 @@ class World:
         for name, value in self.built["parameters"].items():
             if parameters.get(name) != value:
                 self.ssm.put_parameter(Name=name, Type="String", Overwrite=True, Value=value)
+
+        self.run_tasks(*self.built["running_tasks"])
+        self.metrics_namespace = f"{METRICS_NAMESPACE}/{uuid.uuid4().hex[:12]}"
+        self.publish_writer_fence()
 
         if self.queue_url:
             self.notifications()
@@ -454,8 +508,11 @@ def build_world(
         queue_url=queue_url,
         awslambda=boto3.client("lambda"),
         iam=boto3.client("iam"),
+        dms=boto3.client("dms"),
+        task_arns=_replication_tasks(),
     )
     world.set_writer(writer, writer_epoch)
+    world.publish_writer_fence()
     world.built = world.state()
     return world
 
@@ -475,6 +532,31 @@ def _alarms(cloudwatch: Any, names: tuple[str, ...]) -> None:
             ActionsEnabled=True,
         )
         cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="test world")
+
+
+def _replication_tasks() -> dict[str, str]:
+    """The migration stack's three tasks on a replication instance and four endpoints, the forward
+    task started once (the runbook's first start)."""
+    dms = boto3.client("dms")
+    instance = dms.create_replication_instance(
+        ReplicationInstanceIdentifier="payments-test", ReplicationInstanceClass="dms.t3.medium",
+    )["ReplicationInstance"]["ReplicationInstanceArn"]
+    endpoints = {
+        name: dms.create_endpoint(EndpointIdentifier=f"payments-test-{name}", EndpointType=kind, EngineName="postgres",
+                                  ServerName=f"{name}.internal", Port=5432, DatabaseName="payments",
+                                  Username=f"dms_{kind}", Password="unused")["Endpoint"]["EndpointArn"]
+        for name, kind in (("onprem-source", "source"), ("aurora-target", "target"),
+                           ("aurora-source", "source"), ("onprem-target", "target"))}
+    arns = {}
+    for role, kind, source, target in (("forward", "full-load-and-cdc", "onprem-source", "aurora-target"),
+                                       ("forward-cdc", "cdc", "onprem-source", "aurora-target"),
+                                       ("fallback", "cdc", "aurora-source", "onprem-target")):
+        arns[role] = dms.create_replication_task(
+            ReplicationTaskIdentifier=f"payments-test-{role}", MigrationType=kind, TableMappings='{"rules": []}',
+            SourceEndpointArn=endpoints[source], TargetEndpointArn=endpoints[target], ReplicationInstanceArn=instance,
+        )["ReplicationTask"]["ReplicationTaskArn"]
+    dms.start_replication_task(ReplicationTaskArn=arns["forward"], StartReplicationTaskType="start-replication")
+    return arns
 
 
 def _record_key(record: dict[str, Any]) -> tuple[str, str, str | None]:

@@ -104,6 +104,7 @@ def test_dms_failures_and_state_changes_of_both_tasks_reach_the_alarm_topic(synt
     ("validation-errors", "AWS/Lambda", "Errors", 1),
     ("rollback-failed", "PaymentMigration", "RollbackInvocations", 1),
     ("rollback-partial", "PaymentMigration", "RollbackInvocations", 1),
+    ("rollback-no-writer", "PaymentMigration", "RollbackInvocations", 1),
 ])
 def test_alarm_watches_its_metric_with_threshold_from_config(synthesized, alarm, namespace, metric, threshold):
     body = _alarms(synthesized)[alarm]

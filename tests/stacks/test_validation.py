@@ -42,6 +42,8 @@ def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
                         "AWS_SET_IDENTIFIER", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN",
                         "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN",
                         "WRITER_ROLLBACK_WAIT_SECONDS", "SNS_TOPIC_ARN",
+                        "DMS_FORWARD_TASK_ARN", "DMS_FORWARD_CDC_TASK_ARN", "DMS_FALLBACK_TASK_ARN",
+                        "FENCE_METRICS_NAMESPACE",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "CNAME")
     assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
@@ -52,6 +54,14 @@ def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
     assert env["CUTOVER_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-cutover-dev")
     assert int(env["WRITER_ROLLBACK_WAIT_SECONDS"]) < function["timeout"]
     assert "alarms-topic" in env["SNS_TOPIC_ARN"]
+    # Whether the on-prem writer accepts writes: the three DMS tasks (the migration stack's), and the
+    # namespace the cutover controller's publish_metrics step puts each side's Fenced measurement in.
+    for name, task in (("DMS_FORWARD_TASK_ARN", "forward"), ("DMS_FORWARD_CDC_TASK_ARN", "forward-cdc"),
+                       ("DMS_FALLBACK_TASK_ARN", "fallback")):
+        assert "remote_state" in env[name], f"{name} is not read from the migration stack: {env[name]}"
+        assert f"aws_dms_replication_task{task}replication_task_arn" in env[name].replace(".", ""), (
+            f"{name} is not the {task} task's ARN: {env[name]}")
+    assert env["FENCE_METRICS_NAMESPACE"] == "PaymentMigration"
     assert "vpc_config" not in function, "the rollback must not depend on the VPC"
 
 
@@ -89,9 +99,16 @@ def test_rollback_role_is_scoped_to_exact_arns(synthesized):
     assert not [sid for sid, s in statements.items()
                 if "states:StopExecution" in s["actions"] and any("payment-cutover-dev" in r for r in s["resources"])]
     assert "alarms-topic" in statements["Notify"]["resources"][0]
-    assert not {sid for sid in statements if "Dms" in sid or "Task" in sid}, "the rollback no longer touches DMS"
+    # It reads the replication direction and the fence measurements, and changes neither.
+    assert statements["ReadReplicationDirection"]["actions"] == ["dms:DescribeReplicationTasks"]
+    assert statements["ReadFenceMeasurements"]["actions"] == ["cloudwatch:GetMetricData"]
+    assert not [sid for sid, s in statements.items()
+                if any(action.startswith("dms:") and action != "dms:DescribeReplicationTasks" for action in s["actions"])]
+    assert not [sid for sid, s in statements.items() if "cloudwatch:PutMetricData" in s["actions"]]
+    # Neither DescribeReplicationTasks nor GetMetricData supports a resource-level permission.
     wildcard = {sid for sid, s in statements.items() if "*" in s["resources"]}
-    assert wildcard == {"UnscopableReads"}, f"wildcard resources beyond the unscopable: {wildcard}"
+    assert wildcard == {"UnscopableReads", "ReadReplicationDirection", "ReadFenceMeasurements"}, (
+        f"wildcard resources beyond the unscopable: {wildcard}")
 
 
 def test_validation_runs_on_the_configured_schedule(synthesized):

@@ -398,6 +398,9 @@ def controller(deployed: Controller, servers) -> Iterator[Controller]:
     assert shared_pair(servers) is deployed.pair  # reset in place
     world.set_writer("onprem", 0)
     world.set_weights(onprem=50, aws=50)
+    # What the controller's publish_metrics step measures on the reset pair (both sides open): the
+    # rollback function reads it before it calls an on-prem writer one that accepts writes.
+    world.publish_fence(onprem=0, aws=0)
     for cloudwatch, names in ((world.cloudwatch, (*ROLLBACK_ALARM_NAMES, *FORWARD_ALARM_NAMES,
                                                   *FALLBACK_ALARM_NAMES)),
                               (world.health_cloudwatch, HEALTH_ALARM_NAMES)):

@@ -24,6 +24,9 @@ CONNECT_TIMEOUT_SECONDS = 2
 READ_TIMEOUT_SECONDS = 5
 ROUTE53_ATTEMPTS = 4
 FOLLOW_UP_ATTEMPTS = 3
+# Reading the fence and the replication direction (payment_rollback.writes): a look, not an action;
+# an answer of "cannot tell" beats a long wait, so fewer attempts.
+CHECK_ATTEMPTS = 2
 
 
 def client_config(total_max_attempts: int) -> Config:
@@ -44,6 +47,7 @@ def worst_case_call_seconds(total_max_attempts: int) -> int:
 # The traffic shift is what the rollback is for: it gets one more attempt than the follow-ups.
 ROUTE53_CONFIG = client_config(total_max_attempts=ROUTE53_ATTEMPTS)
 FOLLOW_UP_CONFIG = client_config(total_max_attempts=FOLLOW_UP_ATTEMPTS)
+CHECK_CONFIG = client_config(total_max_attempts=CHECK_ATTEMPTS)
 
 
 class AwsClients:
@@ -73,6 +77,15 @@ class AwsClients:
     def cloudwatch(self) -> Any:
         """CloudWatch in the function's own region."""
         return boto3.client("cloudwatch", config=FOLLOW_UP_CONFIG)
+
+    @cached_property
+    def metrics(self) -> Any:
+        """CloudWatch in the function's own region, for reading the fence measurements."""
+        return boto3.client("cloudwatch", config=CHECK_CONFIG)
+
+    @cached_property
+    def dms(self) -> Any:
+        return boto3.client("dms", config=CHECK_CONFIG)
 
     def cloudwatch_in(self, region: str) -> Any:
         """CloudWatch in another region (Route 53 health-check alarms live in us-east-1)."""

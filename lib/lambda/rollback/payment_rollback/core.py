@@ -5,10 +5,13 @@ Order matters and is fixed:
    is stopped, so none moves weights after the rollback; a running `cutover` is waited for (never
    stopped mid-way), so the rollback works on the writer it leaves instead of being undone by it.
 1. Traffic: on-prem 100 / AWS 0 in one Route 53 ChangeBatch.
-2. The writer. On-prem (before the data cutover): nothing more, the rollback is DNS only and
-   forward replication keeps Aurora a current replica. AWS (after it): the fenced writer rollback,
-   an execution of the rollback state machine named after the writer epoch, waited for within a
-   bound. A cutover still running at the bound: the writer is left alone (PARTIAL).
+2. The writer. On-prem (before the data cutover): the rollback is DNS only and forward replication
+   keeps Aurora a current replica — once on-prem is seen to accept writes (payment_rollback.writes:
+   the controller's fence measurements and the DMS tasks). On-prem fenced means a cutover stopped
+   past its fence and nothing accepts writes: NO_WRITER, never ROLLED_BACK; no recent measurement
+   is PARTIAL. AWS (after it): the fenced writer rollback, an execution of the rollback state
+   machine named after the writer epoch, waited for within a bound. A cutover still running at the
+   bound: the writer is left alone (PARTIAL).
 3. The weights once more: a weight change an advance step had sent before it was stopped may land
    after step 1; if the weights moved, they are set again.
 4. The notification.
@@ -33,12 +36,19 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payment_rollback import SERVICE_NAME
-from payment_rollback.clients import FOLLOW_UP_ATTEMPTS, ROUTE53_ATTEMPTS, AwsClients, worst_case_call_seconds
+from payment_rollback.clients import (
+    CHECK_ATTEMPTS,
+    FOLLOW_UP_ATTEMPTS,
+    ROUTE53_ATTEMPTS,
+    AwsClients,
+    worst_case_call_seconds,
+)
 from payment_rollback.errors import AwsCallError, RollbackError, describe_error
 from payment_rollback.models import RollbackRequest, RollbackResult, Settings, Status
 from payment_rollback.preemption import Preemption, running_executions, stop, task_in_flight
 from payment_rollback.routing import split_weights, set_weights
-from payment_rollback.writer import ONPREM, read_writer
+from payment_rollback.writer import ONPREM, Writer, read_writer
+from payment_rollback.writes import FENCED, OPEN, check_writer, how_far, read_fences, read_replication
 from payment_rollback.writer_rollback import (
     FAILED_STATUSES,
     RUNNING_STATUSES,
@@ -56,8 +66,16 @@ ROLLED_BACK_WEIGHTS = split_weights(aws_weight=0)
 # After the wait come, at worst, one more DescribeExecution, the writer re-read and the SNS publish,
 # each with bounded retries: the wait ends early enough for them to fit in the function's timeout.
 AFTER_WAIT_RESERVE_SECONDS = 3 * worst_case_call_seconds(FOLLOW_UP_ATTEMPTS)
-# After the wait for a cutover come the traffic shift and everything after the writer rollback's wait.
-AFTER_CUTOVER_WAIT_RESERVE_SECONDS = AFTER_WAIT_RESERVE_SECONDS + worst_case_call_seconds(ROUTE53_ATTEMPTS)
+# Seeing whether the on-prem writer accepts writes: GetMetricData and DescribeReplicationTasks, and
+# for NO_WRITER the newest cutover execution (ListExecutions).
+WRITES_CHECK_SECONDS = 2 * worst_case_call_seconds(CHECK_ATTEMPTS) + worst_case_call_seconds(FOLLOW_UP_ATTEMPTS)
+# What must still fit after that check: the weights again and the notification.
+AFTER_WRITES_CHECK_SECONDS = worst_case_call_seconds(ROUTE53_ATTEMPTS) + worst_case_call_seconds(FOLLOW_UP_ATTEMPTS)
+# After the wait for a cutover come the traffic shift and everything after the writer rollback's wait,
+# or the check of the on-prem writer.
+AFTER_CUTOVER_WAIT_RESERVE_SECONDS = (AFTER_WAIT_RESERVE_SECONDS + worst_case_call_seconds(ROUTE53_ATTEMPTS)
+                                      + WRITES_CHECK_SECONDS)
+STATUS_COMMAND = "python -m lib.cutover status"
 _SUBJECT_LIMIT = 100  # SNS Publish Subject
 
 
@@ -258,11 +276,7 @@ def _roll_back_writer(
     result.writer_before = writer.to_dict()
     if writer.writer == ONPREM:
         result.writer_after = writer.to_dict()
-        _record_action(
-            result,
-            f"writer: onprem (epoch {writer.epoch}), Aurora is not the writer: the rollback is "
-            "DNS only and forward replication keeps running",
-        )
+        _check_onprem_writer(request, settings, clients, result, writer, seconds_left)
         return
 
     name = execution_name(writer.epoch)
@@ -305,6 +319,72 @@ def _roll_back_writer(
                               f"the writer is still {after.writer}")
     else:
         _record_error(result, f"writer rollback still running: {arn}")
+
+
+def _check_onprem_writer(
+    request: RollbackRequest,
+    settings: Settings,
+    clients: AwsClients,
+    result: RollbackResult,
+    writer: Writer,
+    seconds_left: Callable[[], float] | None,
+) -> None:
+    """DNS only — once on-prem is seen to accept writes. The writer parameter alone does not say so:
+    a cutover that failed past its fence leaves it naming on-prem while on-prem is fenced."""
+    head = f"writer: onprem (epoch {writer.epoch}), Aurora is not the writer"
+    if seconds_left is not None and seconds_left() < WRITES_CHECK_SECONDS + AFTER_WRITES_CHECK_SECONDS:
+        _record_error(result, f"{head}; whether on-prem accepts writes was not checked: {seconds_left():.0f} s "
+                              f"left of the function's timeout; see `{STATUS_COMMAND}`")
+        return
+    check = check_writer(ONPREM, read_fences(clients.metrics, settings.metrics_namespace),
+                         read_replication(clients.dms, settings.task_arns))
+    result.writes = check.to_dict()
+    if check.verdict == OPEN:
+        if check.replication.forward_running:
+            tail = "the rollback is DNS only and forward replication keeps running"
+        elif check.replication.known:
+            tail = ("the rollback is DNS only; forward replication is NOT running, so Aurora is not kept "
+                    f"current: start it before moving traffic again ({STATUS_COMMAND})")
+        else:
+            tail = "the rollback is DNS only; whether forward replication runs is unknown"
+        _record_action(result, f"{head} and accepts writes; {tail} ({check.seen()})")
+        return
+    if check.verdict == FENCED:
+        cutover = _newest_cutover(clients, settings)
+        message = (
+            f"no writer: traffic is on-prem, but the writer parameter names onprem (epoch {writer.epoch}) and "
+            f"on-prem is fenced, so every payment write is refused; {how_far(check)} ({check.seen()}). Finish "
+            f"the cutover: see `{STATUS_COMMAND}`, then run it again (`python -m lib.cutover cutover`, whose "
+            f"steps resume where {cutover} stopped)"
+        )
+        if request.dry_run:
+            _record_action(result, f"would answer {Status.NO_WRITER.value}: {message}")
+            return
+        result.status = Status.NO_WRITER
+        _record_error(result, message)
+        return
+    message = (f"{head}, but whether on-prem accepts writes cannot be told: {check.why} ({check.seen()}); "
+               f"the cutover controller's publish_metrics step measures each side every minute: invoke the "
+               f"rollback again in a minute, or see `{STATUS_COMMAND}`")
+    if request.dry_run:
+        _record_action(result, message)
+        return
+    _record_error(result, message)
+
+
+def _newest_cutover(clients: AwsClients, settings: Settings) -> str:
+    """The newest execution of the cutover state machine, for the operator to name; its state
+    machine ARN when it cannot be listed."""
+    arn = settings.cutover_state_machine_arn
+    try:
+        executions = clients.stepfunctions.list_executions(stateMachineArn=arn, maxResults=1)["executions"]
+    except (ClientError, BotoCoreError) as error:
+        logger.warning(f"cannot list the cutover executions: {describe_error(error)}")
+        return f"the last execution of {arn}"
+    if not executions:
+        return f"the last execution of {arn}"
+    newest = executions[0]
+    return f"the cutover execution {newest['executionArn']} ({newest['status']})"
 
 
 def _start_and_wait(

@@ -52,7 +52,8 @@ class AwsCallError(RollbackError):
 
 
 class RollbackIncompleteError(RollbackError):
-    """Raised by the rollback handler on an SNS-triggered invocation that ended FAILED or PARTIAL,
+    """Raised by the rollback handler on an SNS-triggered invocation that ended FAILED, PARTIAL or
+    NO_WRITER,
     after the notification went out: the failed invocation makes Lambda retry the event and, once
     every attempt has failed, send it to the dead-letter queue, whose alarm calls a human."""
 

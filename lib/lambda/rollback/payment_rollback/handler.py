@@ -2,14 +2,16 @@
 shape the answer.
 
 Statuses: ROLLED_BACK, ALREADY_ROLLED_BACK, PARTIAL (traffic on-prem, the writer rollback or the
-notification did not complete), FAILED (traffic not shifted), DRY_RUN, and IGNORED for SNS
+notification did not complete, or whether the on-prem writer accepts writes cannot be told),
+NO_WRITER (traffic on-prem, but the writer parameter names on-prem and on-prem is fenced: no side
+accepts writes), FAILED (traffic not shifted), DRY_RUN, and IGNORED for SNS
 messages that are not an alarm going into ALARM (an OK transition, or this function's own
 notification coming back through the topic it is subscribed to), which must never trigger a
 rollback.
 
-A direct invocation always gets the answer. An SNS-triggered one that ends FAILED or PARTIAL
-raises RollbackIncompleteError after notifying, so that Lambda retries the event and, when every
-attempt fails, sends it to the dead-letter queue.
+A direct invocation always gets the answer. An SNS-triggered one that ends FAILED, PARTIAL or
+NO_WRITER raises RollbackIncompleteError after notifying, so that Lambda retries the event (a retry
+looks again) and, when every attempt fails, sends it to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(
     namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE_NAME
 )
+
+
+# The answers that leave work for a human (and, for an SNS delivery, make Lambda retry).
+INCOMPLETE = (Status.FAILED, Status.PARTIAL, Status.NO_WRITER)
 
 
 @cache
@@ -84,7 +90,7 @@ def _answer(result: RollbackResult, retry_on_failure: bool) -> dict[str, Any]:
         name="TrafficShifted", unit=MetricUnit.Count, value=1 if result.traffic_shifted else 0
     )
     answer = result.to_dict()
-    incomplete = result.status in (Status.FAILED, Status.PARTIAL)
+    incomplete = result.status in INCOMPLETE
     (logger.error if incomplete else logger.info)("rollback finished", extra={"result": answer})
     if incomplete and retry_on_failure:
         # The metrics are flushed by log_metrics on the way out, exception or not.

@@ -37,6 +37,9 @@ class Status(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
     ALREADY_ROLLED_BACK = "ALREADY_ROLLED_BACK"
     PARTIAL = "PARTIAL"  # traffic is on-prem, but the writer rollback or the notification failed
+    # Traffic was moved to on-prem, but no side accepts writes: the writer parameter names a side
+    # that is fenced (a cutover that stopped past its fence). Never ROLLED_BACK.
+    NO_WRITER = "NO_WRITER"
     FAILED = "FAILED"  # traffic was not shifted
     DRY_RUN = "DRY_RUN"
     IGNORED = "IGNORED"  # an SNS message that is not an alarm going into ALARM
@@ -60,11 +63,19 @@ class Settings:
     # The controller's executions a rollback must win over (payment_rollback.preemption).
     advance_state_machine_arn: str
     cutover_state_machine_arn: str
+    # The replication tasks whose statuses tell the direction (payment_rollback.writes), by role:
+    # forward, forward-cdc (the forward direction after a writer rollback), fallback.
+    task_arns: Mapping[str, str] = field(default_factory=dict)
+    # Where the cutover controller's publish_metrics step puts each side's Fenced measurement.
+    metrics_namespace: str = "PaymentMigration"
     # The bound of all the rollback's waiting: for a cutover in flight, then the writer rollback.
     writer_rollback_wait_seconds: float = DEFAULT_WRITER_ROLLBACK_WAIT_SECONDS
 
     STATE_MACHINES = ("ROLLBACK_STATE_MACHINE_ARN", "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN")
-    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", *STATE_MACHINES)
+    TASKS = {"forward": "DMS_FORWARD_TASK_ARN", "forward-cdc": "DMS_FORWARD_CDC_TASK_ARN",
+             "fallback": "DMS_FALLBACK_TASK_ARN"}
+    REQUIRED = (*RECORD_ENVIRONMENT, "SNS_TOPIC_ARN", "WRITER_PARAMETER", *STATE_MACHINES, *TASKS.values(),
+                "FENCE_METRICS_NAMESPACE")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -76,6 +87,13 @@ class Settings:
                     f"{name} {arn!r} is not a state machine ARN "
                     "(arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
                 )
+        for name in cls.TASKS.values():
+            arn = values[name]
+            if ":dms:" not in arn or ":task:" not in arn:
+                raise ConfigurationError(
+                    f"{name} {arn!r} is not a DMS replication task ARN "
+                    "(arn:<partition>:dms:<region>:<account>:task:<id>)"
+                )
         return cls(
             record=WeightedRecord.from_environment(environ),
             sns_topic_arn=values["SNS_TOPIC_ARN"],
@@ -83,6 +101,8 @@ class Settings:
             rollback_state_machine_arn=values["ROLLBACK_STATE_MACHINE_ARN"],
             advance_state_machine_arn=values["ADVANCE_STATE_MACHINE_ARN"],
             cutover_state_machine_arn=values["CUTOVER_STATE_MACHINE_ARN"],
+            task_arns={role: values[name] for role, name in cls.TASKS.items()},
+            metrics_namespace=values["FENCE_METRICS_NAMESPACE"],
             writer_rollback_wait_seconds=_wait_seconds(environ),
         )
 
@@ -112,7 +132,10 @@ class RollbackResult:
     {"execution_arn", "status"} when the writer was aws (status None: no execution yet).
     `controller` says what became of the controller's executions in flight: {"advance_stopped",
     "advance_left_running": [ARN], "cutover": {"execution_arn", "status", "waited_seconds"} or
-    None} (for a dry run: what would be stopped, the cutover as found)."""
+    None} (for a dry run: what would be stopped, the cutover as found). `writes` is what was seen of
+    the on-prem writer when the writer parameter named it (payment_rollback.writes): {"verdict":
+    "open"|"fenced"|"unknown", "fences": {side: {"state", "measured_at"}}, "replication": {task role:
+    DMS status} or None}; None when not looked at."""
 
     status: Status
     reason: str = DEFAULT_REASON
@@ -125,14 +148,15 @@ class RollbackResult:
     writer_after: dict[str, Any] | None = None
     writer_rollback: dict[str, str | None] | None = None
     controller: dict[str, Any] | None = None
+    writes: dict[str, Any] | None = None
     actions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def traffic_shifted(self) -> bool:
-        """Whether this invocation moved traffic (ROLLED_BACK, or PARTIAL after a shift)."""
+        """Whether this invocation moved traffic (ROLLED_BACK, or PARTIAL or NO_WRITER after a shift)."""
         return (
-            self.status in (Status.ROLLED_BACK, Status.PARTIAL)
+            self.status in (Status.ROLLED_BACK, Status.PARTIAL, Status.NO_WRITER)
             and bool(self.weights_after)
             and self.weights_before != self.weights_after
         )
@@ -149,6 +173,7 @@ class RollbackResult:
             "writer_after": self.writer_after,
             "writer_rollback": self.writer_rollback,
             "controller": self.controller,
+            "writes": self.writes,
             "actions": list(self.actions),
             "errors": list(self.errors),
         }
