@@ -6,7 +6,7 @@ Environment:
   CHAOS_STATES     comma-separated Task state names: only these
   CHAOS_MACHINES   cutover, rollback or both (default both)
   CHAOS_TRIAL      one trial id as report.json names it (e.g. 007-answer-lost-cutover-Fence): run it again
-  CHAOS_RATE       payments per second in total (default 120), from CHAOS_PROCESSES processes (default 2)
+  CHAOS_RATE       payments per second in total (default 150), from CHAOS_PROCESSES processes (default 2)
   FAULTS           a file defining FAULTS: its faults join the built-in ones
   PAYMENT_MIGRATION_ENV  whose synthesized cutover stack the definitions are checked against (default local)
 Exit status: 0 when every trial kept the promise and recovered, 1 otherwise.
@@ -15,14 +15,19 @@ Exit status: 0 when every trial kept the promise and recovered, 1 otherwise.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+# moto's Step Functions interpreter logs every failed execution at length: the report has them
+logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 from lib.local.chaos.world import REPO_ROOT, World, lambda_paths  # noqa: E402
 
@@ -64,18 +69,20 @@ def main() -> int:
     world.start()
     install_crash_hook()
     load = Load(world.api_environment, processes=int(os.environ.get("CHAOS_PROCESSES", "2")),
-                rate=float(os.environ.get("CHAOS_RATE", "120")))
+                rate=float(os.environ.get("CHAOS_RATE", "150")))
     entries = []
+    carry = None
     try:
         for number, trial in enumerate(trials, 1):
             print(f"[{number}/{len(trials)}] {trial.id}", flush=True)
             try:
-                entry = run_trial(world, load, trial, OUT, seed)
+                entry, carry = run_trial(world, load, trial, OUT, seed, carry)
             except Exception as error:  # noqa: BLE001 - the trial could not be run: reported as such
                 entry = {"trial": trial.id, "fault": trial.fault.name, "machine": trial.machine, "state": trial.state,
                          "outcome": "error", "error": repr(error)[:500], "lost": 0, "duplicated": 0,
                          "two_writer_samples": 0, "interleaved_commits": 0, "no_writer_seconds": 0.0,
                          "recovered": False, "recovery_executions": 0, "acknowledged": 0}
+                carry = None
                 try:
                     load.stop()
                 except Exception:  # noqa: BLE001

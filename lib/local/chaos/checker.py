@@ -10,7 +10,8 @@ Its inputs are plain data, so it can be tested on hand-made histories:
 - `commits`: per side, the payments committed there by a local transaction (not applied by
   replication), with their commit time (`pg_xact_commit_timestamp_origin(xmin)`, origin 0);
 - `samples`: the fence sampler's readings, `(seconds, onprem_state, aws_state)` with each state as
-  payment_cutover.fence.fence_state reports it ("open", "fenced", "partial: …");
+  payment_cutover.fence.fence_state reports it ("open", "fenced", "partial: …") or "down" (its
+  server could not be reached);
 - `writer_changes`: how many times the writer legitimately changed in the trial (the writer
   parameter's epoch at the end minus at the start);
 - `final`: what liveness needs: the writer parameter's side, each side's fence state, the
@@ -19,7 +20,7 @@ Its inputs are plain data, so it can be tested on hand-made histories:
 What it reports (a `Verdict`): payments lost (acknowledged, but absent from the final writer or stored
 with other fields), duplicated (a key stored twice, or stored under another payment id than the one
 its client was told), unexplained (stored, though no client was told about it and none saw an
-ambiguous answer for it), the sides' difference, two-writer samples (neither side fully fenced),
+ambiguous answer for it), the sides' difference, two-writer samples (neither side fenced or down),
 interleaved commits (local commits of the two sides alternating more often than the writer changed),
 the seconds with no open side, and liveness.
 """
@@ -35,6 +36,7 @@ from typing import Any
 SIDES = ("onprem", "aws")
 ACKNOWLEDGED = (200, 201)
 # An answer that says nothing was stored: the request was refused before anything committed.
+CANNOT_WRITE = ("fenced", "down")
 DEFINITE_REFUSALS = {"writer_fenced", "invalid_request", "unknown_customer", "idempotency_conflict"}
 
 
@@ -170,7 +172,8 @@ def _check_samples(verdict: Verdict, samples: Sequence[tuple[float, str, str]]) 
     verdict.samples = len(samples)
     no_writer = 0.0
     for index, (at, onprem, aws) in enumerate(samples):
-        if onprem != "fenced" and aws != "fenced":
+        # a side can take writes unless it is fenced or down (its server stopped)
+        if onprem not in CANNOT_WRITE and aws not in CANNOT_WRITE:
             verdict.two_writer_samples += 1
         if index + 1 < len(samples):
             gap = samples[index + 1][0] - at

@@ -131,7 +131,7 @@ class SecondExecution:
     once it has ended. The switch lease and mutex must keep them from interleaving."""
 
     name: str = "second-execution"
-    states: tuple[str, ...] = STEP_STATES
+    states: tuple[str, ...] = ("Preflight", "Fence", "WaitReplication", "SwitchReplication", "Open", "SetWriter")
     hold_seconds: float = 0.0
     arn: str | None = None
 
@@ -149,8 +149,7 @@ class ReplicationStalled:
     """Every subscription of both sides disabled (ALTER SUBSCRIPTION ... DISABLE) for hold_seconds."""
 
     name: str = "replication-stalled"
-    states: tuple[str, ...] = ("Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences",
-                               "SwitchReplication", "ProveFence", "Open")
+    states: tuple[str, ...] = ("Fence", "WaitReplication", "SwitchReplication")
     hold_seconds: float = 4.0
     disabled: list[tuple[str, str]] = field(default_factory=list)
 
@@ -188,7 +187,7 @@ class LongTransaction:
     (acknowledged if the commit succeeded, an error otherwise) joins the trial's history."""
 
     name: str = "long-transaction"
-    states: tuple[str, ...] = ("Preflight", "Fence")
+    states: tuple[str, ...] = ("Fence",)
     stopped: bool = False
     hold_seconds: float = 4.0
     conn: Any = None
@@ -237,7 +236,7 @@ class NewWriterCrash:
     hold_seconds later. Commits are synchronous in the chaos world, so none acknowledged may be lost."""
 
     name: str = "new-writer-crash"
-    states: tuple[str, ...] = LAMBDA_TASK_STATES
+    states: tuple[str, ...] = (*STEP_STATES, "MoveTraffic")
     hold_seconds: float = 1.5
 
     def inject(self, world) -> None:

@@ -124,6 +124,8 @@ class _Client(threading.Thread):
                 status, headers = "exception", {}
                 entry.update(status=status, error=repr(error)[:200], payment_id=None)
             entry["answered"] = time.time()
+            database = self.handler._database
+            entry["side"] = database.side if database is not None else None  # where the API sent it
             trial.write(entry)
             if status in (200, 201):
                 return

@@ -30,8 +30,8 @@ from lib.local.chaos.definitions import PLACEHOLDERS, task_states
 from lib.local.chaos.load import Load, read_log
 from lib.local.chaos.world import DIRECTIONS, FenceSampler, Injection, World
 
-WARM_UP_SECONDS = 1.0
-AFTER_SECONDS = 1.0  # the load goes on this long after recovery: the new writer must take writes
+WARM_UP_SECONDS = 0.5
+AFTER_SECONDS = 0.5  # the load goes on this long after recovery: the new writer must take writes
 RECOVERY_ATTEMPTS = 3
 CUSTOMERS = 10
 
@@ -57,41 +57,54 @@ def definitions() -> dict[str, list[str]]:
 
 def matrix(faults: list[Any], *, only_faults: set[str] | None = None, only_states: set[str] | None = None,
            only_machines: set[str] | None = None) -> list[Trial]:
+    """Per fault, per state where it applies: the cutover trial, then the rollback trial (which
+    continues from the cutover trial's world when that one recovered)."""
     trials, index = [], 0
+    machines = definitions()
     for fault in faults:
         if only_faults and fault.name not in only_faults:
             continue
-        for machine, states in definitions().items():
-            if only_machines and machine not in only_machines:
+        applies = getattr(fault, "states", None)
+        for state in machines["rollback"]:  # a superset of the cutover's, in order
+            if (applies is not None and state not in applies) or (only_states and state not in only_states):
                 continue
-            applies = getattr(fault, "states", None)
-            for state in states:
-                if applies is not None and state not in applies:
-                    continue
-                if only_states and state not in only_states:
-                    continue
-                index += 1
-                trials.append(Trial(index, fault, machine, state))
+            for machine, states in machines.items():
+                if state in states and not (only_machines and machine not in only_machines):
+                    index += 1
+                    trials.append(Trial(index, fault, machine, state))
     return trials
 
 
-def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int) -> dict[str, Any]:
+def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
+              carry: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One trial. `carry`: what the paired cutover trial left (its history and customers) when it
+    recovered with aws the writer: a rollback trial then continues from its world, and its history
+    includes the cutover trial's. Returns the report entry and what a next trial may carry."""
     started = time.monotonic()
     directory = out / "trials" / trial.id
     directory.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(f"{seed}-{trial.id}")
-    customers = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(CUSTOMERS)]
+    continued = (carry is not None and trial.machine == "rollback"
+                 and (carry["fault"], carry["state"]) == (trial.fault.name, trial.state))
+    notes: list[str] = []
+    if continued:
+        customers, earlier = carry["customers"], carry["requests"]
+        world.injection, world.extra_requests = None, []
+        notes.append(f"continues from {carry['trial']} (its history included)")
+    else:
+        rng = random.Random(f"{seed}-{trial.id}")
+        customers = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(CUSTOMERS)]
+        earlier = []
+        world.reset(customers)
     world.customers = customers
-    world.reset(customers)
     sampler = FenceSampler(world)
     sampler.start()
     logs = load.start(directory, f"t{trial.index:03d}", customers, seed)
-    notes: list[str] = []
+    load_started = time.monotonic()
     time.sleep(WARM_UP_SECONDS)
     executions: list[dict[str, Any]] = []
     injection = None
     try:
-        if trial.machine == "rollback":
+        if trial.machine == "rollback" and not continued:
             world.machine = "cutover"
             setup = world.wait_execution(world.start_execution("cutover"))
             executions.append({"machine": "cutover", "role": "setup", "status": setup["status"],
@@ -130,6 +143,7 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int) -> d
         if injection is not None:
             injection.heal()
         totals = load.stop()
+        load_seconds = time.monotonic() - load_started
         samples = sampler.stop()
     settled = world.wait_sides_equal()
     if not settled:
@@ -143,7 +157,8 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int) -> d
         validation_status = validation.get("status")
     except Exception as error:  # noqa: BLE001 - a validation that cannot run is not PASSED
         validation_status = f"ERROR ({error})"[:200]
-    requests = read_log(logs) + world.extra_requests
+    own = read_log(logs) + world.extra_requests
+    requests = earlier + own
     recovery = executions[-1]["status"] if executions else None
     verdict = check(requests, rows, final_writer=writer["writer"], commits=commits, samples=samples,
                     writer_changes=int(writer["epoch"]), final={"writer": writer["writer"], "fence": fence,
@@ -173,14 +188,26 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int) -> d
         "acknowledged": verdict.acknowledged, "ambiguous": verdict.ambiguous, "stored": verdict.stored,
         "attempts": totals["attempts"], "samples": verdict.samples,
         "max_sample_gap_seconds": verdict.max_sample_gap_seconds,
-        "payments_per_second": round(verdict.acknowledged / seconds, 1), "seconds": round(seconds, 1),
+        "acknowledged_in_trial": sum(1 for r in own if r.get("status") in (200, 201)),
+        # the load's rate while a side was open to it
+        "payments_per_second": round(sum(1 for r in own if r.get("status") in (200, 201))
+                                     / max(0.1, load_seconds - verdict.no_writer_seconds), 1),
+        "seconds": round(seconds, 1),
         "findings": verdict.findings(), "notes": notes + [f"fault: {error}" for error in
                                                           (injection.errors if injection else [])],
         "executions": executions, "writer": writer, "fence": fence, "validation": validation_status,
     }
     _write_trial_files(directory, requests, rows[writer["writer"]], samples, world.extra_requests, entry,
                        verdict.to_dict())
-    return entry
+    if outcome != "ok":  # the servers' logs since the world started, for whoever reads the finding
+        for side in ("onprem", "aws"):
+            log = world.server(side).root / "server.log"
+            if log.exists():
+                (directory / f"server-{side}.log").write_bytes(log.read_bytes()[-2_000_000:])
+    carried = {"trial": trial.id, "fault": trial.fault.name, "state": trial.state, "customers": customers,
+               "requests": requests} \
+        if outcome == "ok" and writer["writer"] == "aws" and trial.machine == "cutover" else None
+    return entry, carried
 
 
 def _write_trial_files(directory: Path, requests, final_rows, samples, fault_requests, entry, verdict) -> None:
