@@ -6,7 +6,8 @@ Environment:
   CHAOS_STATES     comma-separated Task state names: only these
   CHAOS_MACHINES   cutover, rollback or both (default both)
   CHAOS_TRIAL      one trial id as report.json names it (e.g. 007-answer-lost-cutover-Fence): run it again
-  CHAOS_RATE       payments per second in total (default 150), from CHAOS_PROCESSES processes (default 2)
+  CHAOS_RATE       payments per second in total (default 150), from CHAOS_PROCESSES processes (default 4)
+  CHAOS_OUT        where report.json and trials/ go (default build/chaos)
   FAULTS           a file defining FAULTS: its faults join the built-in ones
   PAYMENT_MIGRATION_ENV  whose synthesized cutover stack the definitions are checked against (default local)
 Exit status: 0 when every trial kept the promise and recovered, 1 otherwise.
@@ -18,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -31,7 +33,7 @@ logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 from lib.local.chaos.world import REPO_ROOT, World, lambda_paths  # noqa: E402
 
-OUT = REPO_ROOT / "build" / "chaos"
+OUT = Path(os.environ.get("CHAOS_OUT") or REPO_ROOT / "build" / "chaos")
 
 
 def _names(variable: str) -> set[str] | None:
@@ -41,6 +43,8 @@ def _names(variable: str) -> set[str] | None:
 
 def main() -> int:
     lambda_paths()
+    # stopped (timeout, CI cancel): the finally blocks stop the load, the emulator and the servers
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from lib.local.chaos.faults import builtin_faults, install_crash_hook, load_faults
     from lib.local.chaos.load import Load
     from lib.local.chaos.runner import matrix, run_trial, totals
@@ -68,7 +72,7 @@ def main() -> int:
     world = World(OUT, env=os.environ.get("PAYMENT_MIGRATION_ENV", "local"), log=lambda line: print(line, flush=True))
     world.start()
     install_crash_hook()
-    load = Load(world.api_environment, processes=int(os.environ.get("CHAOS_PROCESSES", "2")),
+    load = Load(world.api_environment, processes=int(os.environ.get("CHAOS_PROCESSES", "4")),
                 rate=float(os.environ.get("CHAOS_RATE", "150")))
     entries = []
     carry = None

@@ -27,6 +27,13 @@ FINISH_SECONDS = 20.0
 LAMBDA_ROOT = Path(__file__).resolve().parents[2] / "lambda"
 
 
+# Powertools' event handler keeps the event being resolved on a class (BaseRouter.current_event), so two
+# threads running the API at once in one process read each other's requests (a client then gets
+# another client's payment back). Lambda runs one request per environment at a time: so does each
+# worker process; the clients' waits (pacing, Retry-After) stay concurrent.
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
+
+
 class _Trial:
     def __init__(self, log: Path, prefix: str, customers: list[str], seed: int) -> None:
         self.stop = threading.Event()
@@ -82,7 +89,8 @@ class _Client(threading.Thread):
         from lib.local.rehearsal.load import alb_event
 
         try:
-            self.handler.lambda_handler(alb_event("GET", "/health"), FakeContext("payment-api-chaos"))
+            with _ONE_REQUEST_AT_A_TIME:
+                self.handler.lambda_handler(alb_event("GET", "/health"), FakeContext("payment-api-chaos"))
         except Exception:  # noqa: BLE001 - the trial's requests will meet it again
             pass
         finally:
@@ -114,18 +122,20 @@ class _Client(threading.Thread):
                     return
             entry = {"key": key, "customer": body["customer_id"], "amount": body["amount"], "sent": time.time()}
             try:
-                result = self.handler.lambda_handler(alb_event("POST", "/payments", body, {"Idempotency-Key": key}),
-                                                     FakeContext("payment-api-chaos"))
+                with _ONE_REQUEST_AT_A_TIME:
+                    result = self.handler.lambda_handler(
+                        alb_event("POST", "/payments", body, {"Idempotency-Key": key}), FakeContext("payment-api-chaos"))
+                    database = self.handler._database
+                    side = database.side if database is not None else None  # where the API sent it
                 status = result["statusCode"]
                 headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
                 answer = json.loads(result.get("body") or "{}")
                 entry.update(status=status, error=answer.get("error"), payment_id=answer.get("payment_id"))
             except Exception as error:  # noqa: BLE001 - a crashed invocation: the ALB answers 502
-                status, headers = "exception", {}
+                status, headers, side = "exception", {}, None
                 entry.update(status=status, error=repr(error)[:200], payment_id=None)
             entry["answered"] = time.time()
-            database = self.handler._database
-            entry["side"] = database.side if database is not None else None  # where the API sent it
+            entry["side"] = side
             trial.write(entry)
             if status in (200, 201):
                 return
@@ -185,7 +195,7 @@ def worker(connection, environment: dict[str, str], threads: int, rate: float) -
 class Load:
     """`processes` worker processes of `threads` clients each, `rate` payments per second in total."""
 
-    def __init__(self, environment: dict[str, str], *, processes: int = 2, threads: int = 6, rate: float = 120.0):
+    def __init__(self, environment: dict[str, str], *, processes: int = 4, threads: int = 3, rate: float = 150.0):
         context = multiprocessing.get_context("spawn")
         self.pipes, self.processes = [], []
         for _ in range(processes):
