@@ -42,7 +42,7 @@ export PIPENV_NOSPIN := 1
 # No telemetry calls from the cdktf CLI or Terraform.
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help install synth validate test test-fast compare-cdk deploy-local rehearse emulator scan bench postgres clean diagram
+.PHONY: help install synth validate test test-fast compare-cdk deploy-local rehearse chaos emulator scan bench postgres clean diagram
 
 help:
 	@echo "make synth         synthesize every stack of \$$PAYMENT_MIGRATION_ENV (default dev) into cdktf.out/ (CDK=cdktn: with CDK Terrain)"
@@ -52,6 +52,7 @@ help:
 	@echo "make compare-cdk   synthesize with cdktf and with cdktn into build/compare-cdk/, fail unless stacks and addresses match, list the rest"
 	@echo "make deploy-local  apply every stack of config/local.toml to a moto server, re-plan, write build/deploy-local/"
 	@echo "make rehearse      the whole runbook locally (moto, two PostgreSQL servers, a payment load): build/rehearsal/report.json"
+	@echo "make chaos         the cutover and the rollback under faults at every Task state, under load, judged by a checker: build/chaos/report.json (FAULTS=file.py adds faults)"
 	@echo "make emulator      serve the local environment's moto server (127.0.0.1:4566) until Ctrl-C; writes build/local/env.sh for cdktf deploy <stack>-local"
 	@echo "make scan          checkov on cdktf.out, the dev and prod examples and the local deploy's plans; parliament on their IAM policies"
 	@echo "make bench         run the benchmarks and print their figures"
@@ -98,6 +99,12 @@ deploy-local: install
 # The operator's runbook end to end on this machine, every payment counted (lib/local/rehearsal).
 rehearse: install postgres
 	$(PY) -m lib.local.rehearsal --env local
+
+# Faults × Task states of the cutover and the writer rollback under a payment load, each trial judged
+# by an independent checker (lib/local/chaos). FAULTS=file.py adds the faults that file defines;
+# CHAOS_FAULTS, CHAOS_STATES, CHAOS_MACHINES, CHAOS_TRIAL, CHAOS_SEED pick and repeat trials.
+chaos: install postgres
+	PAYMENT_MIGRATION_ENV=local FAULTS="$(FAULTS)" $(PY) -m lib.local.chaos
 
 emulator: install
 	$(PY) -m lib.local.emulator --env local

@@ -51,6 +51,9 @@ LOGICAL_CONF = {
     "wal_writer_delay": "10ms",
     # XA / JTA transaction managers prepare transactions; the fence must meet them
     "max_prepared_transactions": "10",
+    # commit times (and replication origins) of every transaction: the fault matrix's checker orders
+    # the two sides' local commits by them (lib/local/chaos)
+    "track_commit_timestamp": "on",
 }
 ONPREM, AWS = "onprem", "aws"
 TEMPLATE = "payment_template"
