@@ -18,7 +18,8 @@ from psycopg2 import sql
 from payment_cutover import control, fence, steps
 from payment_cutover.errors import FenceBreached, FenceIncomplete, LeaseHeld, LeaseLost, SwitchPending
 from payment_cutover.sides import AWS, FORWARD, ONPREM
-from payment_cutover.writer import read_writer
+from payment_cutover.writer import read_writer, set_writer as put_writer
+from tests.support.replication import create_writer_parameter
 
 AUDIT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', %s, 'created')"
 
@@ -288,6 +289,30 @@ def test_an_abort_cannot_interleave_with_a_running_switch(pair, controller):
     thread.join(timeout=30)
     assert not errors, errors
     assert steps.abort(aborter, ONPREM, AWS)["reopened"] is None, "abort reopened after the switch"
+
+
+def test_a_preflight_racing_the_end_of_a_switch_never_fences_the_new_writer(pair, controller, ssm,
+                                                                             writer_parameter):
+    """Found by the fault matrix: a second rollback execution's preflight read the writer record
+    (still aws) while the first was in SetWriter, then fenced on-prem — the writer SetWriter had just
+    named — as "the non-writer". Preflight reads the record again under the switch mutex."""
+    create_writer_parameter(ssm, writer_parameter, writer=AWS)
+    fence.fence(controller.databases[AWS], ["payment_app"])  # aws fenced, on-prem open: A has opened it
+    first = pair.controller(ssm=ssm, writer_parameter=writer_parameter)
+    first.holder = "rollback-A"
+    second = pair.controller(ssm=ssm, writer_parameter=writer_parameter)
+    second.holder = "rollback-B"
+    results: list = []
+    with steps.switching(first) as lease:  # A in SetWriter
+        racer = threading.Thread(target=lambda: _capture(results, lambda: results.append(
+            steps.preflight(second, AWS, ONPREM))))
+        racer.start()
+        time.sleep(0.5)  # B has read "aws" and waits for the mutex
+        put_writer(ssm, writer_parameter, ONPREM, "rollback A", expected=AWS)
+        control.release_lease(first.databases[ONPREM], lease)
+    racer.join(timeout=30)
+    assert fence.is_open(controller.databases[ONPREM], ["payment_app"]), "preflight fenced the new writer"
+    assert results and isinstance(results[0], dict) and results[0]["already_done"] is True, results
 
 
 def _capture(errors: list, function, *args) -> None:

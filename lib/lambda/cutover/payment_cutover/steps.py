@@ -83,11 +83,13 @@ def preflight(c: Controller, source: str, target: str) -> dict:
     Refuses, before anything changes, what the fence would refuse: write paths it cannot close,
     prepared transactions on `source`."""
     record = read_writer(c.ssm, c.writer_parameter)
-    non_writer = other(record.writer)
     fenced_non_writer = False
-    if not fencing.is_fenced(c.databases[non_writer], c.roles):
+    if not fencing.is_fenced(c.databases[other(record.writer)], c.roles):
         with switching(c) as lease:
-            fenced_non_writer = _ensure_fenced(c, non_writer)
+            # Read again under the mutex: a switch that held it may have just named the other side
+            # the writer (and opened it); fencing by the record read before would fence the writer.
+            record = read_writer(c.ssm, c.writer_parameter)
+            fenced_non_writer = _ensure_fenced(c, other(record.writer))
             control.release_lease(c.databases[ONPREM], lease)
     result = {"writer": record.to_dict(), "fenced_non_writer": fenced_non_writer}
     if record.writer == target:
@@ -295,8 +297,8 @@ def abort(c: Controller, source: str, target: str) -> dict:
 
 def fence_non_writer(c: Controller) -> dict:
     """Fence whichever side the writer parameter does not name (first setup, or a repair)."""
-    record = read_writer(c.ssm, c.writer_parameter)
     with switching(c) as lease:
+        record = read_writer(c.ssm, c.writer_parameter)  # under the mutex: no switch is changing it now
         fenced = _ensure_fenced(c, other(record.writer))
         control.release_lease(c.databases[ONPREM], lease)
     return {"writer": record.to_dict(), "fenced": fenced, "fence": _fence_states(c)}
