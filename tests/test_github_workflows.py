@@ -70,7 +70,7 @@ def _ci_run_commands() -> list[tuple[dict[str, str], str]]:
 
 def test_ci_runs_what_ci_run_runs_in_the_same_order():
     expected = _ci_run_commands()
-    assert [target for _, target in expected] == ["test", "compare-cdk", "rehearse", "scan"], \
+    assert [target for _, target in expected] == ["test", "compare-cdk", "rehearse", "chaos", "scan"], \
         f".ci/run changed ({expected}): update .github/workflows/ci.yml to match, then this test"
     ran = []
     for step in _steps(_load(CI)):
