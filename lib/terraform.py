@@ -171,7 +171,7 @@ class Terraform:
                                  capture_output=capture, text=True)
         if check and process.returncode != 0:
             detail = (process.stderr or "") + (process.stdout or "")
-            raise TerraformError(f"terraform {' '.join(args)} failed in {_display(self.directory)}:\n{detail.strip()}")
+            raise TerraformError(f"terraform {' '.join(args)} failed in {shown(self.directory)}:\n{detail.strip()}")
         return process
 
 
@@ -227,7 +227,7 @@ def lock_from_mirror(stack_dirs: Iterable[Path], mirror: Mirror) -> list[Path]:
 def synthesized_stacks(synth_dir: Path = SYNTH_DIR) -> list[str]:
     manifest = synth_dir / "manifest.json"
     if not manifest.is_file():
-        raise TerraformError(f"{_display(manifest)} is missing: run `make synth` first")
+        raise TerraformError(f"{shown(manifest)} is missing: run `make synth` first")
     return sorted(json.loads(manifest.read_text())["stacks"])
 
 
@@ -284,11 +284,9 @@ def validate(stacks: Sequence[str] | None = None, synth_dir: Path = SYNTH_DIR,
     return [(name, elapsed) for name, elapsed, _, _ in results]
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+def shown(path: Path) -> str:
+    """A path as the console and the reports show it: from the repository root when inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,7 +36,7 @@ from typing import Any
 
 from lib.config import Config, ConfigError, load_config
 from lib.local.limits import EMULATOR_DIFFERENCES, EXCLUDED
-from lib.terraform import REPO_ROOT, Terraform, TerraformError, find_mirror, terraform_version
+from lib.terraform import REPO_ROOT, Terraform, TerraformError, find_mirror, shown, terraform_version
 
 WORK_DIR = REPO_ROOT / "build" / "deploy-local"
 # The operator's order (README, runbook step 1); each stack reads only stacks before it.
@@ -66,7 +66,7 @@ class StackRun:
 
 def synthesize(env: str, outdir: Path) -> None:
     started = time.monotonic()
-    print(f"==> synthesizing {env} into {outdir.relative_to(REPO_ROOT)}", flush=True)
+    print(f"==> synthesizing {env} into {shown(outdir)}", flush=True)
     process = subprocess.run([sys.executable, str(REPO_ROOT / "main.py")], cwd=REPO_ROOT, text=True,
                              capture_output=True,
                              env={**os.environ, "PAYMENT_MIGRATION_ENV": env, "CDKTF_OUTDIR": str(outdir)})
@@ -214,7 +214,7 @@ class LocalDeploy:
         }
 
     def _display(self, path: Path) -> str:
-        return str(path.relative_to(REPO_ROOT))
+        return shown(path)
 
 
 def dependencies(outdir: Path, env: str) -> dict[str, set[str]]:
@@ -334,7 +334,7 @@ def deploy(env: str, *, keep_running: bool = False) -> int:
         summary_path = deployment.write_summary(excluded)
         print_table(deployment.runs)
         print(f"\n    left out locally: {len(excluded)} resource(s); declared emulator differences: "
-              f"{len(EMULATOR_DIFFERENCES)}; shims: {len(SHIMS)} — {summary_path.relative_to(REPO_ROOT)}",
+              f"{len(EMULATOR_DIFFERENCES)}; shims: {len(SHIMS)} — {shown(summary_path)}",
               flush=True)
         if keep_running and failure is None:
             print(f"==> emulator still serving {emulator.endpoint}; Ctrl-C stops it", flush=True)

@@ -172,11 +172,12 @@ class World:
     def start(self) -> None:
         lambda_paths()
         from lib.local.chaos.definitions import check_synthesized, synthesized_stack
+        from lib.terraform import shown
 
         started = time.monotonic()
         synthesized = synthesized_stack(self.env, self.work)
         check_synthesized(synthesized)
-        self.log(f"==> the state machines equal those synthesized in {synthesized.relative_to(REPO_ROOT)}, "
+        self.log(f"==> the state machines equal those synthesized in {shown(synthesized)}, "
                  "ARNs aside")
         from tests.support.replication import acquire_servers, shared_pair
 

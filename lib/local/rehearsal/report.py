@@ -8,11 +8,10 @@ import json
 import os
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from lib.local.rehearsal.ledger import count, longest_wait, rate, slowest_rate
-from lib.terraform import REPO_ROOT
+from lib.terraform import shown
 
 MAX_EVENT_CHARS = 2000
 
@@ -70,9 +69,6 @@ EMULATOR_ADDITIONS = {
 }
 
 
-def shown(path: Path) -> str:
-    """A path as the report and the console show it: from the repository root when inside it."""
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def finish(rehearsal: Any) -> dict:

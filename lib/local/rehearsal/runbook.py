@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lib.config import Config
-from lib.local.rehearsal.report import shown
+from lib.terraform import shown
 from lib.terraform import REPO_ROOT
 
 WORK_DIR = REPO_ROOT / "build" / "rehearsal"
