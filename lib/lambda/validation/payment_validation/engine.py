@@ -27,6 +27,46 @@ pass's snapshots: on a live replica they differ and decide nothing.
 
 Tables larger than one invocation can handle are cut by `plan` into chunks (key ranges, from the
 first pass's bounds) that `validate` checks one at a time and `merge.merge` joins into one report.
+
+ONLY WHAT CHANGED SINCE A CHECKPOINT (`validate_changes`). A full comparison costs O(rows); the
+data cutover's fenced window, when every write is refused, must not. So the full comparison runs
+before the fence, on the live replica with settle-and-recheck, after a CHECKPOINT: a logical slot
+made on the source (changes.py) before that run starts. Inside the fence only the keys the slot
+decoded since the checkpoint are compared, by key, as the recheck compares them; plus the row
+counts and the sequences. Why that proves what a full comparison of the fenced data would:
+
+  Assumptions. (A1) The run after the checkpoint PASSED: for every key k it found, in some snapshot
+  pair (the first pass's, or a recheck round's) taken after the checkpoint, source(k) = target(k)
+  (both absent counts as equal). (A2) Only the replication apply writes to the target, and it
+  applies the source's committed changes in commit order, each setting the target row to the image
+  the change carries (the new row for an INSERT or UPDATE, absence for a DELETE): DMS and
+  PostgreSQL logical replication do. (A3) The slot decodes every transaction that commits after
+  its creation returned (it waits for the transactions running then), and its WAL is read whole.
+  (A4) Inside the fence the source is quiet and replication has caught up (the marker arrived).
+
+  Take a key k that no change since the checkpoint touched, so source(k) is the same at every
+  moment after the checkpoint; call it S. By (A1) target(k) = S at some moment t after it. After t,
+  the target's k changes only by the apply (A2) of source changes to k, all committed before the
+  checkpoint (otherwise the slot names k, A3); each sets target(k) to the image after its
+  transaction, and the last of them leaves the image the source held at the checkpoint: S. With
+  none, target(k) stays S. So in the fence source(k) = target(k) = S for every key the slot does
+  not name, and the keys it names are compared now, exactly. Every key equal is what the full
+  comparison establishes; the row counts follow from it and are compared as a second witness
+  (a difference there means an assumption failed: a write reached a side outside replication).
+
+  What it does not prove, and what does: a write made on the target by anyone but the apply, on a
+  key the source then leaves alone (A2 broken) — the fence's proof covers the old writer, not the
+  new one; the row counts catch inserts and deletes of that kind, the scheduled full pass
+  (validation.full_every) everything. A table whose changes cannot be enumerated (a TRUNCATE, a
+  DELETE without key) is compared whole, and past `max changed rows` the caller compares every
+  table whole, and the report says which (`scope`).
+
+The scheduled validation uses the same argument between runs: a full pass at most every
+`full_every`, otherwise the keys changed since the last PASSED checkpoint, on the live replica with
+settle-and-recheck (then the counts decide nothing: `count_rows` off).
+
+`validate_sequences` reads only the sequences (O(sequences): a catalog read and an index probe
+per owned column), for the check after the cutover advanced them.
 """
 
 from __future__ import annotations
@@ -51,6 +91,7 @@ from .catalog import (
     DMS_CONTROL_SCHEMA, Column, TableSchema, comparable_columns, is_dms_control_table, read_tables,
     schema_differences,
 )
+from .changes import Changes, TableChanges
 from .chunks import Chunk
 from .queries import Key, KeyRange, Query, RowHash, TableQueries
 from .sequences import OwnedSequence, compare_sequences, read_column_extremes, read_owned_sequences
@@ -235,6 +276,8 @@ class ValidationReport:
     seconds: float
     recheck_rounds: int = 0  # rounds run (fewer than asked when every key settled sooner)
     chunk: Chunk | None = None
+    # What was compared, when not every row: {"mode": "changes" | "sequences", …} (None: a full comparison)
+    scope: dict[str, Any] | None = None
 
     @property
     def status(self) -> Status:
@@ -266,6 +309,8 @@ class ValidationReport:
         }
         if self.chunk is not None:
             report["chunk"] = self.chunk.to_dict()
+        if self.scope is not None:
+            report["scope"] = dict(self.scope)
         return report
 
 
@@ -286,6 +331,41 @@ def validate(source, target, options: ValidationOptions = ValidationOptions()) -
         rounds = _settle(session, checks)
         results = {check.name: check.result() for check in checks}
     return ValidationReport(results, time.monotonic() - started, recheck_rounds=rounds, chunk=options.chunk)
+
+
+def validate_changes(source, target, changes: Changes, options: ValidationOptions = ValidationOptions(), *,
+                     count_rows: bool = True) -> ValidationReport:
+    """Compare only the keys `changes` names (the rows changed on the source since a checkpoint, see
+    the module docstring for why that suffices), table by table, plus the exact row counts when
+    `count_rows` (on quiet data: a difference fails the table) and the sequences. A table whose
+    changes could not be enumerated is compared whole. Settles differing keys like `validate`.
+    `changes.overflow` is the caller's to handle (compare in full): raises ValueError."""
+    if changes.overflow:
+        raise ValueError("the changes overflowed their limit: compare in full (validate)")
+    started = time.monotonic()
+    with _Session.open(source, target, options) as session:
+        checks = [_TableCheck(session, name) for name in session.tables_to_check()]
+        for check in checks:
+            check.changes_pass(changes.tables.get(check.name), count_rows)
+        rounds = _settle(session, checks)
+        results = {check.name: check.result() for check in checks}
+    scope = {"mode": "changes", "changed_rows": changes.rows,
+             "keys_compared": sum(check.keys_compared for check in checks),
+             "compared_whole": {check.name: check.whole_reason for check in checks if check.whole_reason},
+             "row_counts": count_rows}
+    return ValidationReport(results, time.monotonic() - started, recheck_rounds=rounds, scope=scope)
+
+
+def validate_sequences(source, target, options: ValidationOptions = ValidationOptions()) -> ValidationReport:
+    """Only the sequences of the tables (O(sequences)): a target sequence whose next value its
+    column already holds fails its table. Content is not compared (the tables' source_rows are None)."""
+    started = time.monotonic()
+    with _Session.open(source, target, options) as session:
+        checks = [_TableCheck(session, name) for name in session.tables_to_check()]
+        for check in checks:
+            check.sequences_pass()
+        results = {check.name: check.result() for check in checks}
+    return ValidationReport(results, time.monotonic() - started, scope={"mode": "sequences"})
 
 
 def plan(source, target, options: ValidationOptions, chunk_rows: int) -> list[Chunk]:
@@ -536,6 +616,9 @@ class _TableCheck:
         self._sequences: list[OwnedSequence] = []
         self._content: _ContentComparison | None = None
         self._decided: tuple[Status, str] | None = None  # the verdict when content is not (or no longer) compared
+        self._count_problem: str | None = None
+        self.keys_compared = 0
+        self.whole_reason: str | None = None  # a changes pass that compared the table whole, and why
 
     @property
     def unsettled(self) -> bool:
@@ -546,6 +629,12 @@ class _TableCheck:
 
     def recheck(self) -> None:
         self._timed(self._content.recheck)
+
+    def changes_pass(self, changes: TableChanges | None, count_rows: bool) -> None:
+        self._timed(lambda: self._changes_pass(changes, count_rows))
+
+    def sequences_pass(self) -> None:
+        self._timed(self._sequences_pass)
 
     def _timed(self, step: Callable[[], None]) -> None:
         started = time.monotonic()
@@ -588,6 +677,47 @@ class _TableCheck:
         if chunk is None or chunk.holds_table_start:
             self._sequences = self._read_sequences(source, target)
 
+    def _changes_pass(self, changes: TableChanges | None, count_rows: bool) -> None:
+        source, target = self._source, self._target
+        queries = self._session.content_queries(self.name) if source and target else None
+        if queries is None:
+            self._first_pass()  # what a full pass reports for a table that cannot be compared by key
+            return
+        self._schema_differences = schema_differences(source, target)
+        self._content = _ContentComparison(
+            self._session.sides, queries, self._options.max_diffs_per_table,
+            MAX_RECHECKED_KEYS if self._options.recheck_rounds else 0,
+        )
+        key_names = source.primary_key
+        rows = changes.rows if changes else []
+        if changes is not None and changes.truncated:
+            self.whole_reason = "truncated, or deleted without its key, since the checkpoint"
+        elif any(any(name not in row for name in key_names) for row in rows):
+            self.whole_reason = "a change since the checkpoint does not carry the whole primary key"
+        if self.whole_reason:
+            self._content.run(KeyRange())
+        else:
+            keys = {tuple(row[name] for name in key_names) for row in rows}
+            self.keys_compared = len(keys)
+            self._content.compare_keys(sorted(keys))
+            if count_rows:
+                (source_count,), (target_count,) = self._session.sides.query(queries.row_count())
+                self._content.source_rows, self._content.target_rows = source_count[0], target_count[0]
+                if source_count[0] != target_count[0]:
+                    self._count_problem = (
+                        f"row counts differ (source {source_count[0]}, target {target_count[0]}) though every key "
+                        "changed since the checkpoint matches: a side was written outside replication; compare in full")
+        self._sequences = self._read_sequences(source, target)
+
+    def _sequences_pass(self) -> None:
+        source, target = self._source, self._target
+        if source is None or target is None:
+            where = "missing in target" if target is None else "missing in source (exists only in target)"
+            self._decided = (Status.FAILED, f"table is {where}")
+            return
+        self._sequences = self._read_sequences(source, target)
+        self._decided = (Status.PASSED, f"{len(self._sequences)} sequences checked; content not compared")
+
     def _read_sequences(self, source: TableSchema, target: TableSchema) -> list[OwnedSequence]:
         sides, tables = self._session.sides, {"source": source, "target": target}
         source_owned, target_owned = sides.call(lambda conn, side: _call_on(
@@ -612,6 +742,8 @@ class _TableCheck:
         else:
             status, message = verdict(self._schema_differences, differences, self._sequences,
                                       self._options.check_sequences, self._content.not_rechecked)
+            if self._count_problem:
+                status, message = Status.FAILED, f"{message}; {self._count_problem}"
         return TableResult(status, message, list(self._schema_differences), **differences, **content,
                            seconds=self._seconds, sequences=self._sequences)
 
@@ -700,6 +832,23 @@ class _ContentComparison:
         self.source_rows = sum(count for count, _ in source_buckets.values())
         self.target_rows = sum(count for count, _ in target_buckets.values())
         self._descend(key_range, bounds, source_buckets, target_buckets)
+
+    def compare_keys(self, keys: Sequence[Key]) -> None:
+        """Compare exactly these keys on both sides (by key, in the sides' current snapshots); a key
+        absent from both is equal. The row counts are the keys found on each side."""
+        for start in range(0, len(keys), RECHECK_BATCH_KEYS):
+            batch = keys[start:start + RECHECK_BATCH_KEYS]
+            source_rows, target_rows = self._sides.query(self._queries.row_hashes_of(batch))
+            # keyed by the text each side prints for the key (the same pinned settings on both), not
+            # by the text the caller gave, which may be formatted otherwise
+            source = {row[:-1]: row[-1] for row in source_rows}
+            target = {row[:-1]: row[-1] for row in target_rows}
+            self.source_rows += len(source)
+            self.target_rows += len(target)
+            for key in sorted(source.keys() | target.keys()):
+                kind = _difference(source.get(key), target.get(key))
+                if kind is not None:
+                    self._found(key, kind)
 
     def recheck(self) -> None:
         """Read the unsettled keys again on both sides (by key, in the sides' current snapshots)."""

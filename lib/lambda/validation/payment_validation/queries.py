@@ -85,6 +85,10 @@ class TableQueries:
         condition, params = self._range_condition(key_range)
         return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(self._table, condition), params
 
+    def row_count(self) -> Query:
+        """The exact number of rows of the table."""
+        return sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(self._table), []
+
     @staticmethod
     def parse_estimate(plan) -> int:
         if isinstance(plan, str):
