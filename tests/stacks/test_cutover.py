@@ -45,9 +45,14 @@ def test_cutover_fences_then_proves_replication_then_validates_before_anything_o
         else:
             state = body["Next"]
     tasks = [name for name in order if states[name]["Type"] == "Task"]
-    assert tasks == ["Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences", "ValidateSequences",
-                     "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic"]
-    assert states["ValidateSequences"]["Parameters"]["Payload"]["check_sequences"] is True
+    assert tasks == ["Preflight", "Checkpoint", "ValidateLive", "Fence", "WaitReplication", "Validate",
+                     "AdvanceSequences", "ValidateSequences", "SwitchReplication", "ProveFence", "Open", "SetWriter",
+                     "ReplicationAlarms", "MoveTraffic"]
+    # the full comparison runs before the fence; inside it, only what changed and the sequences alone
+    assert "recheck_rounds" not in states["ValidateLive"]["Parameters"]["Payload"], "the live replica needs rechecks"
+    assert states["Validate"]["Parameters"]["Payload"]["step"] == "validate_changes"
+    assert states["Validate"]["Parameters"]["FunctionName"] == states["Fence"]["Parameters"]["FunctionName"]
+    assert states["ValidateSequences"]["Parameters"]["Payload"]["sequences_only"] is True
     assert states["WaitReplication"]["Retry"][-1]["ErrorEquals"] == ["ReplicationBehind", "SwitchPending",
                                                                      "DatabaseUnavailable"]
     for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "ProveFence", "Open",

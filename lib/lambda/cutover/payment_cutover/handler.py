@@ -37,6 +37,7 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, co
 
 SIDED_STEPS = {
     "preflight": steps.preflight,
+    "checkpoint": steps.checkpoint,
     "fence": steps.fence,
     "wait_replication": steps.wait_replication,
     "advance_sequences": steps.advance_sequences,
@@ -100,11 +101,14 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
             databases=databases, driver=driver, ssm=clients["ssm"], writer_parameter=settings.writer_parameter,
             roles=settings.roles, schema=settings.schema, tables=settings.tables,
             wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds),
-            holder=request.execution or "step-function")
+            holder=request.execution or "step-function", max_changed_rows=settings.max_changed_rows)
         if request.step == "status":
             result = steps.status(controller)
         elif request.step == "fence_non_writer":
             result = steps.fence_non_writer(controller)
+        elif request.step == "validate_changes":
+            result = steps.validate_changes(controller, request.source, request.target,
+                                            live_validation=request.options.get("live_validation"))
         elif request.step == "set_writer":
             reason = request.options.get("reason") or f"data cutover {request.source} → {request.target}"
             result = steps.set_writer(controller, request.source, request.target, reason)

@@ -21,12 +21,19 @@ DRIVERS = ("dms", "postgres-logical")
 SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 MAX_WAIT_SECONDS = 600
+# Rows changed since the checkpoint that the fenced validation compares by key; beyond, it compares
+# every row (and says so). A million keys read by key take seconds, about what a full comparison
+# of a few million rows costs (bench/cutover_bench.py).
+DEFAULT_MAX_CHANGED_ROWS = 1_000_000
+MAX_CHANGED_ROWS = 100_000_000
 
 # step name → optional event keys besides step, from, to (with their JSON types)
 STEPS: dict[str, dict[str, type]] = {
     "preflight": {},
+    "checkpoint": {},
     "fence": {},
     "wait_replication": {"timeout_seconds": int},
+    "validate_changes": {"live_validation": str},
     "advance_sequences": {},
     "switch_replication": {"timeout_seconds": int},
     "prove_fence": {},
@@ -69,6 +76,7 @@ class Settings:
     wait_seconds: float
     connect_timeout_seconds: int
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
+    max_changed_rows: int = DEFAULT_MAX_CHANGED_ROWS  # CHECKPOINT_MAX_CHANGED_ROWS
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -139,6 +147,7 @@ class Settings:
             wait_seconds=number("WAIT_SECONDS", 20, MAX_WAIT_SECONDS),
             connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
+            max_changed_rows=number("CHECKPOINT_MAX_CHANGED_ROWS", DEFAULT_MAX_CHANGED_ROWS, MAX_CHANGED_ROWS),
         )
 
 

@@ -1,8 +1,9 @@
 """The steps of a data cutover (and of a rollback after it, the same with the sides swapped), in the
 order the state machine calls them:
 
-    preflight → fence → wait_replication → [validation] → advance_sequences → [validation with
-    check_sequences] → switch_replication → prove_fence → open → set_writer → [weights]
+    preflight → checkpoint → [validation of the live replica] → fence → wait_replication →
+    validate_changes → advance_sequences → [validation of the sequences] → switch_replication →
+    prove_fence → open → set_writer → [weights]
 
 and `abort`, the Catch path. Every step is idempotent and detects work already done, so an execution
 that failed can be run again from the start. Each takes the controller's connections and clients in
@@ -16,6 +17,16 @@ its fence; the old replication direction is stopped only after a marker written 
 made while its source was fenced; one switch at a time — every mutating step runs inside the switch
 mutex holding the switch lease (payment_cutover.control), so a second execution, a retried invoke,
 a rollback or an abort cannot interleave with it.
+
+The fenced window holds no full comparison: `checkpoint` makes a logical slot (test_decoding) on the
+old writer before the live validation (the validation Lambda, settle-and-recheck) compares every
+row; inside the fence `validate_changes` compares only the keys that slot decoded since, plus row
+counts and sequences (payment_validation.engine says why that proves as much). The slot is the
+controller's: peeking a slot needs REPLICATION, which the validator's role does not have, so the
+step Lambda reads it and runs the comparison itself with the validation engine (bundled into its
+zip), as the controller role, which may SELECT the payment tables on both sides. A slot retains WAL
+while it exists: `set_writer` and `abort` drop it, the next `checkpoint` replaces whatever an
+earlier run left, and `status` shows it.
 """
 
 from __future__ import annotations
@@ -25,10 +36,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from psycopg2 import errors as pg_errors
+
+from payment_validation.changes import CHECKPOINT_PLUGIN, ChangesUnreadable, read_changes
+from payment_validation.engine import ValidationOptions, validate, validate_changes as compare_changes
+
 from payment_cutover import capabilities, control, markers, slots
 from payment_cutover import fence as fencing
 from payment_cutover.errors import (
     FenceIncomplete,
+    SwitchPending,
     ReplicationBehind,
     ReplicationLoop,
     ReplicationNotRunning,
@@ -52,6 +69,7 @@ class Controller:
     wait_seconds: float = 20.0  # bound of one invocation's waits (marker, task state, slot release)
     holder: str = "controller"  # who takes the switch lease: the Step Functions execution
     lease_seconds: float = 140.0  # longer than one invocation can run (its timeout is wait_seconds + 60)
+    max_changed_rows: int = 1_000_000  # beyond, validate_changes compares every row
     lease: control.Lease | None = field(default=None, init=False)
 
     @property
@@ -62,6 +80,10 @@ class Controller:
     def witness_slot(self, side: str) -> str:
         """The witness slot of a fence of `side`, named after the slot of the direction it is the source of."""
         return f"{self.driver.slot_name(Direction(side, other(side)))[:55]}_witness"
+
+    def checkpoint_slot(self, side: str) -> str:
+        """The checkpoint slot of a switch away from `side` (made there before its live validation)."""
+        return f"{self.driver.slot_name(Direction(side, other(side)))[:52]}_checkpoint"
 
 
 @contextmanager
@@ -122,6 +144,78 @@ def preflight(c: Controller, source: str, target: str) -> dict:
                                         + "; ".join(problems))
     return {**result, "already_done": False, "switch_started": started,
             "replication": {old.name: old_state.to_dict(), old.reverse.name: new_state.to_dict()}}
+
+
+def checkpoint(c: Controller, source: str, target: str) -> dict:
+    """A checkpoint on the writer `source`, before the live validation compares every row: a new
+    logical slot (any an earlier run left is dropped first), from which `validate_changes` reads what
+    changed since. Its creation waits for the transactions running on `source` (SwitchPending after
+    wait_seconds: they are long, retry later); it changes nothing the application sees."""
+    with switching(c) as lease:
+        _require_writer(c, source, target)
+        conn, slot = c.databases[source], c.checkpoint_slot(source)
+        replaced = slots.drop_slot(conn, slot, timeout_seconds=c.wait_seconds)
+        with conn.cursor() as cur:
+            cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(c.wait_seconds * 1000)}ms",))
+            try:
+                cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+                            (slot, CHECKPOINT_PLUGIN))
+                lsn = cur.fetchone()[0]
+            except pg_errors.QueryCanceled as error:
+                raise SwitchPending(f"the checkpoint slot {slot} could not be made on {source} within "
+                                    f"{c.wait_seconds:g} s: it waits for the transactions running there; the step "
+                                    "can be retried") from error
+            finally:
+                cur.execute("RESET statement_timeout")
+        control.release_lease(c.databases[ONPREM], lease)
+    return {"side": source, "slot": slot, "lsn": lsn, "replaced": replaced}
+
+
+def validate_changes(c: Controller, source: str, target: str, *, live_validation: str | None) -> dict:
+    """Inside the fence, after the marker arrived: compare what changed on `source` since its
+    checkpoint, by key, plus row counts and sequences (payment_validation.engine.validate_changes).
+    Compares every row instead, and says why in `scope`, when the live validation after the
+    checkpoint did not pass (`live_validation`, its status), the checkpoint cannot be read, or more
+    than max_changed_rows rows changed. Returns the validation report (`status` PASSED/FAILED/ERROR)."""
+    _require_fenced(c, source, "what changed is only final once writes stopped")
+    slot = c.checkpoint_slot(source)
+    fallback, changes = None, None
+    if live_validation != "PASSED":
+        fallback = f"the live validation after the checkpoint is {live_validation or 'missing'}, not PASSED"
+    else:
+        try:
+            changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows)
+        except ChangesUnreadable as error:
+            fallback = str(error)
+        else:
+            if changes.overflow:
+                fallback = f"more than {c.max_changed_rows} rows changed since the checkpoint (CHECKPOINT_MAX_CHANGED_ROWS)"
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=0)
+    with _validation_sessions(c, source, target) as (source_conn, target_conn):
+        if fallback is None:
+            report = compare_changes(source_conn, target_conn, changes, options).to_dict()
+        else:
+            report = validate(source_conn, target_conn, options).to_dict()
+            report["scope"] = {"mode": "full", "fallback": fallback}
+    return {**report, "checkpoint_slot": slot}
+
+
+@contextmanager
+def _validation_sessions(c: Controller, source: str, target: str) -> Iterator[tuple[Any, Any]]:
+    """The controller's connections lent to the validation engine (which pins its own session
+    settings and read-only transactions), and given back autocommit with the settings they started
+    with (RESET ALL restores the values of the connection's startup options)."""
+    lent = (c.databases[source], c.databases[target])
+    try:
+        yield lent
+    finally:
+        for conn in lent:
+            if conn.closed:
+                continue
+            conn.rollback()
+            conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT", autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute("RESET ALL")
 
 
 def fence(c: Controller, source: str, target: str) -> dict:
@@ -261,8 +355,10 @@ def set_writer(c: Controller, source: str, target: str, reason: str) -> dict:
                                   "run the open step first")
         record, changed = put_writer(c.ssm, c.writer_parameter, target, reason, expected=source)
         dropped = fencing.drop_witness(c.databases[source], c.witness_slot(source))
+        checkpoint_dropped = _drop_checkpoint(c, source)
         control.release_lease(c.databases[ONPREM], lease)
-    return {"writer": record.to_dict(), "changed": changed, "witness_dropped": dropped}
+    return {"writer": record.to_dict(), "changed": changed, "witness_dropped": dropped,
+            "checkpoint_dropped": checkpoint_dropped}
 
 
 def abort(c: Controller, source: str, target: str) -> dict:
@@ -273,6 +369,9 @@ def abort(c: Controller, source: str, target: str) -> dict:
     held by another execution, it changes nothing (LeaseHeld)."""
     old = Direction(source, target)
     with switching(c) as lease:
+        # what changed since the checkpoint matters to no one once this switch is given up (a new
+        # run makes a new checkpoint), and the slot holds WAL back while it exists
+        _drop_checkpoint(c, source)
         record = read_writer(c.ssm, c.writer_parameter)
         reopen, why = record.writer == source, f"{target} is the writer"
         if reopen:
@@ -308,8 +407,14 @@ def status(c: Controller) -> dict:
             # each side is the source of one direction, whose slot lives there
             "slots": {side: slots.slot_info(c.databases[side], c.driver.slot_name(Direction(side, other(side))))
                       for side in SIDES},
+            # a checkpoint left by a switch that neither finished nor aborted keeps WAL on that side
+            "checkpoint_slots": {side: slots.slot_info(c.databases[side], c.checkpoint_slot(side)) for side in SIDES},
             "fence_records": {side: (lambda found: found.to_dict() if found else None)(
                 control.current_fence(c.databases[side], side)) for side in SIDES}}
+
+
+def _drop_checkpoint(c: Controller, side: str) -> bool:
+    return slots.drop_slot(c.databases[side], c.checkpoint_slot(side), timeout_seconds=c.wait_seconds)
 
 
 def _prove(c: Controller, source: str, record: control.FenceRecord) -> dict:

@@ -1,0 +1,123 @@
+"""The checkpoint before the live validation and the fenced comparison of what changed since, on two
+real servers joined by logical replication: the slot is read exactly, the comparison finds what
+differs on a changed key, falls back to every row when it must, and no path leaves the slot behind."""
+
+from __future__ import annotations
+
+import uuid
+
+from payment_cutover import steps
+from payment_cutover.sides import AWS, ONPREM
+from payment_validation import ValidationOptions, validate
+from payment_validation.changes import read_changes
+from tests.support.replication import add_customer
+
+INSERT_PAYMENT = """INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash)
+                    VALUES (%s, %s, %s, 'EUR', %s, 'h')"""
+
+
+def add_payments(pair, customer: str, count: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    conn = pair.admin_connection(ONPREM)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for payment in ids:
+            cur.execute(INSERT_PAYMENT, (payment, customer, 10, f"idem-{payment}"))
+    return ids
+
+
+def replicated(pair, payment: str) -> None:
+    pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM payments WHERE payment_id = %s", (payment,)),
+                    "a payment to reach aws")
+
+
+def checkpoint_slots(pair, side: str) -> list[str]:
+    return [name for (name,) in pair.sides[side].query(
+        "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE '%checkpoint'")]
+
+
+def live_validation(pair) -> str:
+    source, target = pair.admin_connection(ONPREM), pair.admin_connection(AWS)
+    return validate(source, target, ValidationOptions(recheck_rounds=3, recheck_seconds=0.2)).status.value
+
+
+def prepare(pair, controller, *, before: int = 3, after: int = 2) -> tuple[str, list[str], list[str]]:
+    """Payments before the checkpoint, the checkpoint, payments after it (and an update and a delete),
+    the live validation PASSED, then the fence and the marker."""
+    customer = add_customer(pair.onprem)
+    earlier = add_payments(pair, customer, before)
+    checkpoint = steps.checkpoint(controller, ONPREM, AWS)
+    later = add_payments(pair, customer, after)
+    pair.onprem.query("UPDATE payments SET status = 'captured' WHERE payment_id = %s RETURNING 1", (earlier[0],))
+    replicated(pair, later[-1])
+    assert live_validation(pair) == "PASSED"
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    return checkpoint["slot"], earlier, later
+
+
+def test_the_slot_names_exactly_the_rows_written_since_the_checkpoint(pair, controller):
+    slot, earlier, later = prepare(pair, controller)
+
+    changes = read_changes(controller.databases[ONPREM], slot, max_rows=100)
+
+    payments = changes.tables["public.payments"]
+    assert sorted(row["payment_id"] for row in payments.rows) == sorted([*later, earlier[0]])
+    assert "public.customers" not in changes.tables, "the customer was written before the checkpoint"
+    assert not payments.truncated and not changes.overflow
+
+
+def test_inside_the_fence_a_difference_on_a_changed_key_fails_and_the_rest_is_not_read(pair, controller):
+    slot, earlier, later = prepare(pair, controller)
+    pair.aws.query("UPDATE payments SET amount = 99 WHERE payment_id = %s RETURNING 1", (later[0],))
+
+    report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert report["status"] == "FAILED"
+    assert report["scope"]["mode"] == "changes" and report["scope"]["keys_compared"] == 3
+    assert report["tables"]["public.payments"]["mismatched"] == [{"payment_id": later[0]}]
+    assert report["checkpoint_slot"] == slot
+    # the controller's connections came back as they were lent: the proof still reads its witness
+    assert steps.prove_fence(controller, ONPREM, AWS)["other_changes"] == 0
+
+
+def test_the_fenced_comparison_passes_on_replicated_data(pair, controller):
+    prepare(pair, controller)
+
+    report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert report["status"] == "PASSED", report["message"]
+    payments = report["tables"]["public.payments"]
+    assert (payments["source_rows"], payments["target_rows"]) == (5, 5), "exact row counts on both sides"
+
+
+def test_too_many_changes_or_no_passed_live_validation_compare_every_row(pair, controller):
+    prepare(pair, controller)
+    controller.max_changed_rows = 1
+
+    too_many = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+    not_passed = steps.validate_changes(controller, ONPREM, AWS, live_validation="FAILED")
+
+    assert too_many["status"] == "PASSED"
+    assert too_many["scope"]["mode"] == "full" and "more than 1 rows changed" in too_many["scope"]["fallback"]
+    assert not_passed["scope"]["mode"] == "full" and "FAILED" in not_passed["scope"]["fallback"]
+
+
+def test_a_missing_checkpoint_compares_every_row(pair, controller):
+    prepare(pair, controller)
+    pair.onprem.postgres.admin_execute("SELECT pg_drop_replication_slot(%s)", (controller.checkpoint_slot(ONPREM),))
+
+    report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert report["scope"]["mode"] == "full" and "does not exist" in report["scope"]["fallback"]
+
+
+def test_abort_drops_the_checkpoint_and_status_shows_one_left_behind(pair, controller):
+    steps.checkpoint(controller, ONPREM, AWS)
+    again = steps.checkpoint(controller, ONPREM, AWS)
+
+    assert again["replaced"] is True, "a later run replaces the checkpoint an earlier one left"
+    assert steps.status(controller)["checkpoint_slots"][ONPREM]["slot_name"] == controller.checkpoint_slot(ONPREM)
+    steps.abort(controller, ONPREM, AWS)
+    assert checkpoint_slots(pair, ONPREM) == []
+    assert steps.status(controller)["checkpoint_slots"] == {ONPREM: None, AWS: None}
