@@ -60,11 +60,14 @@ def test_the_slot_names_exactly_the_rows_written_since_the_checkpoint(pair, cont
     slot, earlier, later = prepare(pair, controller)
 
     changes = read_changes(controller.databases[ONPREM], slot, max_rows=100)
+    applied = read_changes(controller.databases[AWS], slot, max_rows=100)
 
     payments = changes.tables["public.payments"]
     assert sorted(row["payment_id"] for row in payments.rows) == sorted([*later, earlier[0]])
     assert "public.customers" not in changes.tables, "the customer was written before the checkpoint"
     assert not payments.truncated and not changes.overflow
+    assert sorted(row["payment_id"] for row in applied.tables["public.payments"].rows) == sorted(
+        [*later, earlier[0]]), "the target's slot sees what replication applied since the checkpoint"
 
 
 def test_inside_the_fence_a_difference_on_a_changed_key_fails_and_the_rest_is_not_read(pair, controller):
@@ -74,21 +77,37 @@ def test_inside_the_fence_a_difference_on_a_changed_key_fails_and_the_rest_is_no
     report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
 
     assert report["status"] == "FAILED"
-    assert report["scope"]["mode"] == "changes" and report["scope"]["keys_compared"] == 3
+    assert report["scope"]["mode"] == "changes" and report["scope"]["keys_compared"] == 3, report["scope"]
     assert report["tables"]["public.payments"]["mismatched"] == [{"payment_id": later[0]}]
     assert report["checkpoint_slot"] == slot
     # the controller's connections came back as they were lent: the proof still reads its witness
     assert steps.prove_fence(controller, ONPREM, AWS)["other_changes"] == 0
 
 
-def test_the_fenced_comparison_passes_on_replicated_data(pair, controller):
+def test_the_fenced_comparison_passes_on_replicated_data_and_counts_rows_on_request(pair, controller):
     prepare(pair, controller)
 
     report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+    controller.count_rows = True
+    counted = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
 
     assert report["status"] == "PASSED", report["message"]
-    payments = report["tables"]["public.payments"]
+    assert report["scope"]["row_counts"] is False
+    assert counted["status"] == "PASSED", counted["message"]
+    payments = counted["tables"]["public.payments"]
     assert (payments["source_rows"], payments["target_rows"]) == (5, 5), "exact row counts on both sides"
+
+
+def test_a_write_on_the_target_outside_replication_since_the_checkpoint_is_found(pair, controller):
+    """A key the source left alone since the checkpoint, changed on the target by someone else: the
+    target's checkpoint slot names it."""
+    slot, earlier, later = prepare(pair, controller)
+    pair.aws.query("UPDATE payments SET amount = 77 WHERE payment_id = %s RETURNING 1", (earlier[1],))
+
+    report = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert report["status"] == "FAILED"
+    assert report["tables"]["public.payments"]["mismatched"] == [{"payment_id": earlier[1]}]
 
 
 def test_too_many_changes_or_no_passed_live_validation_compare_every_row(pair, controller):
@@ -117,7 +136,10 @@ def test_abort_drops_the_checkpoint_and_status_shows_one_left_behind(pair, contr
     again = steps.checkpoint(controller, ONPREM, AWS)
 
     assert again["replaced"] is True, "a later run replaces the checkpoint an earlier one left"
-    assert steps.status(controller)["checkpoint_slots"][ONPREM]["slot_name"] == controller.checkpoint_slot(ONPREM)
+    assert set(again["lsn"]) == {ONPREM, AWS}, "a checkpoint on each side"
+    shown = steps.status(controller)["checkpoint_slots"]
+    assert [info["slot_name"] for info in shown[ONPREM]] == [controller.checkpoint_slot(ONPREM)]
+    assert [info["slot_name"] for info in shown[AWS]] == [controller.checkpoint_slot(ONPREM)]
     steps.abort(controller, ONPREM, AWS)
-    assert checkpoint_slots(pair, ONPREM) == []
-    assert steps.status(controller)["checkpoint_slots"] == {ONPREM: None, AWS: None}
+    assert checkpoint_slots(pair, ONPREM) == [] and checkpoint_slots(pair, AWS) == []
+    assert steps.status(controller)["checkpoint_slots"] == {ONPREM: [], AWS: []}

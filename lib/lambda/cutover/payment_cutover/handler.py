@@ -101,7 +101,8 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
             databases=databases, driver=driver, ssm=clients["ssm"], writer_parameter=settings.writer_parameter,
             roles=settings.roles, schema=settings.schema, tables=settings.tables,
             wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds),
-            holder=request.execution or "step-function", max_changed_rows=settings.max_changed_rows)
+            holder=request.execution or "step-function", max_changed_rows=settings.max_changed_rows,
+            count_rows=settings.count_rows)
         if request.step == "status":
             result = steps.status(controller)
         elif request.step == "fence_non_writer":

@@ -77,6 +77,7 @@ class Settings:
     connect_timeout_seconds: int
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
     max_changed_rows: int = DEFAULT_MAX_CHANGED_ROWS  # CHECKPOINT_MAX_CHANGED_ROWS
+    count_rows: bool = False  # CHECKPOINT_COUNT_ROWS=true: the fenced validation also counts every row
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -104,6 +105,12 @@ class Settings:
             if not raw.isdigit() or not 0 < int(raw) <= maximum:
                 raise ConfigurationError(f"configuration invalid: {name} must be an integer from 1 to {maximum}")
             return int(raw)
+
+        def switch(name: str) -> bool:
+            raw = environ.get(name, "").strip().lower() or "false"
+            if raw not in ("true", "false"):
+                raise ConfigurationError(f"configuration invalid: {name} must be true or false")
+            return raw == "true"
 
         driver = required("REPLICATION_DRIVER")
         if driver not in DRIVERS:
@@ -148,6 +155,7 @@ class Settings:
             connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
             max_changed_rows=number("CHECKPOINT_MAX_CHANGED_ROWS", DEFAULT_MAX_CHANGED_ROWS, MAX_CHANGED_ROWS),
+            count_rows=switch("CHECKPOINT_COUNT_ROWS"),
         )
 
 

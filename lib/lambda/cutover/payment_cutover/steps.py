@@ -18,10 +18,12 @@ made while its source was fenced; one switch at a time — every mutating step r
 mutex holding the switch lease (payment_cutover.control), so a second execution, a retried invoke,
 a rollback or an abort cannot interleave with it.
 
-The fenced window holds no full comparison: `checkpoint` makes a logical slot (test_decoding) on the
-old writer before the live validation (the validation Lambda, settle-and-recheck) compares every
-row; inside the fence `validate_changes` compares only the keys that slot decoded since, plus row
-counts and sequences (payment_validation.engine says why that proves as much). The slot is the
+The fenced window holds no full comparison: `checkpoint` makes a logical slot (test_decoding) on
+each side before the live validation (the validation Lambda, settle-and-recheck) compares every
+row; inside the fence `validate_changes` compares only the keys those slots decoded since, and the
+sequences (payment_validation.engine says why that proves as much). The target's slot catches what
+reached the target other than through replication since the checkpoint; the exact row counts are
+O(rows) and counted only with CHECKPOINT_COUNT_ROWS=true. The slot is the
 controller's: peeking a slot needs REPLICATION, which the validator's role does not have, so the
 step Lambda reads it and runs the comparison itself with the validation engine (bundled into its
 zip), as the controller role, which may SELECT the payment tables on both sides. A slot retains WAL
@@ -70,6 +72,7 @@ class Controller:
     holder: str = "controller"  # who takes the switch lease: the Step Functions execution
     lease_seconds: float = 140.0  # longer than one invocation can run (its timeout is wait_seconds + 60)
     max_changed_rows: int = 1_000_000  # beyond, validate_changes compares every row
+    count_rows: bool = False  # validate_changes also counts every table's rows (O(rows), inside the fence)
     lease: control.Lease | None = field(default=None, init=False)
 
     @property
@@ -147,33 +150,38 @@ def preflight(c: Controller, source: str, target: str) -> dict:
 
 
 def checkpoint(c: Controller, source: str, target: str) -> dict:
-    """A checkpoint on the writer `source`, before the live validation compares every row: a new
-    logical slot (any an earlier run left is dropped first), from which `validate_changes` reads what
-    changed since. Its creation waits for the transactions running on `source` (SwitchPending after
-    wait_seconds: they are long, retry later); it changes nothing the application sees."""
+    """A checkpoint before the live validation compares every row: a new logical slot on the writer
+    `source` and one on `target` (any an earlier run left is dropped first), from which
+    `validate_changes` reads what changed since on each side — on `target`, what the replication
+    applied, and any write that reached it otherwise. Its creation waits for the transactions
+    running there (SwitchPending after wait_seconds: they are long, retry later); it changes nothing
+    the application sees."""
     with switching(c) as lease:
         _require_writer(c, source, target)
-        conn, slot = c.databases[source], c.checkpoint_slot(source)
-        replaced = slots.drop_slot(conn, slot, timeout_seconds=c.wait_seconds)
-        with conn.cursor() as cur:
-            cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(c.wait_seconds * 1000)}ms",))
-            try:
-                cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
-                            (slot, CHECKPOINT_PLUGIN))
-                lsn = cur.fetchone()[0]
-            except pg_errors.QueryCanceled as error:
-                raise SwitchPending(f"the checkpoint slot {slot} could not be made on {source} within "
-                                    f"{c.wait_seconds:g} s: it waits for the transactions running there; the step "
-                                    "can be retried") from error
-            finally:
-                cur.execute("RESET statement_timeout")
+        slot, lsns, replaced = c.checkpoint_slot(source), {}, False
+        for side in (source, target):
+            conn = c.databases[side]
+            replaced = slots.drop_slot(conn, slot, timeout_seconds=c.wait_seconds) or replaced
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(c.wait_seconds * 1000)}ms",))
+                try:
+                    cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+                                (slot, CHECKPOINT_PLUGIN))
+                    lsns[side] = cur.fetchone()[0]
+                except pg_errors.QueryCanceled as error:
+                    raise SwitchPending(f"the checkpoint slot {slot} could not be made on {side} within "
+                                        f"{c.wait_seconds:g} s: it waits for the transactions running there; the "
+                                        "step can be retried") from error
+                finally:
+                    cur.execute("RESET statement_timeout")
         control.release_lease(c.databases[ONPREM], lease)
-    return {"side": source, "slot": slot, "lsn": lsn, "replaced": replaced}
+    return {"slot": slot, "lsn": lsns, "replaced": replaced}
 
 
 def validate_changes(c: Controller, source: str, target: str, *, live_validation: str | None) -> dict:
-    """Inside the fence, after the marker arrived: compare what changed on `source` since its
-    checkpoint, by key, plus row counts and sequences (payment_validation.engine.validate_changes).
+    """Inside the fence, after the marker arrived: compare the keys written on either side since the
+    checkpoint, by key, and the sequences (payment_validation.engine.validate_changes); the exact row
+    counts too when `count_rows` (O(rows): off by default, see README).
     Compares every row instead, and says why in `scope`, when the live validation after the
     checkpoint did not pass (`live_validation`, its status), the checkpoint cannot be read, or more
     than max_changed_rows rows changed. Returns the validation report (`status` PASSED/FAILED/ERROR)."""
@@ -184,16 +192,18 @@ def validate_changes(c: Controller, source: str, target: str, *, live_validation
         fallback = f"the live validation after the checkpoint is {live_validation or 'missing'}, not PASSED"
     else:
         try:
-            changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows)
+            source_changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows)
+            target_changes = read_changes(c.databases[target], slot, max_rows=c.max_changed_rows)
         except ChangesUnreadable as error:
             fallback = str(error)
         else:
+            changes = source_changes.merged(target_changes, c.max_changed_rows)
             if changes.overflow:
                 fallback = f"more than {c.max_changed_rows} rows changed since the checkpoint (CHECKPOINT_MAX_CHANGED_ROWS)"
     options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=0)
     with _validation_sessions(c, source, target) as (source_conn, target_conn):
         if fallback is None:
-            report = compare_changes(source_conn, target_conn, changes, options).to_dict()
+            report = compare_changes(source_conn, target_conn, changes, options, count_rows=c.count_rows).to_dict()
         else:
             report = validate(source_conn, target_conn, options).to_dict()
             report["scope"] = {"mode": "full", "fallback": fallback}
@@ -408,13 +418,18 @@ def status(c: Controller) -> dict:
             "slots": {side: slots.slot_info(c.databases[side], c.driver.slot_name(Direction(side, other(side))))
                       for side in SIDES},
             # a checkpoint left by a switch that neither finished nor aborted keeps WAL on that side
-            "checkpoint_slots": {side: slots.slot_info(c.databases[side], c.checkpoint_slot(side)) for side in SIDES},
+            "checkpoint_slots": {side: [info for info in (slots.slot_info(c.databases[side], c.checkpoint_slot(switch))
+                                                          for switch in SIDES) if info]
+                                 for side in SIDES},
             "fence_records": {side: (lambda found: found.to_dict() if found else None)(
                 control.current_fence(c.databases[side], side)) for side in SIDES}}
 
 
-def _drop_checkpoint(c: Controller, side: str) -> bool:
-    return slots.drop_slot(c.databases[side], c.checkpoint_slot(side), timeout_seconds=c.wait_seconds)
+def _drop_checkpoint(c: Controller, source: str) -> bool:
+    """Drop the checkpoint of a switch away from `source`, on both sides."""
+    dropped = [slots.drop_slot(c.databases[side], c.checkpoint_slot(source), timeout_seconds=c.wait_seconds)
+               for side in (source, other(source))]
+    return any(dropped)
 
 
 def _prove(c: Controller, source: str, record: control.FenceRecord) -> dict:

@@ -50,6 +50,17 @@ class Changes:
     def table(self, name: str) -> TableChanges:
         return self.tables.setdefault(name, TableChanges())
 
+    def merged(self, other: Changes, max_rows: int) -> Changes:
+        """The changes of both (e.g. of the source and of the target since the same checkpoint)."""
+        merged = Changes(rows=self.rows + other.rows, overflow=self.overflow or other.overflow
+                         or self.rows + other.rows > max_rows)
+        for changes in (self, other):
+            for name, table in changes.tables.items():
+                into = merged.table(name)
+                into.rows += table.rows
+                into.truncated = into.truncated or table.truncated
+        return merged
+
 
 def read_changes(conn, slot: str, *, max_rows: int, upto_lsn: str | None = None) -> Changes:
     """The changes decoded from `slot` (peeked: the slot does not move), collecting at most

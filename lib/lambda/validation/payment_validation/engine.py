@@ -32,8 +32,9 @@ ONLY WHAT CHANGED SINCE A CHECKPOINT (`validate_changes`). A full comparison cos
 data cutover's fenced window, when every write is refused, must not. So the full comparison runs
 before the fence, on the live replica with settle-and-recheck, after a CHECKPOINT: a logical slot
 made on the source (changes.py) before that run starts. Inside the fence only the keys the slot
-decoded since the checkpoint are compared, by key, as the recheck compares them; plus the row
-counts and the sequences. Why that proves what a full comparison of the fenced data would:
+decoded since the checkpoint are compared, by key, as the recheck compares them; plus the sequences
+(and on request the exact row counts, which cost O(rows)). Why that proves what a full comparison
+of the fenced data would:
 
   Assumptions. (A1) The run after the checkpoint PASSED: for every key k it found, in some snapshot
   pair (the first pass's, or a recheck round's) taken after the checkpoint, source(k) = target(k)
@@ -51,13 +52,15 @@ counts and the sequences. Why that proves what a full comparison of the fenced d
   transaction, and the last of them leaves the image the source held at the checkpoint: S. With
   none, target(k) stays S. So in the fence source(k) = target(k) = S for every key the slot does
   not name, and the keys it names are compared now, exactly. Every key equal is what the full
-  comparison establishes; the row counts follow from it and are compared as a second witness
-  (a difference there means an assumption failed: a write reached a side outside replication).
+  comparison establishes; equal row counts follow from it (a difference in them means an
+  assumption failed: a write reached a side outside replication).
 
-  What it does not prove, and what does: a write made on the target by anyone but the apply, on a
-  key the source then leaves alone (A2 broken) — the fence's proof covers the old writer, not the
-  new one; the row counts catch inserts and deletes of that kind, the scheduled full pass
-  (validation.full_every) everything. A table whose changes cannot be enumerated (a TRUNCATE, a
+  A write on the target by anyone but the apply breaks (A2). Before the checkpoint, the run of (A1)
+  compared it. After it, the cutover's checkpoint is a slot on each side: the keys the target's
+  slot decodes (what the apply wrote, and anything else) are compared too, so such a write is
+  found exactly, in O(changes). Where only the source's changes are known (the scheduled runs), the
+  scheduled full pass (validation.full_every) finds it, and the exact row counts (`count_rows`,
+  O(rows)) catch its inserts and deletes at once. A table whose changes cannot be enumerated (a TRUNCATE, a
   DELETE without key) is compared whole, and past `max changed rows` the caller compares every
   table whole, and the report says which (`scope`).
 
