@@ -143,3 +143,69 @@ def test_abort_drops_the_checkpoint_and_status_shows_one_left_behind(pair, contr
     steps.abort(controller, ONPREM, AWS)
     assert checkpoint_slots(pair, ONPREM) == [] and checkpoint_slots(pair, AWS) == []
     assert steps.status(controller)["checkpoint_slots"] == {ONPREM: [], AWS: []}
+
+
+# -- the scheduled validation ----------------------------------------------------------------------
+
+DAY = 86_400
+
+
+def scheduled_slots(pair, side: str) -> list[str]:
+    return [name for (name,) in pair.sides[side].query(
+        "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE '%\\_validat%' ORDER BY 1")]
+
+
+def settle(pair, payment: str) -> None:
+    pair.wait_until(lambda: pair.aws.scalar("SELECT status FROM payments WHERE payment_id = %s", (payment,))
+                    == pair.onprem.scalar("SELECT status FROM payments WHERE payment_id = %s", (payment,)),
+                    "an update to reach aws")
+
+
+def test_the_scheduled_validation_compares_every_row_then_only_what_changed(pair, controller):
+    controller.recheck_rounds, controller.recheck_seconds = 3, 0.2
+    customer = add_customer(pair.onprem)
+    first = add_payments(pair, customer, 3)
+    replicated(pair, first[-1])
+
+    full = steps.scheduled_validation(controller, now=1_000_000)
+
+    assert full["status"] == "PASSED", full["message"]
+    assert full["scope"]["mode"] == "full" and full["scope"]["reason"] == "no PASSED checkpoint"
+    assert scheduled_slots(pair, ONPREM) == [full["scope"]["checkpoint"]]
+    assert full["scope"]["checkpoint"].endswith("_validated_1000000")
+
+    later = add_payments(pair, customer, 2)
+    pair.onprem.query("UPDATE payments SET status = 'failed' WHERE payment_id = %s RETURNING 1", (first[0],))
+    replicated(pair, later[-1])
+    settle(pair, first[0])
+    incremental = steps.scheduled_validation(controller, now=1_000_000 + 3600)
+
+    assert incremental["status"] == "PASSED", incremental["message"]
+    assert incremental["scope"]["mode"] == "changes" and incremental["scope"]["keys_compared"] == 3
+    assert incremental["scope"]["checkpoint"]["advanced_to"], "a PASSED run moves the checkpoint on"
+
+    quiet = steps.scheduled_validation(controller, now=1_000_000 + 7200)
+    assert quiet["scope"]["mode"] == "changes" and quiet["scope"]["keys_compared"] == 0, "nothing changed since"
+
+    due = steps.scheduled_validation(controller, now=1_000_000 + DAY)
+    assert due["scope"]["mode"] == "full" and "old" in due["scope"]["reason"]
+    assert scheduled_slots(pair, ONPREM) == [due["scope"]["checkpoint"]], "one checkpoint: the newest full pass"
+
+
+def test_a_scheduled_run_that_fails_keeps_the_last_passed_checkpoint(pair, controller):
+    controller.recheck_rounds, controller.recheck_seconds = 1, 0.1
+    customer = add_customer(pair.onprem)
+    payments = add_payments(pair, customer, 2)
+    replicated(pair, payments[-1])
+    passed = steps.scheduled_validation(controller, now=2_000_000)["scope"]["checkpoint"]
+    pair.onprem.query("UPDATE payments SET status = 'failed' WHERE payment_id = %s RETURNING 1", (payments[0],))
+    settle(pair, payments[0])
+    pair.aws.query("UPDATE payments SET amount = 55 WHERE payment_id = %s RETURNING 1", (payments[0],))
+
+    failed = steps.scheduled_validation(controller, now=2_000_000 + 60)
+    again = steps.scheduled_validation(controller, now=2_000_000 + 120)
+
+    assert failed["status"] == "FAILED" and failed["scope"]["checkpoint"]["advanced_to"] is None
+    assert again["status"] == "FAILED", "the key is compared again from the same checkpoint"
+    assert failed["tables"]["public.payments"]["mismatched"] == [{"payment_id": payments[0]}]
+    assert scheduled_slots(pair, ONPREM) == [passed]

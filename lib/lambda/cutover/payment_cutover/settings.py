@@ -43,8 +43,9 @@ STEPS: dict[str, dict[str, type]] = {
     "status": {},
     "fence_non_writer": {},
     "publish_metrics": {},
+    "scheduled_validation": {},
 }
-STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics")
+STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics", "scheduled_validation")
 DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
 # $$.Execution.Id: logged for correlation, and the holder of the switch lease (payment_cutover.control)
 COMMON_KEYS = {"execution": str}
@@ -78,6 +79,9 @@ class Settings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
     max_changed_rows: int = DEFAULT_MAX_CHANGED_ROWS  # CHECKPOINT_MAX_CHANGED_ROWS
     count_rows: bool = False  # CHECKPOINT_COUNT_ROWS=true: the fenced validation also counts every row
+    full_every_seconds: int = 86_400  # FULL_EVERY_SECONDS: the scheduled validation's full pass, at most this often
+    recheck_rounds: int = 3  # RECHECK_ROUNDS, RECHECK_SECONDS: the scheduled validation's settle-and-recheck
+    recheck_seconds: int = 5
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -104,6 +108,14 @@ class Settings:
                 return default
             if not raw.isdigit() or not 0 < int(raw) <= maximum:
                 raise ConfigurationError(f"configuration invalid: {name} must be an integer from 1 to {maximum}")
+            return int(raw)
+
+        def rounds(name: str, default: int, maximum: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) > maximum:
+                raise ConfigurationError(f"configuration invalid: {name} must be an integer from 0 to {maximum}")
             return int(raw)
 
         def switch(name: str) -> bool:
@@ -156,6 +168,9 @@ class Settings:
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
             max_changed_rows=number("CHECKPOINT_MAX_CHANGED_ROWS", DEFAULT_MAX_CHANGED_ROWS, MAX_CHANGED_ROWS),
             count_rows=switch("CHECKPOINT_COUNT_ROWS"),
+            full_every_seconds=number("FULL_EVERY_SECONDS", 86_400, 30 * 86_400),
+            recheck_rounds=rounds("RECHECK_ROUNDS", 3, 20),
+            recheck_seconds=number("RECHECK_SECONDS", 5, 300),
         )
 
 

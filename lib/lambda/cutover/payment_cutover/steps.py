@@ -33,6 +33,7 @@ earlier run left, and `status` shows it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from typing import Any
 
 from psycopg2 import errors as pg_errors
 
-from payment_validation.changes import CHECKPOINT_PLUGIN, ChangesUnreadable, read_changes
+from payment_validation.changes import CHECKPOINT_PLUGIN, ChangesUnreadable, current_lsn, read_changes
 from payment_validation.engine import ValidationOptions, validate, validate_changes as compare_changes
 
 from payment_cutover import capabilities, control, markers, slots
@@ -73,6 +74,10 @@ class Controller:
     lease_seconds: float = 140.0  # longer than one invocation can run (its timeout is wait_seconds + 60)
     max_changed_rows: int = 1_000_000  # beyond, validate_changes compares every row
     count_rows: bool = False  # validate_changes also counts every table's rows (O(rows), inside the fence)
+    # the scheduled validation: every row at most this often, else what changed; rechecks on live data
+    full_every_seconds: int = 86_400
+    recheck_rounds: int = 3
+    recheck_seconds: float = 5.0
     lease: control.Lease | None = field(default=None, init=False)
 
     @property
@@ -226,6 +231,85 @@ def _validation_sessions(c: Controller, source: str, target: str) -> Iterator[tu
             conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT", autocommit=True)
             with conn.cursor() as cur:
                 cur.execute("RESET ALL")
+
+
+SCHEDULED_PENDING = "_validating"
+SCHEDULED_PASSED = "_validated_"  # + the Unix time of the full pass the checkpoint descends from
+
+
+def scheduled_validation(c: Controller, *, now: float | None = None) -> dict:
+    """The scheduled validation of the replica against the writer, on live data (settle-and-recheck).
+
+    A full pass (every row) when the last one that PASSED is `full_every_seconds` old or more, or
+    there is none; otherwise only the keys the writer's slot decoded since the last PASSED
+    checkpoint (payment_validation.engine: the same argument as the cutover's, between runs). The
+    checkpoint is a logical slot on the writer named after the full pass it descends from
+    (<direction slot>_validated_<unix time>): a full pass makes a new one before it starts and keeps
+    it only if it PASSED; a run over the changes that PASSED advances it to the position it read up
+    to; one that did not leaves it, so the next run compares those keys again. Checkpoints left on
+    the side that is no longer the writer (after a switch) are dropped."""
+    now = time.time() if now is None else now
+    record = read_writer(c.ssm, c.writer_parameter)
+    source, target = record.writer, other(record.writer)
+    conn = c.databases[source]
+    prefix = c.driver.slot_name(Direction(source, target))[:36]
+    stale = [name for name, _ in _scheduled_slots(c.databases[target], c.driver.slot_name(Direction(target, source))[:36])]
+    for name in stale:
+        slots.drop_slot(c.databases[target], name, timeout_seconds=c.wait_seconds)
+    passed = sorted(_scheduled_slots(conn, prefix), key=lambda found: found[1])
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=c.recheck_rounds,
+                                recheck_seconds=c.recheck_seconds)
+    full_because = None
+    if not passed:
+        full_because = "no PASSED checkpoint"
+    elif now - passed[-1][1] >= c.full_every_seconds:
+        full_because = f"the last full pass that PASSED is {int(now - passed[-1][1])} s old"
+    changes = None
+    if full_because is None:
+        checkpoint = passed[-1][0]
+        upto = current_lsn(conn)
+        try:
+            changes = read_changes(conn, checkpoint, max_rows=c.max_changed_rows, upto_lsn=upto)
+        except ChangesUnreadable as error:
+            full_because = str(error)
+        else:
+            if changes.overflow:
+                full_because = f"more than {c.max_changed_rows} rows changed since the checkpoint"
+    if full_because is None:
+        with _validation_sessions(c, source, target) as (source_conn, target_conn):
+            report = compare_changes(source_conn, target_conn, changes, options, count_rows=False).to_dict()
+        advanced = report["status"] == "PASSED"
+        if advanced:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (checkpoint, upto))
+        report["scope"]["checkpoint"] = {"slot": checkpoint, "advanced_to": upto if advanced else None}
+    else:
+        pending = f"{prefix}{SCHEDULED_PENDING}"
+        slots.drop_slot(conn, pending, timeout_seconds=c.wait_seconds)
+        slots.create_slot(conn, pending, CHECKPOINT_PLUGIN)
+        try:
+            with _validation_sessions(c, source, target) as (source_conn, target_conn):
+                report = validate(source_conn, target_conn, options).to_dict()
+            kept = None
+            if report["status"] == "PASSED":
+                kept = f"{prefix}{SCHEDULED_PASSED}{int(now)}"
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_copy_logical_replication_slot(%s, %s)", (pending, kept))
+                for name, _ in passed:
+                    slots.drop_slot(conn, name, timeout_seconds=c.wait_seconds)
+        finally:
+            slots.drop_slot(conn, pending, timeout_seconds=c.wait_seconds)
+        report["scope"] = {"mode": "full", "reason": full_because, "checkpoint": kept}
+    return {**report, "writer": source, "dropped_stale_checkpoints": stale}
+
+
+def _scheduled_slots(conn, prefix: str) -> list[tuple[str, int]]:
+    """The scheduled validation's PASSED checkpoints on this side: (slot, time of its full pass)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database() "
+                    "AND starts_with(slot_name::text, %s)", (prefix + SCHEDULED_PASSED,))
+        names = [name for (name,) in cur.fetchall()]
+    return [(name, int(name.rsplit("_", 1)[1])) for name in names if name.rsplit("_", 1)[1].isdigit()]
 
 
 def fence(c: Controller, source: str, target: str) -> dict:
