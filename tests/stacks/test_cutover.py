@@ -131,10 +131,28 @@ def test_each_state_machine_may_invoke_exactly_the_functions_it_calls(synthesize
 
 
 def test_slot_and_fence_metrics_are_published_every_minute(synthesized):
-    (rule,) = synthesized.resources("cutover", "aws_cloudwatch_event_rule").values()
+    rule = synthesized.resources("cutover", "aws_cloudwatch_event_rule")["metrics-schedule"]
     assert rule["schedule_expression"] == "rate(1 minute)"
-    (target,) = synthesized.resources("cutover", "aws_cloudwatch_event_target").values()
+    target = synthesized.resources("cutover", "aws_cloudwatch_event_target")["metrics-target"]
     assert json.loads(target["input"]) == {"step": "publish_metrics"}
+
+
+def test_the_scheduled_validation_runs_as_the_controller_with_a_full_pass_at_most_daily(synthesized):
+    rule = synthesized.resources("cutover", "aws_cloudwatch_event_rule")["validation-schedule"]
+    assert rule["schedule_expression"] == "rate(1 hour)"
+    target = synthesized.resources("cutover", "aws_cloudwatch_event_target")["validation-schedule-target"]
+    assert json.loads(target["input"]) == {"step": "scheduled_validation"}
+    assert "validation-scheduler" in target["arn"]
+    function = _functions(synthesized)["payment-validation-scheduler-dev"]
+    env = function["environment"]["variables"]
+    assert env["FULL_EVERY_SECONDS"] == "86400"
+    assert (env["RECHECK_ROUNDS"], env["RECHECK_SECONDS"]) == ("3", "5")
+    assert "aws-payment_controller" in env["AURORA_DB_SECRET_ARN"], "slots are the controller's to make and read"
+    assert function["timeout"] == 900, "a full pass runs for minutes: not the steps' short timeout"
+    assert function["reserved_concurrent_executions"] == 1
+    permissions = synthesized.resources("cutover", "aws_lambda_permission")
+    assert permissions["validation-schedule-invoke"]["source_arn"] == (
+        "${aws_cloudwatch_event_rule.validation-schedule.arn}")
 
 
 @pytest.mark.parametrize("stack", ["validation-dev", "monitoring-dev", "security-dev"])
