@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,6 +128,11 @@ def run_size(pair, rows: int, rate: int) -> dict:
 
     started = time.perf_counter()
     pair.load_both(LOAD_SQL.format(payments=rows, customers=max(1, rows // 10)))
+    # as a database that has lived with its rows: vacuumed, so autovacuum does not rewrite the fresh
+    # tables (and fill the WAL every slot reads) in the middle of the measurement
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda db: db.postgres.admin_execute("VACUUM (FREEZE, ANALYZE)", dbname=db.dbname),
+                      pair.sides.values()))
     print(f"{rows:,} payments rows (and {3 * rows + rows // 10:,} in the other tables) loaded on both sides "
           f"in {time.perf_counter() - started:.0f} s", flush=True)
     scheduled = scheduled_validation(pair, rows)

@@ -31,11 +31,27 @@ class ChangesUnreadable(Exception):
 
 @dataclass
 class TableChanges:
-    """One table's changed rows since the checkpoint: each a {column: value text} of the key columns
-    the WAL carried (the whole row for an INSERT or UPDATE, the key for a DELETE)."""
+    """One table's changed rows since the checkpoint, as test_decoding printed each tuple (the whole
+    row for an INSERT or UPDATE, the key for a DELETE); parsed only as far as the key columns."""
 
-    rows: list[dict[str, str | None]] = field(default_factory=list)
+    tuples: list[str] = field(default_factory=list)
     truncated: bool = False  # a TRUNCATE, or a DELETE without key: the keys cannot be enumerated
+
+    @property
+    def rows(self) -> list[dict[str, str | None]]:
+        """Every changed row's columns, {column: value text}."""
+        return [parse_tuple(text) for text in self.tuples]
+
+    def keys(self, key_columns: tuple[str, ...]) -> set[tuple] | None:
+        """The distinct keys of the changed rows; None when a row does not carry the whole key."""
+        wanted = frozenset(key_columns)
+        keys = set()
+        for text in self.tuples:
+            values = parse_tuple(text, wanted)
+            if len(values) < len(wanted):
+                return None
+            keys.add(tuple(values[name] for name in key_columns))
+        return keys
 
 
 @dataclass
@@ -57,7 +73,7 @@ class Changes:
         for changes in (self, other):
             for name, table in changes.tables.items():
                 into = merged.table(name)
-                into.rows += table.rows
+                into.tuples += table.tuples
                 into.truncated = into.truncated or table.truncated
         return merged
 
@@ -137,16 +153,17 @@ def _collect(changes: Changes, data: str, max_rows: int) -> None:
         if changes.rows >= max_rows:
             changes.overflow = True
             return
-        table.rows.append(parse_tuple(text))
+        table.tuples.append(text)
         changes.rows += 1
 
 
-def parse_tuple(text: str) -> dict[str, str | None]:
+def parse_tuple(text: str, wanted: frozenset[str] | None = None) -> dict[str, str | None]:
     """{column: value text} of a test_decoding tuple `name[type]:value name[type]:value …`; a NULL
-    is None; a TOASTed value left unchanged by an UPDATE is left out (keys are never TOASTed)."""
+    is None; a TOASTed value left unchanged by an UPDATE is left out (keys are never TOASTed).
+    With `wanted`, only those columns, and the parsing stops once it has them all."""
     values: dict[str, str | None] = {}
     position, length = 0, len(text)
-    while position < length:
+    while position < length and (wanted is None or len(values) < len(wanted)):
         name, position = _identifier(text, position, stop="[")
         end_of_type = text.index("]:", position)
         position = end_of_type + 2
@@ -161,7 +178,8 @@ def parse_tuple(text: str) -> dict[str, str | None]:
             elif value == "unchanged-toast-datum":
                 position += 1
                 continue
-        values[name] = value
+        if wanted is None or name in wanted:
+            values[name] = value
         position += 1  # the space between columns
     return values
 

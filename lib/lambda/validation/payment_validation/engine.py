@@ -691,16 +691,16 @@ class _TableCheck:
             self._session.sides, queries, self._options.max_diffs_per_table,
             MAX_RECHECKED_KEYS if self._options.recheck_rounds else 0,
         )
-        key_names = source.primary_key
-        rows = changes.rows if changes else []
+        keys: set | None = set()
         if changes is not None and changes.truncated:
             self.whole_reason = "truncated, or deleted without its key, since the checkpoint"
-        elif any(any(name not in row for name in key_names) for row in rows):
-            self.whole_reason = "a change since the checkpoint does not carry the whole primary key"
+        elif changes is not None:
+            keys = changes.keys(source.primary_key)
+            if keys is None:
+                self.whole_reason = "a change since the checkpoint does not carry the whole primary key"
         if self.whole_reason:
             self._content.run(KeyRange())
         else:
-            keys = {tuple(row[name] for name in key_names) for row in rows}
             self.keys_compared = len(keys)
             self._content.compare_keys(sorted(keys))
             if count_rows:
