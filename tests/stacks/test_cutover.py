@@ -158,3 +158,16 @@ def test_the_scheduled_validation_runs_as_the_controller_with_a_full_pass_at_mos
 @pytest.mark.parametrize("stack", ["validation-dev", "monitoring-dev", "security-dev"])
 def test_nothing_reads_the_cutover_stack(synthesized, stack):
     assert "cutover-dev" not in synthesized.manifest["stacks"][stack].get("dependencies", [])
+
+
+def test_the_step_bundle_carries_the_validation_engine(synthesized):
+    """The fenced Validate state and the validation scheduler compare with the validation engine in
+    the step function's own zip (the slots they read need the controller's role)."""
+    import zipfile
+
+    from lib.bundler import DEFAULT_OUT_DIR
+
+    with zipfile.ZipFile(DEFAULT_OUT_DIR / "cutover.zip") as bundle:
+        names = set(bundle.namelist())
+    assert {"payment_cutover/steps.py", "payment_validation/engine.py", "payment_validation/changes.py",
+            "payment_validation/queries.py"} <= names

@@ -30,43 +30,40 @@ first pass's bounds) that `validate` checks one at a time and `merge.merge` join
 
 ONLY WHAT CHANGED SINCE A CHECKPOINT (`validate_changes`). A full comparison costs O(rows); the
 data cutover's fenced window, when every write is refused, must not. So the full comparison runs
-before the fence, on the live replica with settle-and-recheck, after a CHECKPOINT: a logical slot
-made on the source (changes.py) before that run starts. Inside the fence only the keys the slot
-decoded since the checkpoint are compared, by key, as the recheck compares them; plus the sequences
-(and on request the exact row counts, which cost O(rows)). Why that proves what a full comparison
-of the fenced data would:
+before the fence, on the live replica with settle-and-recheck, after a CHECKPOINT: logical slots
+(changes.py) made before that run starts. Inside the fence only the keys the slots decoded since
+the checkpoint are compared, by key, as the recheck compares them; plus the sequences (and on
+request the exact row counts, which cost O(rows)). Why that proves what a full comparison of the
+fenced data would:
 
-  Assumptions. (A1) The run after the checkpoint PASSED: for every key k it found, in some snapshot
-  pair (the first pass's, or a recheck round's) taken after the checkpoint, source(k) = target(k)
-  (both absent counts as equal). (A2) Only the replication apply writes to the target, and it
-  applies the source's committed changes in commit order, each setting the target row to the image
-  the change carries (the new row for an INSERT or UPDATE, absence for a DELETE): DMS and
-  PostgreSQL logical replication do. (A3) The slot decodes every transaction that commits after
-  its creation returned (it waits for the transactions running then), and its WAL is read whole.
-  (A4) Inside the fence the source is quiet and replication has caught up (the marker arrived).
+  Assumptions. (A1) The run after the checkpoint PASSED: for every key k, in some pair of snapshots
+  (the first pass's, or a recheck round's) taken after the checkpoint, source(k) = target(k) (both
+  absent counts as equal). (A2) A slot decodes every transaction that commits on its side after the
+  slot's creation returned (creation waits for the transactions running then), and its WAL is read
+  whole (peeked, up to what is flushed). (A3) The comparison in the fence reads both sides after the
+  last change: both are fenced, and the marker proved replication caught up.
 
-  Take a key k that no change since the checkpoint touched, so source(k) is the same at every
-  moment after the checkpoint; call it S. By (A1) target(k) = S at some moment t after it. After t,
-  the target's k changes only by the apply (A2) of source changes to k, all committed before the
-  checkpoint (otherwise the slot names k, A3); each sets target(k) to the image after its
-  transaction, and the last of them leaves the image the source held at the checkpoint: S. With
-  none, target(k) stays S. So in the fence source(k) = target(k) = S for every key the slot does
-  not name, and the keys it names are compared now, exactly. Every key equal is what the full
-  comparison establishes; equal row counts follow from it (a difference in them means an
-  assumption failed: a write reached a side outside replication).
+  The cutover's checkpoint is a slot on EACH side. Take a key k that neither slot names: no
+  transaction changed k on either side since the checkpoint (A2), so source(k) and target(k) have
+  been constant since then, and by (A1) they were equal at some moment after it: they are equal
+  now. The keys the slots name are compared now, exactly (A3). So every key is equal, which is what
+  a full comparison establishes — whoever wrote: the replication apply, or anyone writing to the
+  target outside it, whose change its slot names like any other. Equal row counts follow.
 
-  A write on the target by anyone but the apply breaks (A2). Before the checkpoint, the run of (A1)
-  compared it. After it, the cutover's checkpoint is a slot on each side: the keys the target's
-  slot decodes (what the apply wrote, and anything else) are compared too, so such a write is
-  found exactly, in O(changes). Where only the source's changes are known (the scheduled runs), the
-  scheduled full pass (validation.full_every) finds it, and the exact row counts (`count_rows`,
-  O(rows)) catch its inserts and deletes at once. A table whose changes cannot be enumerated (a TRUNCATE, a
-  DELETE without key) is compared whole, and past `max changed rows` the caller compares every
-  table whole, and the report says which (`scope`).
+  With a slot on the source alone (the scheduled runs), the argument needs one more assumption:
+  (A4) only the replication apply writes to the target, applying the source's committed changes in
+  commit order, each setting the target row to the image the change carries (the new row of an
+  INSERT or UPDATE, absence for a DELETE), as DMS and PostgreSQL logical replication do. Then for a
+  key the source's slot does not name, the target's k changes after the equal moment only by the
+  apply of source changes committed before the checkpoint, the last of which leaves the source's
+  image S, which has not changed since: equal again. A write on the target outside replication
+  breaks (A4): the scheduled full pass (validation.full_every) finds it, and the exact row counts
+  (`count_rows`) catch its inserts and deletes at once.
 
-The scheduled validation uses the same argument between runs: a full pass at most every
-`full_every`, otherwise the keys changed since the last PASSED checkpoint, on the live replica with
-settle-and-recheck (then the counts decide nothing: `count_rows` off).
+  A table whose changes cannot be enumerated (a TRUNCATE, a DELETE without key) is compared whole;
+  past the caller's limit of changed rows, every table is (the report's `scope` says which). On a
+  live replica (the scheduled runs), the differing keys are settled by the recheck rounds, and row
+  counts decide nothing (`count_rows` off).
 
 `validate_sequences` reads only the sequences (O(sequences): a catalog read and an index probe
 per owned column), for the check after the cutover advanced them.
