@@ -23,12 +23,13 @@ each side before the live validation (the validation Lambda, settle-and-recheck)
 row; inside the fence `validate_changes` compares only the keys those slots decoded since, and the
 sequences (payment_validation.engine says why that proves as much). The target's slot catches what
 reached the target other than through replication since the checkpoint; the exact row counts are
-O(rows) and counted only with CHECKPOINT_COUNT_ROWS=true. The slot is the
-controller's: peeking a slot needs REPLICATION, which the validator's role does not have, so the
-step Lambda reads it and runs the comparison itself with the validation engine (bundled into its
-zip), as the controller role, which may SELECT the payment tables on both sides. A slot retains WAL
-while it exists: `set_writer` and `abort` drop it, the next `checkpoint` replaces whatever an
-earlier run left, and `status` shows it.
+O(rows) and counted only with CHECKPOINT_COUNT_ROWS=true. The slots are the controller's: peeking
+a slot needs REPLICATION, which the validator's role does not have, so the step Lambda reads them
+and runs the comparison itself with the validation engine (bundled into its zip), as the controller
+role, which may SELECT the payment tables on both sides. A slot retains WAL while it exists:
+`set_writer` and `abort` drop them, the next `checkpoint` replaces whatever an earlier run left,
+and `status` shows them. A fallback to every row must fit in one invocation (WAIT_SECONDS + 60 s):
+on a database too large for that it times out, and the execution aborts and reopens the old writer.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ from payment_cutover import capabilities, control, markers, slots
 from payment_cutover import fence as fencing
 from payment_cutover.errors import (
     FenceIncomplete,
-    SwitchPending,
     ReplicationBehind,
     ReplicationLoop,
     ReplicationNotRunning,
+    SwitchPending,
     WriterMismatch,
 )
 from payment_cutover.replication import STARTING, ReplicationDriver
