@@ -8,7 +8,7 @@ time), retrying a refused write every 10 ms — while the data cutover's steps r
 machine's order, as the controller runs them, validations included:
 
     preflight, checkpoint, live validation (every row, settle-and-recheck, as payment_validator),
-    fence, wait_replication, validate_changes (what changed since the checkpoint), advance_sequences,
+    catch_up (what was written meanwhile, compared; the checkpoint moved past it), fence, wait_replication, validate_changes (what changed since the checkpoint), advance_sequences,
     the sequences' validation (as payment_validator), switch_replication, prove_fence, open, set_writer
 
 The write pause is the longest gap between two acknowledged payments that overlaps the switch (from
@@ -140,6 +140,7 @@ def run_size(pair, rows: int, rate: int) -> dict:
     ssm = boto3.client("ssm")
     controller = pair.controller(ssm=ssm, writer_parameter=create_writer_parameter(ssm, "/bench/cutover-writer"),
                                  wait_seconds=60)
+    controller.recheck_rounds, controller.recheck_seconds = RECHECK_ROUNDS, RECHECK_SECONDS
     load = Load(pair, rate)
     load.start()
     time.sleep(3)  # steady state first
@@ -160,6 +161,7 @@ def run_size(pair, rows: int, rate: int) -> dict:
         step("checkpoint", lambda: steps.checkpoint(controller, ONPREM, AWS))
         live = step("validate_live", lambda: validation(pair, recheck_rounds=RECHECK_ROUNDS))
         assert live["status"] == "PASSED", live["message"]
+        step("catch_up", lambda: steps.catch_up(controller, ONPREM, AWS))
         step("fence", lambda: steps.fence(controller, ONPREM, AWS))
         step("wait_replication", lambda: steps.wait_replication(controller, ONPREM, AWS))
         fenced = step("validate_changes", lambda: steps.validate_changes(controller, ONPREM, AWS,

@@ -8,8 +8,9 @@ and the WEIGHTS (where clients go; the weighted record pair). Traffic moves in p
               settle-and-recheck) → no alarm active → weights of the next phase → bake: every
               interval, the alarms; an alarm → the rollback Lambda (the one emergency path: DNS, and a
               fenced writer rollback when AWS is the writer) → fail; the whole bake quiet → done.
-    cutover   preflight → checkpoint (a logical slot on the old writer) → validation PASSED on the
-              live replica (every row, settle-and-recheck) → fence the old writer → replication
+    cutover   preflight → checkpoint (a logical slot on each side) → validation PASSED on the
+              live replica (every row, settle-and-recheck) → catch up (what was written meanwhile,
+              compared; the checkpoint moved past it) → fence the old writer → replication
               caught up (marker measured on the target) → the rows changed since the checkpoint
               compared by key, plus row counts and sequences (the step function; every row when the
               change set is too large) → sequences advanced on the new writer → the sequences
@@ -118,7 +119,10 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
         # Every row, before the fence, on the live replica: the recheck rounds of the validation
         # function's environment settle what is in flight.
         **_validate(validation_arn, {"direction": direction, "check_sequences": False},
-                    name="ValidateLive", next_state="Fence"),
+                    name="ValidateLive", next_state="CatchUp"),
+        # Still before the fence: what was written during that validation, compared and the
+        # checkpoint moved past it, so the fenced comparison reads only the last seconds' writes.
+        "CatchUp": _step(step_arn, "catch_up", source, target, next_state="Fence"),
         "Fence": _step(step_arn, "fence", source, target, next_state="WaitReplication", retry=True),
         "WaitReplication": _step(step_arn, "wait_replication", source, target, next_state="Validate", retry=True),
         # Inside the fence: only what changed since the checkpoint (the step function reads the slot).

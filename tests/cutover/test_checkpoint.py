@@ -110,6 +110,43 @@ def test_a_write_on_the_target_outside_replication_since_the_checkpoint_is_found
     assert report["tables"]["public.payments"]["mismatched"] == [{"payment_id": earlier[1]}]
 
 
+def test_catching_up_before_the_fence_leaves_only_the_last_writes_to_the_fenced_comparison(pair, controller):
+    controller.recheck_rounds, controller.recheck_seconds = 3, 0.2
+    customer = add_customer(pair.onprem)
+    steps.checkpoint(controller, ONPREM, AWS)
+    during_live_validation = add_payments(pair, customer, 4)
+    replicated(pair, during_live_validation[-1])
+
+    caught_up = steps.catch_up(controller, ONPREM, AWS)
+    after = add_payments(pair, customer, 1)
+    replicated(pair, after[-1])
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    fenced = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert caught_up["advanced"] is True and caught_up["keys_compared"] == 4, caught_up
+    assert fenced["status"] == "PASSED", fenced["message"]
+    assert fenced["scope"]["keys_compared"] == 1, "only what was written after the catch-up"
+
+
+def test_a_catch_up_that_finds_a_difference_keeps_the_checkpoint(pair, controller):
+    controller.recheck_rounds, controller.recheck_seconds = 1, 0.1
+    customer = add_customer(pair.onprem)
+    steps.checkpoint(controller, ONPREM, AWS)
+    written = add_payments(pair, customer, 2)
+    replicated(pair, written[-1])
+    pair.aws.query("UPDATE payments SET amount = 66 WHERE payment_id = %s RETURNING 1", (written[0],))
+
+    caught_up = steps.catch_up(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    fenced = steps.validate_changes(controller, ONPREM, AWS, live_validation="PASSED")
+
+    assert caught_up["advanced"] is False and "did not settle" in caught_up["reason"]
+    assert fenced["status"] == "FAILED", "the fenced comparison still reads every change since the checkpoint"
+    assert fenced["tables"]["public.payments"]["mismatched"] == [{"payment_id": written[0]}]
+
+
 def test_too_many_changes_or_no_passed_live_validation_compare_every_row(pair, controller):
     prepare(pair, controller)
     controller.max_changed_rows = 1

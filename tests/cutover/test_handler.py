@@ -57,7 +57,8 @@ def test_cutover_and_rollback_through_the_handler(handler, step_env, pair, custo
     results = {}
     for source, target in (("onprem", "aws"), ("aws", "onprem")):
         sides = {"from": source, "to": target}
-        for step in ("preflight", "checkpoint", "fence", "wait_replication", "validate_changes", "advance_sequences",
+        for step in ("preflight", "checkpoint", "catch_up", "fence", "wait_replication", "validate_changes",
+                     "advance_sequences",
                      "switch_replication", "prove_fence", "open", "set_writer"):
             options = {"live_validation": "PASSED"} if step == "validate_changes" else {}
             results[(source, step)] = invoke(handler, step=step, execution="test", **sides, **options)

@@ -45,7 +45,7 @@ def test_cutover_fences_then_proves_replication_then_validates_before_anything_o
         else:
             state = body["Next"]
     tasks = [name for name in order if states[name]["Type"] == "Task"]
-    assert tasks == ["Preflight", "Checkpoint", "ValidateLive", "Fence", "WaitReplication", "Validate",
+    assert tasks == ["Preflight", "Checkpoint", "ValidateLive", "CatchUp", "Fence", "WaitReplication", "Validate",
                      "AdvanceSequences", "ValidateSequences", "SwitchReplication", "ProveFence", "Open", "SetWriter",
                      "ReplicationAlarms", "MoveTraffic"]
     # the full comparison runs before the fence; inside it, only what changed and the sequences alone

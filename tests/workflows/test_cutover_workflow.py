@@ -72,7 +72,7 @@ def test_the_cutover_moves_the_writer_to_aws_and_the_rollback_brings_it_back(con
 
     assert cutover.status == "SUCCEEDED", (cutover.error, cutover.cause, cutover.states_entered())
     assert cutover.states_entered() == [
-        "Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive", "ValidateLivePassed?", "Fence",
+        "Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive", "ValidateLivePassed?", "CatchUp", "Fence",
         "WaitReplication", "Validate", "ValidatePassed?", "AdvanceSequences", "ValidateSequences",
         "ValidateSequencesPassed?", "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms",
         "MoveTraffic", "Done"]

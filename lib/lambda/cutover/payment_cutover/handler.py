@@ -44,6 +44,7 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, co
 SIDED_STEPS = {
     "preflight": steps.preflight,
     "checkpoint": steps.checkpoint,
+    "catch_up": steps.catch_up,
     "fence": steps.fence,
     "wait_replication": steps.wait_replication,
     "advance_sequences": steps.advance_sequences,

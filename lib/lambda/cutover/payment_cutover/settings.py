@@ -31,6 +31,7 @@ MAX_CHANGED_ROWS = 100_000_000
 STEPS: dict[str, dict[str, type]] = {
     "preflight": {},
     "checkpoint": {},
+    "catch_up": {},
     "fence": {},
     "wait_replication": {"timeout_seconds": int},
     "validate_changes": {"live_validation": str},

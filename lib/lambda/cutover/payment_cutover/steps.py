@@ -1,7 +1,7 @@
 """The steps of a data cutover (and of a rollback after it, the same with the sides swapped), in the
 order the state machine calls them:
 
-    preflight → checkpoint → [validation of the live replica] → fence → wait_replication →
+    preflight → checkpoint → [validation of the live replica] → catch_up → fence → wait_replication →
     validate_changes → advance_sequences → [validation of the sequences] → switch_replication →
     prove_fence → open → set_writer → [weights]
 
@@ -182,6 +182,41 @@ def checkpoint(c: Controller, source: str, target: str) -> dict:
                     cur.execute("RESET statement_timeout")
         control.release_lease(c.databases[ONPREM], lease)
     return {"slot": slot, "lsn": lsns, "replaced": replaced}
+
+
+def catch_up(c: Controller, source: str, target: str) -> dict:
+    """Before the fence, after the live validation PASSED: compare on the live replica (with the
+    recheck rounds) the keys written on either side since the checkpoint, and when every one is
+    equal move the checkpoint up to where they were read — so the fenced comparison reads only what
+    was written during this round, not during the whole live validation (which grows with the
+    database). The same argument as the fenced one (payment_validation.engine): the keys compared
+    here are equal in snapshots taken after the new checkpoint position, the others unchanged since
+    the live validation saw them equal. A key that does not settle (written faster than replication
+    applies it) leaves the checkpoint where it was: the fenced comparison then reads everything
+    since it, as without this round. Never fails the execution on a difference."""
+    _require_writer(c, source, target)
+    slot = c.checkpoint_slot(source)
+    upto = {side: current_lsn(c.databases[side]) for side in (source, target)}
+    try:
+        source_changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows, upto_lsn=upto[source])
+        target_changes = read_changes(c.databases[target], slot, max_rows=c.max_changed_rows, upto_lsn=upto[target])
+    except ChangesUnreadable as error:
+        return {"advanced": False, "reason": str(error)}
+    changes = source_changes.merged(target_changes, c.max_changed_rows)
+    if changes.overflow:
+        return {"advanced": False, "reason": f"more than {c.max_changed_rows} rows changed since the checkpoint"}
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=c.recheck_rounds,
+                                recheck_seconds=c.recheck_seconds)
+    with _validation_sessions(c, source, target) as (source_conn, target_conn):
+        report = compare_changes(source_conn, target_conn, changes, options, count_rows=False).to_dict()
+    advanced = report["status"] == "PASSED"
+    if advanced:
+        for side in (source, target):
+            with c.databases[side].cursor() as cur:
+                cur.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, upto[side]))
+    return {"advanced": advanced, "upto": upto, "keys_compared": report["scope"]["keys_compared"],
+            "status": report["status"], "message": report["message"],
+            **({} if advanced else {"reason": f"the changes since the checkpoint did not settle: {report['message']}"})}
 
 
 def validate_changes(c: Controller, source: str, target: str, *, live_validation: str | None) -> dict:
