@@ -50,6 +50,12 @@ fenced data would:
   a full comparison establishes — whoever wrote: the replication apply, or anyone writing to the
   target outside it, whose change its slot names like any other. Equal row counts follow.
 
+  A checkpoint moves forward the same way. A comparison of the keys named up to positions P (read
+  before its snapshots were taken) that PASSED makes P a checkpoint for which (A1) holds: the keys
+  it compared were equal in snapshots after P, the others unchanged since the earlier run saw them
+  equal. Advancing the slots to P then leaves the next comparison only what was written after P
+  (the cutover's catch-up round before the fence; the scheduled runs between full passes).
+
   With a slot on the source alone (the scheduled runs), the argument needs one more assumption:
   (A4) only the replication apply writes to the target, applying the source's committed changes in
   commit order, each setting the target row to the image the change carries (the new row of an
