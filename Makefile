@@ -154,12 +154,15 @@ $(BENCH_VENV)/.installed: Makefile
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check "reladiff==$(RELADIFF_VERSION)" "psycopg2-binary==2.9.13"
 	@touch $@
 
-# Figures, not tests. BENCH_ROWS sets the validation benchmark's table size (default 10,000,000).
+# Figures, not tests. BENCH_ROWS sets the validation benchmark's table size (default 10,000,000);
+# CUTOVER_BENCH_ROWS the payments tables the data cutover's write pause is measured with.
 BENCH_ROWS ?= 10000000
+CUTOVER_BENCH_ROWS ?= 1000000 10000000
 bench: install postgres $(BENCH_VENV)/.installed
 	$(PY) bench/synth_bench.py
 	$(PY) bench/rollback_bench.py
 	$(PY) bench/fence_bench.py --sessions 50 --runs 5
+	$(PY) bench/cutover_bench.py --rows $(CUTOVER_BENCH_ROWS) --rate 200
 	$(PY) bench/validation_bench.py --rows $(BENCH_ROWS) --reladiff $(BENCH_VENV)/bin/reladiff
 
 test: install postgres validate

@@ -28,13 +28,26 @@ ONPREM_CA_IN_BUNDLE = "certs/onprem-ca.pem"
 CONNECTS_TO_ONPREM = ("api", "validation", "cutover")
 
 
+# The cutover steps compare what changed since their checkpoint with the validation engine (the slot
+# they read needs the controller's REPLICATION): its package goes into their zip beside their own.
+BORROWED_PACKAGES = {"cutover": ("validation", "payment_validation")}
+
+
 def build_bundles(config: Config, out_dir: Path = DEFAULT_OUT_DIR) -> dict[str, Path]:
     """The Lambda zips for the configured runtime (rebuilt only when their inputs change). Those
     that connect to PostgreSQL carry the RDS CA bundle (the bundler adds it) and the on-prem CA."""
     return {name: build_bundle(LAMBDA_ROOT / name, out_dir, python_version=config.compute.python_version,
-                               extra_files={ONPREM_CA_IN_BUNDLE: config.onprem.db_ca_certificate_path}
-                               if name in CONNECTS_TO_ONPREM else None)
+                               extra_files=_extra_files(config, name) or None)
             for name in ("api", "validation", "rollback", "cutover")}
+
+
+def _extra_files(config: Config, name: str) -> dict[str, Path]:
+    files = {ONPREM_CA_IN_BUNDLE: config.onprem.db_ca_certificate_path} if name in CONNECTS_TO_ONPREM else {}
+    if name in BORROWED_PACKAGES:
+        folder, package = BORROWED_PACKAGES[name]
+        root = LAMBDA_ROOT / folder
+        files.update({path.relative_to(root).as_posix(): path for path in sorted((root / package).rglob("*.py"))})
+    return files
 
 
 def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, Path] | None = None,

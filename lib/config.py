@@ -535,6 +535,9 @@ class ValidationConfig:
     # recheck_rounds times; a key that converges was only in flight.
     recheck_seconds: int = 5
     recheck_rounds: int = 3
+    # The scheduled validation compares every row at most this often ("1d", "12h", "90m"); the runs
+    # between compare only the rows changed since the last PASSED checkpoint (O(changes), not O(rows)).
+    full_every: str = "1d"
     # Tables too large for one invocation are split into chunks validated in parallel by a Step
     # Functions distributed map, this many at a time (at most reserved_concurrency).
     max_concurrency: int = 4
@@ -556,9 +559,20 @@ class ValidationConfig:
                  f"{self.reserved_concurrency}")
         _require(bool(re.match(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$", self.schedule)),
                  "schedule", f"{self.schedule!r} is not an EventBridge rate(…) or cron(…) expression")
+        _require(bool(re.fullmatch(r"[1-9][0-9]*[mhd]", self.full_every)), "full_every",
+                 f"{self.full_every!r} is not a duration of minutes, hours or days (e.g. \"1d\", \"12h\", \"90m\")")
+        _require(self.full_every_seconds <= 30 * 86400, "full_every",
+                 f"{self.full_every!r} is longer than 30 days: a write on the target outside replication would go "
+                 "unseen that long")
         _in_range("max_diffs_per_table", self.max_diffs_per_table, 1, 10000)
         _in_range("memory_mb", self.memory_mb, 128, 10240)
         _in_range("timeout_seconds", self.timeout_seconds, 30, 900)
+
+
+    @property
+    def full_every_seconds(self) -> int:
+        match = re.fullmatch(r"([1-9][0-9]*)([mhd])", self.full_every)
+        return int(match.group(1)) * {"m": 60, "h": 3600, "d": 86400}[match.group(2)] if match else 0
 
 
 @dataclass(frozen=True)

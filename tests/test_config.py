@@ -92,6 +92,10 @@ BAD_CONFIGS = {
     "rollback concurrency of zero": (
         edited(r'^rollback_reserved_concurrency = .*$', 'rollback_reserved_concurrency = 0'),
         "validation.rollback_reserved_concurrency", "outside 1–10"),
+    "full validation interval that is not a duration": (
+        edited(r'^full_every = .*$', 'full_every = "daily"'), "validation.full_every", "not a duration"),
+    "full validation interval beyond a month": (
+        edited(r'^full_every = .*$', 'full_every = "45d"'), "validation.full_every", "longer than 30 days"),
     "no key administrator": (
         edited(r"^key_administrator_arns = .*$", "key_administrator_arns = []"),
         "security.key_administrator_arns", "at least one IAM role ARN"),
@@ -147,6 +151,7 @@ def test_dev_config_loads_with_documented_values() -> None:
     assert config.database.deletion_protection is False
     assert config.network.nat_gateway_mode == "single"
     assert config.default_tags["Environment"] == "dev"
+    assert (config.validation.full_every, config.validation.full_every_seconds) == ("1d", 86400)
 
 
 @pytest.mark.parametrize("phase,aws", [("legacy-sync", 0), ("canary", 10), ("split", 50), ("aws-primary", 100)])

@@ -19,6 +19,10 @@ from lib.stacks.security import SecurityStack
 
 API_HANDLER = "payment_api.handler.lambda_handler"
 METRICS_NAMESPACE = "PaymentMigration"
+# The payment API's Powertools service (its metrics' `service` dimension), and the metric it puts for
+# each write a fenced database refused (503 writer_fenced): the rollback alarm leaves those out.
+API_SERVICE = "payment-api"
+WRITER_FENCED_METRIC = "WriterFenced"
 
 
 class ComputeStack(BaseStack):
@@ -41,7 +45,7 @@ class ComputeStack(BaseStack):
                 "WRITER_PARAMETER": security.writer_parameter_name,
                 "WRITER_CACHE_SECONDS": str(config.cutover.writer_cache_seconds),
                 **database_environment(config, database, security, role="payment_app"),
-                "POWERTOOLS_SERVICE_NAME": "payment-api",
+                "POWERTOOLS_SERVICE_NAME": API_SERVICE,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
             statements=[

@@ -54,6 +54,8 @@ class CutoverStack(BaseStack):
                                          logs)
         self.traffic = self._traffic_function(config, bundles["rollback"], security, routing, monitoring, common, logs)
         self._metrics_schedule(config)
+        self.validation_scheduler = self._validation_scheduler(config, bundles["cutover"], network, security,
+                                                               database, migration, common, logs)
         self._state_machines(config, security, validation)
 
     def _step_function(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
@@ -68,22 +70,7 @@ class CutoverStack(BaseStack):
             timeout_seconds=cutover.step_wait_seconds + 60,
             placement=FunctionPlacement(subnet_ids=network.private_subnet_ids,
                                         security_group_ids=[security.controller_security_group_id], **logs),
-            environment={
-                "WRITER_PARAMETER": security.writer_parameter_name,
-                "APPLICATION_ROLES": ",".join(cutover.application_roles),
-                "REPLICATION_DRIVER": "dms",
-                "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
-                "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
-                "DMS_FORWARD_CDC_TASK_ARN": migration.forward_cdc_task_arn,
-                "FORWARD_SLOT_NAME": replication_slot_name(config, "forward"),
-                "FALLBACK_SLOT_NAME": replication_slot_name(config, "fallback"),
-                "SCHEMA": config.migration.schema,
-                "TABLES": ",".join(config.migration.tables),
-                "WAIT_SECONDS": str(cutover.step_wait_seconds),
-                **database_environment(config, database, security, role="payment_controller"),
-                "POWERTOOLS_SERVICE_NAME": STEP_SERVICE,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            },
+            environment=_controller_environment(config, security, database, migration),
             statements=[
                 allow(["ssm:GetParameter", "ssm:PutParameter"], [security.writer_parameter_arn], sid="Writer"),
                 *read_secrets_statements(config, security, role="payment_controller"),
@@ -141,6 +128,43 @@ class CutoverStack(BaseStack):
             ],
             **common)
 
+    def _validation_scheduler(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
+                              database: DatabaseStack, migration: MigrationStack, common: dict,
+                              logs: dict) -> PythonFunction:
+        """The scheduled validation (payment_cutover.steps.scheduled_validation): every row at most
+        every validation.full_every, otherwise the rows changed since the last PASSED checkpoint — a
+        logical slot on the writer, which only the controller's role may make and read. The step
+        function's code, in a function of its own: a full pass runs for minutes, and the steps'
+        short timeout bounds the switch lease. It takes no lease and changes no fence."""
+        validation = config.validation
+        function = PythonFunction(
+            self, "validation-scheduler", function_name=self.resource_name("validation-scheduler"),
+            description="Scheduled validation: a full pass at most every full_every, else what changed since",
+            bundle=bundle, handler=STEP_HANDLER, memory_mb=validation.memory_mb,
+            timeout_seconds=validation.timeout_seconds,
+            placement=FunctionPlacement(subnet_ids=network.private_subnet_ids,
+                                        security_group_ids=[security.controller_security_group_id], **logs),
+            environment={**_controller_environment(config, security, database, migration),
+                         "FULL_EVERY_SECONDS": str(validation.full_every_seconds),
+                         "RECHECK_ROUNDS": str(validation.recheck_rounds),
+                         "RECHECK_SECONDS": str(validation.recheck_seconds)},
+            statements=[
+                allow(["ssm:GetParameter"], [security.writer_parameter_arn], sid="ReadWriter"),
+                *read_secrets_statements(config, security, role="payment_controller"),
+                allow(["cloudwatch:PutMetricData"], ["*"], sid="ValidationMetrics",
+                      conditions=[("StringEquals", "cloudwatch:namespace", [METRICS_NAMESPACE])]),
+            ],
+            **{**common, "reserved_concurrency": 1})  # one run at a time: two would race for the checkpoint
+        rule = CloudwatchEventRule(self, "validation-schedule", name=self.resource_name("validation-schedule"),
+                                   description="Runs the scheduled validation",
+                                   schedule_expression=validation.schedule)
+        CloudwatchEventTarget(self, "validation-schedule-target", rule=rule.name, arn=function.arn,
+                              input=json.dumps({"step": "scheduled_validation"}))
+        LambdaPermission(self, "validation-schedule-invoke", statement_id="AllowValidationSchedule",
+                         action="lambda:InvokeFunction", function_name=function.function_name,
+                         principal="events.amazonaws.com", source_arn=rule.arn)
+        return function
+
     def _metrics_schedule(self, config: Config) -> None:
         """Slot lag, WAL held and fence state of both sides every minute, for the monitoring
         stack's alarms (which treat a silence as missing data)."""
@@ -173,3 +197,25 @@ class CutoverStack(BaseStack):
                               log_retention_days=config.logs.retention_days).arn
             for id_, (name, description, definition, functions) in machines.items()
         }
+
+
+def _controller_environment(config: Config, security: SecurityStack, database: DatabaseStack,
+                            migration: MigrationStack) -> dict[str, str]:
+    """What a function running the controller's code as payment_controller is told (payment_cutover.settings)."""
+    cutover = config.cutover
+    return {
+        "WRITER_PARAMETER": security.writer_parameter_name,
+        "APPLICATION_ROLES": ",".join(cutover.application_roles),
+        "REPLICATION_DRIVER": "dms",
+        "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
+        "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
+        "DMS_FORWARD_CDC_TASK_ARN": migration.forward_cdc_task_arn,
+        "FORWARD_SLOT_NAME": replication_slot_name(config, "forward"),
+        "FALLBACK_SLOT_NAME": replication_slot_name(config, "fallback"),
+        "SCHEMA": config.migration.schema,
+        "TABLES": ",".join(config.migration.tables),
+        "WAIT_SECONDS": str(cutover.step_wait_seconds),
+        **database_environment(config, database, security, role="payment_controller"),
+        "POWERTOOLS_SERVICE_NAME": STEP_SERVICE,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    }

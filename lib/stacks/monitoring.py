@@ -28,7 +28,7 @@ from lib.constructs.secret_age import NAMESPACE as SECRET_AGE_NAMESPACE
 from lib.constructs.secret_age import SECONDS_PER_DAY
 from lib.constructs.secrets import secret_names
 from lib.stacks.base import BaseStack
-from lib.stacks.compute import METRICS_NAMESPACE, ComputeStack
+from lib.stacks.compute import API_SERVICE, METRICS_NAMESPACE, WRITER_FENCED_METRIC, ComputeStack
 from lib.stacks.database import DatabaseStack
 from lib.stacks.load_balancer import LoadBalancerStack
 from lib.stacks.migration import MigrationStack
@@ -140,15 +140,25 @@ class MonitoringStack(BaseStack):
                 stat="Sum"))
 
         alarms = {
+            # The controller's own refusals are not failures: every write a fenced database refuses is
+            # a 503 the API also counts as WriterFenced, subtracted here, so a cutover's fenced window
+            # never rolls the cutover back (README, The cutover model).
             "alb-5xx": self._alarm(
-                "alb-5xx", f"ALB 5xx responses above {thresholds.alb_5xx_percent}% of requests",
+                "alb-5xx", f"ALB 5xx responses above {thresholds.alb_5xx_percent}% of requests, not counting "
+                           "writes refused by a fence",
                 threshold=thresholds.alb_5xx_percent, metric_query=[
                     alb_metric("elb5xx", "HTTPCode_ELB_5XX_Count"),
                     alb_metric("target5xx", "HTTPCode_Target_5XX_Count"),
                     alb_metric("requests", "RequestCount"),
+                    CloudwatchMetricAlarmMetricQuery(id="fenced", metric=CloudwatchMetricAlarmMetricQueryMetric(
+                        namespace=METRICS_NAMESPACE, metric_name=WRITER_FENCED_METRIC,
+                        dimensions={"service": API_SERVICE}, period=PERIOD_SECONDS, stat="Sum")),
+                    CloudwatchMetricAlarmMetricQuery(
+                        id="failed", label="5xx not refused by a fence",
+                        expression="FILL(elb5xx, 0) + FILL(target5xx, 0) - FILL(fenced, 0)"),
                     CloudwatchMetricAlarmMetricQuery(
                         id="rate", label="5xx %", return_data=True,
-                        expression="IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0)) / requests, 0)"),
+                        expression="IF(requests > 0, 100 * IF(failed > 0, failed, 0) / requests, 0)"),
                 ]),
             "alb-latency": self._alarm(
                 "alb-latency", f"API p95 latency above {thresholds.alb_p95_latency_seconds} s",

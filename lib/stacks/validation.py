@@ -1,14 +1,13 @@
-"""validation: the scheduled validation Lambda and the rollback Lambda (manual and automatic)."""
+"""validation: the validation Lambda (called by the cutover's state machines and on demand; the
+schedule runs the cutover stack's validation scheduler, which keeps the checkpoints) and the rollback
+Lambda (manual and automatic)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from constructs import Construct
 
-from lib.cdk.aws.cloudwatch_event_rule import CloudwatchEventRule
-from lib.cdk.aws.cloudwatch_event_target import CloudwatchEventTarget
 from lib.cdk.aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from lib.cdk.aws.lambda_permission import LambdaPermission
 from lib.cdk.aws.sns_topic_subscription import SnsTopicSubscription
@@ -82,19 +81,6 @@ class ValidationStack(BaseStack):
             },
             statements=read_secrets_statements(config, security, role="payment_validator"),
             **self._common)
-        rule = CloudwatchEventRule(self, "schedule", name=self.resource_name("validation-schedule"),
-                                   description="Runs the validation Lambda",
-                                   schedule_expression=config.validation.schedule)
-        # The replicated tables exactly (DMS patterns aside, which name no one table): whatever else
-        # lives in the schema is not the migration's to compare.
-        scheduled = {"max_diffs_per_table": config.validation.max_diffs_per_table}
-        if not any("%" in table for table in config.migration.tables):
-            scheduled["tables"] = list(config.migration.tables)
-        CloudwatchEventTarget(self, "schedule-target", rule=rule.name, arn=self.validator.arn,
-                              input=json.dumps(scheduled))
-        LambdaPermission(self, "schedule-invoke", statement_id="AllowSchedule", action="lambda:InvokeFunction",
-                         function_name=self.validator.function_name, principal="events.amazonaws.com",
-                         source_arn=rule.arn)
 
     def _rollback(self, config: Config, bundle: Path, security: SecurityStack, migration: MigrationStack,
                   routing: RoutingStack, monitoring: MonitoringStack) -> None:

@@ -8,11 +8,16 @@ and the WEIGHTS (where clients go; the weighted record pair). Traffic moves in p
               settle-and-recheck) → no alarm active → weights of the next phase → bake: every
               interval, the alarms; an alarm → the rollback Lambda (the one emergency path: DNS, and a
               fenced writer rollback when AWS is the writer) → fail; the whole bake quiet → done.
-    cutover   preflight → fence the old writer → replication caught up (marker measured on the
-              target) → validation PASSED on the quiet data → sequences advanced on the new writer →
-              validation with check_sequences → replication direction switched → the fence proven (the
-              old writer's witness slot saw nothing but markers since the fence) → open the new writer
-              → writer parameter → alarms of the running direction → weights: all to the new writer.
+    cutover   preflight → checkpoint (a logical slot on each side) → validation PASSED on the
+              live replica (every row, settle-and-recheck) → catch up (what was written meanwhile,
+              compared; the checkpoint moved past it) → fence the old writer → replication
+              caught up (marker measured on the target) → the rows changed since the checkpoint
+              compared by key, plus row counts and sequences (the step function; every row when the
+              change set is too large) → sequences advanced on the new writer → the sequences
+              checked (O(sequences)) → replication direction switched → the fence proven (the old
+              writer's witness slot saw nothing but markers since the fence) → open the new writer →
+              writer parameter → alarms of the running direction → weights: all to the new writer.
+              The fenced window (Fence to Open) holds no full comparison: it is O(changes).
     rollback  weights all to on-prem first (clients follow within the TTL), then the cutover
               sequence from AWS back to on-prem.
 
@@ -73,15 +78,13 @@ def _step(step_arn: str, step: str, source: str, target: str, *, next_state: str
                    retry_errors=RETRYABLE_STEP_ERRORS if retry else ["DatabaseUnavailable"])
 
 
-def _validate(validation_arn: str, source: str, target: str, *, name: str, check_sequences: bool,
-              next_state: str) -> dict[str, dict[str, Any]]:
-    """Validation of the quiet data (both sides fenced, replication caught up): no recheck rounds,
-    since nothing is in flight; any difference is real. PASSED goes on, anything else aborts."""
-    payload = {"direction": VALIDATION_DIRECTION[(source, target)], "check_sequences": check_sequences,
-               "recheck_rounds": 0}
+def _validate(function_arn: str, payload: dict[str, Any], *, name: str, next_state: str,
+              retry_errors: list[str] = ()) -> dict[str, dict[str, Any]]:
+    """A validation task whose report lands in $.validation.<name>.result: PASSED goes on, anything
+    else aborts."""
     return {
-        name: _invoke(validation_arn, payload, result=f"$.validation.{name}", next_state=f"{name}Passed?",
-                      catch="Abort"),
+        name: _invoke(function_arn, payload, result=f"$.validation.{name}", next_state=f"{name}Passed?",
+                      catch="Abort", retry_errors=retry_errors),
         f"{name}Passed?": {
             "Type": "Choice",
             "Choices": [{"Variable": f"$.validation.{name}.result.status", "StringEquals": "PASSED",
@@ -102,6 +105,7 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
                    start: str) -> dict[str, dict[str, Any]]:
     """The fenced sequence from `source` to `target`, ending in all weight on `target`."""
     new_direction = DIRECTION[(target, source)]
+    direction = VALIDATION_DIRECTION[(source, target)]
     final_aws_weight = 100 if target == "aws" else 0
     return {
         start: _step(step_arn, "preflight", source, target, next_state="AlreadySwitched?", catch="Failed"),
@@ -109,15 +113,26 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
             "Type": "Choice",
             "Choices": [{"Variable": "$.steps.preflight.result.already_done", "BooleanEquals": True,
                          "Next": "ReplicationAlarms"}],
-            "Default": "Fence",
+            "Default": "Checkpoint",
         },
+        "Checkpoint": _step(step_arn, "checkpoint", source, target, next_state="ValidateLive", retry=True),
+        # Every row, before the fence, on the live replica: the recheck rounds of the validation
+        # function's environment settle what is in flight.
+        **_validate(validation_arn, {"direction": direction, "check_sequences": False},
+                    name="ValidateLive", next_state="CatchUp"),
+        # Still before the fence: what was written during that validation, compared and the
+        # checkpoint moved past it, so the fenced comparison reads only the last seconds' writes.
+        "CatchUp": _step(step_arn, "catch_up", source, target, next_state="Fence"),
         "Fence": _step(step_arn, "fence", source, target, next_state="WaitReplication", retry=True),
         "WaitReplication": _step(step_arn, "wait_replication", source, target, next_state="Validate", retry=True),
-        **_validate(validation_arn, source, target, name="Validate", check_sequences=False,
-                    next_state="AdvanceSequences"),
+        # Inside the fence: only what changed since the checkpoint (the step function reads the slot).
+        **_validate(step_arn, {"step": "validate_changes", "from": source, "to": target,
+                               "execution.$": "$$.Execution.Id",
+                               "live_validation.$": "$.validation.ValidateLive.result.status"},
+                    name="Validate", next_state="AdvanceSequences", retry_errors=["DatabaseUnavailable"]),
         "AdvanceSequences": _step(step_arn, "advance_sequences", source, target, next_state="ValidateSequences"),
-        **_validate(validation_arn, source, target, name="ValidateSequences", check_sequences=True,
-                    next_state="SwitchReplication"),
+        **_validate(validation_arn, {"direction": direction, "sequences_only": True, "recheck_rounds": 0},
+                    name="ValidateSequences", next_state="SwitchReplication"),
         "SwitchReplication": _step(step_arn, "switch_replication", source, target, next_state="ProveFence",
                                    retry=True),
         "ProveFence": _step(step_arn, "prove_fence", source, target, next_state="Open", retry=True),

@@ -54,14 +54,31 @@ def writer_moves_to_aws(pair) -> None:
         {"writer": "aws", "epoch": 1, "changed_at": "", "reason": "test"}))
 
 
-def test_a_write_to_the_fenced_side_is_503_with_retry_after_and_reads_keep_working(pair, api, customer):
+def emitted_metrics(capsys) -> list[str]:
+    """The names of the metrics the handler printed (CloudWatch embedded metric format) since the last call."""
+    names = []
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []) if isinstance(record, dict) else []:
+            names += [metric["Name"] for metric in directive["Metrics"]]
+    return names
+
+
+def test_a_write_to_the_fenced_side_is_503_with_retry_after_and_reads_keep_working(pair, api, customer, capsys):
     status, _, created = api.create(customer, "before-fence")
     assert status == 201, created
     fence.fence(pair.connection("onprem", "payment_controller"), ["payment_app"])
     assert api.call("GET", f"/payments/{created['payment_id']}")[0] == 200, "reads stopped on the fenced side"
     assert api.call("GET", "/health")[0] == 200
+    emitted_metrics(capsys)
     status, headers, refused = api.create(customer, "during-fence")
     assert (status, refused["error"], headers["retry-after"]) == (503, "writer_fenced", "2"), refused
+    # counted apart, so that the rollback alarm can leave the fence's own refusals out
+    refusal_metrics = emitted_metrics(capsys)
+    assert "WriterFenced" in refusal_metrics and "DatabasePermissionDenied" not in refusal_metrics, refusal_metrics
     assert stored(pair.onprem, "during-fence") == 0
     # the refusal dropped the cached writer (cache 30 s here): the next write asks SSM again
     writer_moves_to_aws(pair)

@@ -57,9 +57,13 @@ def test_cutover_and_rollback_through_the_handler(handler, step_env, pair, custo
     results = {}
     for source, target in (("onprem", "aws"), ("aws", "onprem")):
         sides = {"from": source, "to": target}
-        for step in ("preflight", "fence", "wait_replication", "advance_sequences", "switch_replication",
-                     "prove_fence", "open", "set_writer"):
-            results[(source, step)] = invoke(handler, step=step, execution="test", **sides)
+        for step in ("preflight", "checkpoint", "catch_up", "fence", "wait_replication", "validate_changes",
+                     "advance_sequences",
+                     "switch_replication", "prove_fence", "open", "set_writer"):
+            options = {"live_validation": "PASSED"} if step == "validate_changes" else {}
+            results[(source, step)] = invoke(handler, step=step, execution="test", **sides, **options)
+        fenced = results[(source, "validate_changes")]
+        assert (fenced["status"], fenced["scope"]["mode"]) == ("PASSED", "changes"), fenced["message"]
     # Captured: pytest shows it with a failure (or with -s), never inside its progress line.
     for key in (("onprem", "preflight"), ("onprem", "fence"), ("onprem", "wait_replication"),
                 ("onprem", "advance_sequences"), ("onprem", "switch_replication"), ("onprem", "open"),
@@ -75,3 +79,15 @@ def test_cutover_and_rollback_through_the_handler(handler, step_env, pair, custo
         invoke(handler, step="fence", **{"from": "aws", "to": "onprem"})
     again = invoke(handler, step="preflight", **{"from": "aws", "to": "onprem"})
     assert again["already_done"] is True
+
+
+def test_the_scheduled_validation_reports_as_the_validation_lambda_does(handler, step_env, pair, customer, capsys):
+    capsys.readouterr()
+    result = invoke(handler, step="scheduled_validation")
+
+    assert (result["status"], result["scope"]["mode"], result["writer"]) == ("PASSED", "full", "onprem"), result
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    failed = [record for record in emitted if "ValidationFailed" in record]
+    assert len(failed) == 1, emitted
+    assert failed[0]["ValidationFailed"] in (0, 0.0, [0], [0.0]), failed
+    assert failed[0]["service"] == "validation", "the validation-failed alarm's dimension"

@@ -45,9 +45,14 @@ def test_cutover_fences_then_proves_replication_then_validates_before_anything_o
         else:
             state = body["Next"]
     tasks = [name for name in order if states[name]["Type"] == "Task"]
-    assert tasks == ["Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences", "ValidateSequences",
-                     "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic"]
-    assert states["ValidateSequences"]["Parameters"]["Payload"]["check_sequences"] is True
+    assert tasks == ["Preflight", "Checkpoint", "ValidateLive", "CatchUp", "Fence", "WaitReplication", "Validate",
+                     "AdvanceSequences", "ValidateSequences", "SwitchReplication", "ProveFence", "Open", "SetWriter",
+                     "ReplicationAlarms", "MoveTraffic"]
+    # the full comparison runs before the fence; inside it, only what changed and the sequences alone
+    assert "recheck_rounds" not in states["ValidateLive"]["Parameters"]["Payload"], "the live replica needs rechecks"
+    assert states["Validate"]["Parameters"]["Payload"]["step"] == "validate_changes"
+    assert states["Validate"]["Parameters"]["FunctionName"] == states["Fence"]["Parameters"]["FunctionName"]
+    assert states["ValidateSequences"]["Parameters"]["Payload"]["sequences_only"] is True
     assert states["WaitReplication"]["Retry"][-1]["ErrorEquals"] == ["ReplicationBehind", "SwitchPending",
                                                                      "DatabaseUnavailable"]
     for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "ProveFence", "Open",
@@ -126,12 +131,43 @@ def test_each_state_machine_may_invoke_exactly_the_functions_it_calls(synthesize
 
 
 def test_slot_and_fence_metrics_are_published_every_minute(synthesized):
-    (rule,) = synthesized.resources("cutover", "aws_cloudwatch_event_rule").values()
+    rule = synthesized.resources("cutover", "aws_cloudwatch_event_rule")["metrics-schedule"]
     assert rule["schedule_expression"] == "rate(1 minute)"
-    (target,) = synthesized.resources("cutover", "aws_cloudwatch_event_target").values()
+    target = synthesized.resources("cutover", "aws_cloudwatch_event_target")["metrics-target"]
     assert json.loads(target["input"]) == {"step": "publish_metrics"}
+
+
+def test_the_scheduled_validation_runs_as_the_controller_with_a_full_pass_at_most_daily(synthesized):
+    rule = synthesized.resources("cutover", "aws_cloudwatch_event_rule")["validation-schedule"]
+    assert rule["schedule_expression"] == "rate(1 hour)"
+    target = synthesized.resources("cutover", "aws_cloudwatch_event_target")["validation-schedule-target"]
+    assert json.loads(target["input"]) == {"step": "scheduled_validation"}
+    assert "validation-scheduler" in target["arn"]
+    function = _functions(synthesized)["payment-validation-scheduler-dev"]
+    env = function["environment"]["variables"]
+    assert env["FULL_EVERY_SECONDS"] == "86400"
+    assert (env["RECHECK_ROUNDS"], env["RECHECK_SECONDS"]) == ("3", "5")
+    assert "aws-payment_controller" in env["AURORA_DB_SECRET_ARN"], "slots are the controller's to make and read"
+    assert function["timeout"] == 900, "a full pass runs for minutes: not the steps' short timeout"
+    assert function["reserved_concurrent_executions"] == 1
+    permissions = synthesized.resources("cutover", "aws_lambda_permission")
+    assert permissions["validation-schedule-invoke"]["source_arn"] == (
+        "${aws_cloudwatch_event_rule.validation-schedule.arn}")
 
 
 @pytest.mark.parametrize("stack", ["validation-dev", "monitoring-dev", "security-dev"])
 def test_nothing_reads_the_cutover_stack(synthesized, stack):
     assert "cutover-dev" not in synthesized.manifest["stacks"][stack].get("dependencies", [])
+
+
+def test_the_step_bundle_carries_the_validation_engine(synthesized):
+    """The fenced Validate state and the validation scheduler compare with the validation engine in
+    the step function's own zip (the slots they read need the controller's role)."""
+    import zipfile
+
+    from lib.bundler import DEFAULT_OUT_DIR
+
+    with zipfile.ZipFile(DEFAULT_OUT_DIR / "cutover.zip") as bundle:
+        names = set(bundle.namelist())
+    assert {"payment_cutover/steps.py", "payment_validation/engine.py", "payment_validation/changes.py",
+            "payment_validation/queries.py"} <= names

@@ -114,9 +114,24 @@ def test_alarm_watches_its_metric_with_threshold_from_config(synthesized, alarm,
 
 def test_alb_5xx_alarm_is_a_rate_of_requests(synthesized):
     queries = {q["id"]: q for q in _alarms(synthesized)["alb-5xx"]["metric_query"]}
-    assert {"elb5xx", "target5xx", "requests", "rate"} == set(queries)
+    assert {"elb5xx", "target5xx", "requests", "fenced", "failed", "rate"} == set(queries)
     assert queries["rate"]["return_data"] is True and "/ requests" in queries["rate"]["expression"]
     assert queries["requests"]["metric"]["dimensions"]["LoadBalancer"]
+
+
+def test_alb_5xx_alarm_does_not_count_writes_refused_by_a_fence(synthesized):
+    """A cutover's fenced window answers every write 503 writer_fenced: the rollback alarm must not
+    roll the cutover back for the controller's own refusals."""
+    queries = {q["id"]: q for q in _alarms(synthesized)["alb-5xx"]["metric_query"]}
+    fenced = queries["fenced"]["metric"]
+    assert (fenced["metric_name"], fenced["dimensions"], fenced["stat"]) == (
+        "WriterFenced", {"service": "payment-api"}, "Sum")
+    assert "- FILL(fenced, 0)" in queries["failed"]["expression"]
+    assert "failed" in queries["rate"]["expression"] and "target5xx" not in queries["rate"]["expression"]
+    functions = synthesized.resources("compute", "aws_lambda_function")
+    (api,) = [f for f in functions.values() if f["environment"]["variables"].get("POWERTOOLS_SERVICE_NAME")]
+    assert api["environment"]["variables"]["POWERTOOLS_SERVICE_NAME"] == fenced["dimensions"]["service"]
+    assert api["environment"]["variables"]["POWERTOOLS_METRICS_NAMESPACE"] == fenced["namespace"]
 
 
 def test_composite_alarm_covers_the_user_facing_alarms_and_reaches_the_rollback_topic(synthesized):

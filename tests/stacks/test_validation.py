@@ -111,14 +111,10 @@ def test_rollback_role_is_scoped_to_exact_arns(synthesized):
         f"wildcard resources beyond the unscopable: {wildcard}")
 
 
-def test_validation_runs_on_the_configured_schedule(synthesized):
-    (rule,) = synthesized.resources("validation", "aws_cloudwatch_event_rule").values()
-    assert rule["schedule_expression"] == "rate(1 hour)"
-    (target,) = synthesized.resources("validation", "aws_cloudwatch_event_target").values()
-    assert json.loads(target["input"]) == {"max_diffs_per_table": 100,
-                                           "tables": ["customers", "payments", "transactions", "audit_log"]}
-    permissions = synthesized.resources("validation", "aws_lambda_permission")
-    assert permissions["schedule-invoke"]["source_arn"] == "${aws_cloudwatch_event_rule.schedule.arn}"
+def test_the_validation_lambda_has_no_schedule_of_its_own(synthesized):
+    """The schedule runs the cutover stack's validation scheduler: only the controller's role may keep
+    the checkpoint slots that let most runs compare only what changed."""
+    assert not synthesized.resources("validation", "aws_cloudwatch_event_rule")
 
 
 def test_composite_alarm_reaches_the_rollback_lambda(synthesized):

@@ -304,6 +304,19 @@ class ReplicatedPair:
             reset_database(db, sessions=False)
         self._start_forward()
 
+    def load_both(self, statements: str) -> None:
+        """The same rows written on both sides outside replication (as DMS's full load leaves them, in
+        a fraction of the time), then forward replication made again from a new slot. `statements`
+        must be deterministic: they run once on each side, side by side."""
+        self._stop_replication()
+
+        def load(db: SideDatabase) -> None:
+            db.postgres.admin_execute(statements, dbname=db.dbname)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(load, self.sides.values()))
+        self._start_forward()
+
     def _forward_alone_streaming(self, admin: dict) -> bool:
         """Whether replication is as replicated_pair() left it: the forward subscription alone, enabled
         and applying, its slot on onprem in use, no other subscription or slot."""

@@ -72,9 +72,18 @@ def test_the_cutover_moves_the_writer_to_aws_and_the_rollback_brings_it_back(con
 
     assert cutover.status == "SUCCEEDED", (cutover.error, cutover.cause, cutover.states_entered())
     assert cutover.states_entered() == [
-        "Preflight", "AlreadySwitched?", "Fence", "WaitReplication", "Validate", "ValidatePassed?",
-        "AdvanceSequences", "ValidateSequences", "ValidateSequencesPassed?", "SwitchReplication", "ProveFence", "Open",
-        "SetWriter", "ReplicationAlarms", "MoveTraffic", "Done"]
+        "Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive", "ValidateLivePassed?", "CatchUp", "Fence",
+        "WaitReplication", "Validate", "ValidatePassed?", "AdvanceSequences", "ValidateSequences",
+        "ValidateSequencesPassed?", "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms",
+        "MoveTraffic", "Done"]
+    # inside the fence only what changed since the checkpoint was compared; the sequences alone after
+    fenced = cutover.result("Validate")
+    assert fenced["scope"]["mode"] == "changes", fenced.get("scope")
+    assert fenced["tables"]["public.payments"]["source_rows"] == fenced["tables"]["public.payments"]["target_rows"]
+    assert cutover.result("ValidateSequences")["scope"] == {"mode": "sequences"}
+    assert cutover.result("SetWriter")["checkpoint_dropped"] is True
+    assert controller.pair.onprem.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                                         "'%%checkpoint'") == 0, "the checkpoint slot must not outlive the switch"
     writer = controller.writer()
     assert (writer["writer"], writer["epoch"]) == ("aws", 1)
     assert controller.fence() == {"onprem": "fenced", "aws": "open"}
@@ -132,12 +141,14 @@ def test_a_validation_that_fails_aborts_the_cutover_and_reopens_onprem(controlle
     cutover = controller.run("cutover")
 
     assert (cutover.status, cutover.error) == ("FAILED", "CutoverFailed")
-    assert cutover.states_entered() == ["Preflight", "AlreadySwitched?", "Fence", "WaitReplication", "Validate",
-                                        "ValidatePassed?", "ValidateRefused", "Abort", "Failed"]
-    report = cutover.result("Validate")
+    assert cutover.states_entered() == ["Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive",
+                                        "ValidateLivePassed?", "ValidateLiveRefused", "Abort", "Failed"]
+    report = cutover.result("ValidateLive")
     assert report["status"] == "FAILED" and report["tables"]["public.customers"]["mismatched_total"] == 1
     abort = cutover.result("Abort")
     assert abort["reopened"] == "onprem"
+    assert controller.pair.onprem.scalar("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE "
+                                         "'%%checkpoint'") == 0, "the abort must drop the checkpoint slot"
     assert_onprem_writer(controller, epoch=0)
     assert controller.subscriptions() == {"onprem": [], "aws": [controller.pair.slot_names["forward"]]}
     assert controller.weights() == {"onprem": 50, "aws": 50}

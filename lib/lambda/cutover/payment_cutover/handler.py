@@ -4,6 +4,11 @@ Event: {"step": <name>, "from": "onprem"|"aws", "to": "aws"|"onprem", ...step op
 "fence_non_writer" and "publish_metrics" take no sides. Returns the step's JSON-able result with
 "step", "from", "to".
 
+`scheduled_validation` (on the validation schedule) compares the replica with the writer: every row at
+most every FULL_EVERY_SECONDS, otherwise the rows changed since the last PASSED checkpoint
+(payment_cutover.steps.scheduled_validation), and puts ValidationFailed (service validation) as the
+validation Lambda does.
+
 `publish_metrics` (every minute, from an EventBridge schedule) puts the slot lag, retained WAL and
 fence state of each side to CloudWatch in POWERTOOLS_METRICS_NAMESPACE (payment_cutover.monitoring);
 its role needs cloudwatch:PutMetricData, conditioned on cloudwatch:namespace.
@@ -20,7 +25,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -33,10 +38,13 @@ from payment_cutover.settings import Settings, StepRequest, parse_event
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE_NAME)
+VALIDATION_SERVICE = "validation"  # the service dimension of ValidationFailed (lib/stacks/monitoring.py)
 CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10)
 
 SIDED_STEPS = {
     "preflight": steps.preflight,
+    "checkpoint": steps.checkpoint,
+    "catch_up": steps.catch_up,
     "fence": steps.fence,
     "wait_replication": steps.wait_replication,
     "advance_sequences": steps.advance_sequences,
@@ -81,6 +89,15 @@ def _handle(event: Any) -> dict[str, Any]:
     return result
 
 
+def record_validation(result: dict[str, Any], namespace: str) -> None:
+    """The scheduled validation's outcome as the validation Lambda reports its own (ValidationFailed,
+    dimension service=validation): the validation-failed alarm hears both."""
+    validation_metrics = EphemeralMetrics(namespace=namespace, service=VALIDATION_SERVICE)
+    validation_metrics.add_metric(name="ValidationFailed", unit=MetricUnit.Count,
+                                  value=0 if result.get("status") == "PASSED" else 1)
+    validation_metrics.flush_metrics()
+
+
 def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) -> dict[str, Any]:
     """One step with this invocation's connections (all closed when it returns)."""
     if request.step == "publish_metrics":
@@ -100,11 +117,19 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
             databases=databases, driver=driver, ssm=clients["ssm"], writer_parameter=settings.writer_parameter,
             roles=settings.roles, schema=settings.schema, tables=settings.tables,
             wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds),
-            holder=request.execution or "step-function")
+            holder=request.execution or "step-function", max_changed_rows=settings.max_changed_rows,
+            count_rows=settings.count_rows, full_every_seconds=settings.full_every_seconds,
+            recheck_rounds=settings.recheck_rounds, recheck_seconds=settings.recheck_seconds)
         if request.step == "status":
             result = steps.status(controller)
+        elif request.step == "scheduled_validation":
+            result = steps.scheduled_validation(controller)
+            record_validation(result, settings.metrics_namespace)
         elif request.step == "fence_non_writer":
             result = steps.fence_non_writer(controller)
+        elif request.step == "validate_changes":
+            result = steps.validate_changes(controller, request.source, request.target,
+                                            live_validation=request.options.get("live_validation"))
         elif request.step == "set_writer":
             reason = request.options.get("reason") or f"data cutover {request.source} → {request.target}"
             result = steps.set_writer(controller, request.source, request.target, reason)

@@ -21,12 +21,20 @@ DRIVERS = ("dms", "postgres-logical")
 SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 MAX_WAIT_SECONDS = 600
+# Rows changed since the checkpoint that the fenced validation compares by key; beyond, it compares
+# every row (and says so). A million keys read by key take seconds, about what a full comparison
+# of a few million rows costs (bench/cutover_bench.py).
+DEFAULT_MAX_CHANGED_ROWS = 1_000_000
+MAX_CHANGED_ROWS = 100_000_000
 
 # step name → optional event keys besides step, from, to (with their JSON types)
 STEPS: dict[str, dict[str, type]] = {
     "preflight": {},
+    "checkpoint": {},
+    "catch_up": {},
     "fence": {},
     "wait_replication": {"timeout_seconds": int},
+    "validate_changes": {"live_validation": str},
     "advance_sequences": {},
     "switch_replication": {"timeout_seconds": int},
     "prove_fence": {},
@@ -36,8 +44,9 @@ STEPS: dict[str, dict[str, type]] = {
     "status": {},
     "fence_non_writer": {},
     "publish_metrics": {},
+    "scheduled_validation": {},
 }
-STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics")
+STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics", "scheduled_validation")
 DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
 # $$.Execution.Id: logged for correlation, and the holder of the switch lease (payment_cutover.control)
 COMMON_KEYS = {"execution": str}
@@ -69,6 +78,11 @@ class Settings:
     wait_seconds: float
     connect_timeout_seconds: int
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
+    max_changed_rows: int = DEFAULT_MAX_CHANGED_ROWS  # CHECKPOINT_MAX_CHANGED_ROWS
+    count_rows: bool = False  # CHECKPOINT_COUNT_ROWS=true: the fenced validation also counts every row
+    full_every_seconds: int = 86_400  # FULL_EVERY_SECONDS: the scheduled validation's full pass, at most this often
+    recheck_rounds: int = 3  # RECHECK_ROUNDS, RECHECK_SECONDS: the scheduled validation's settle-and-recheck
+    recheck_seconds: int = 5
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -96,6 +110,20 @@ class Settings:
             if not raw.isdigit() or not 0 < int(raw) <= maximum:
                 raise ConfigurationError(f"configuration invalid: {name} must be an integer from 1 to {maximum}")
             return int(raw)
+
+        def rounds(name: str, default: int, maximum: int) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) > maximum:
+                raise ConfigurationError(f"configuration invalid: {name} must be an integer from 0 to {maximum}")
+            return int(raw)
+
+        def switch(name: str) -> bool:
+            raw = environ.get(name, "").strip().lower() or "false"
+            if raw not in ("true", "false"):
+                raise ConfigurationError(f"configuration invalid: {name} must be true or false")
+            return raw == "true"
 
         driver = required("REPLICATION_DRIVER")
         if driver not in DRIVERS:
@@ -139,6 +167,11 @@ class Settings:
             wait_seconds=number("WAIT_SECONDS", 20, MAX_WAIT_SECONDS),
             connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
+            max_changed_rows=number("CHECKPOINT_MAX_CHANGED_ROWS", DEFAULT_MAX_CHANGED_ROWS, MAX_CHANGED_ROWS),
+            count_rows=switch("CHECKPOINT_COUNT_ROWS"),
+            full_every_seconds=number("FULL_EVERY_SECONDS", 86_400, 30 * 86_400),
+            recheck_rounds=rounds("RECHECK_ROUNDS", 3, 20),
+            recheck_seconds=number("RECHECK_SECONDS", 5, 300),
         )
 
 

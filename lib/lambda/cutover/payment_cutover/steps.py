@@ -1,8 +1,9 @@
 """The steps of a data cutover (and of a rollback after it, the same with the sides swapped), in the
 order the state machine calls them:
 
-    preflight → fence → wait_replication → [validation] → advance_sequences → [validation with
-    check_sequences] → switch_replication → prove_fence → open → set_writer → [weights]
+    preflight → checkpoint → [validation of the live replica] → catch_up → fence → wait_replication →
+    validate_changes → advance_sequences → [validation of the sequences] → switch_replication →
+    prove_fence → open → set_writer → [weights]
 
 and `abort`, the Catch path. Every step is idempotent and detects work already done, so an execution
 that failed can be run again from the start. Each takes the controller's connections and clients in
@@ -16,14 +17,33 @@ its fence; the old replication direction is stopped only after a marker written 
 made while its source was fenced; one switch at a time — every mutating step runs inside the switch
 mutex holding the switch lease (payment_cutover.control), so a second execution, a retried invoke,
 a rollback or an abort cannot interleave with it.
+
+The fenced window holds no full comparison: `checkpoint` makes a logical slot (test_decoding) on
+each side before the live validation (the validation Lambda, settle-and-recheck) compares every
+row; inside the fence `validate_changes` compares only the keys those slots decoded since, and the
+sequences (payment_validation.engine says why that proves as much). The target's slot catches what
+reached the target other than through replication since the checkpoint; the exact row counts are
+O(rows) and counted only with CHECKPOINT_COUNT_ROWS=true. The slots are the controller's: peeking
+a slot needs REPLICATION, which the validator's role does not have, so the step Lambda reads them
+and runs the comparison itself with the validation engine (bundled into its zip), as the controller
+role, which may SELECT the payment tables on both sides. A slot retains WAL while it exists:
+`set_writer` and `abort` drop them, the next `checkpoint` replaces whatever an earlier run left,
+and `status` shows them. A fallback to every row must fit in one invocation (WAIT_SECONDS + 60 s):
+on a database too large for that it times out, and the execution aborts and reopens the old writer.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from psycopg2 import errors as pg_errors
+
+from payment_validation.changes import CHECKPOINT_PLUGIN, ChangesUnreadable, current_lsn, read_changes
+from payment_validation.engine import ValidationOptions, validate, validate_changes as compare_changes
 
 from payment_cutover import capabilities, control, markers, slots
 from payment_cutover import fence as fencing
@@ -32,6 +52,7 @@ from payment_cutover.errors import (
     ReplicationBehind,
     ReplicationLoop,
     ReplicationNotRunning,
+    SwitchPending,
     WriterMismatch,
 )
 from payment_cutover.replication import STARTING, ReplicationDriver
@@ -52,6 +73,12 @@ class Controller:
     wait_seconds: float = 20.0  # bound of one invocation's waits (marker, task state, slot release)
     holder: str = "controller"  # who takes the switch lease: the Step Functions execution
     lease_seconds: float = 140.0  # longer than one invocation can run (its timeout is wait_seconds + 60)
+    max_changed_rows: int = 1_000_000  # beyond, validate_changes compares every row
+    count_rows: bool = False  # validate_changes also counts every table's rows (O(rows), inside the fence)
+    # the scheduled validation: every row at most this often, else what changed; rechecks on live data
+    full_every_seconds: int = 86_400
+    recheck_rounds: int = 3
+    recheck_seconds: float = 5.0
     lease: control.Lease | None = field(default=None, init=False)
 
     @property
@@ -62,6 +89,10 @@ class Controller:
     def witness_slot(self, side: str) -> str:
         """The witness slot of a fence of `side`, named after the slot of the direction it is the source of."""
         return f"{self.driver.slot_name(Direction(side, other(side)))[:55]}_witness"
+
+    def checkpoint_slot(self, side: str) -> str:
+        """The checkpoint slot of a switch away from `side` (made there before its live validation)."""
+        return f"{self.driver.slot_name(Direction(side, other(side)))[:52]}_checkpoint"
 
 
 @contextmanager
@@ -124,6 +155,199 @@ def preflight(c: Controller, source: str, target: str) -> dict:
                                         + "; ".join(problems))
     return {**result, "already_done": False, "switch_started": started,
             "replication": {old.name: old_state.to_dict(), old.reverse.name: new_state.to_dict()}}
+
+
+def checkpoint(c: Controller, source: str, target: str) -> dict:
+    """A checkpoint before the live validation compares every row: a new logical slot on the writer
+    `source` and one on `target` (any an earlier run left is dropped first), from which
+    `validate_changes` reads what changed since on each side — on `target`, what the replication
+    applied, and any write that reached it otherwise. Its creation waits for the transactions
+    running there (SwitchPending after wait_seconds: they are long, retry later); it changes nothing
+    the application sees."""
+    with switching(c) as lease:
+        _require_writer(c, source, target)
+        slot, lsns, replaced = c.checkpoint_slot(source), {}, False
+        for side in (source, target):
+            conn = c.databases[side]
+            replaced = slots.drop_slot(conn, slot, timeout_seconds=c.wait_seconds) or replaced
+            with conn.cursor() as cur:
+                cur.execute("SELECT set_config('statement_timeout', %s, false)", (f"{int(c.wait_seconds * 1000)}ms",))
+                try:
+                    cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+                                (slot, CHECKPOINT_PLUGIN))
+                    lsns[side] = cur.fetchone()[0]
+                except pg_errors.QueryCanceled as error:
+                    raise SwitchPending(f"the checkpoint slot {slot} could not be made on {side} within "
+                                        f"{c.wait_seconds:g} s: it waits for the transactions running there; the "
+                                        "step can be retried") from error
+                finally:
+                    cur.execute("RESET statement_timeout")
+        control.release_lease(c.databases[ONPREM], lease)
+    return {"slot": slot, "lsn": lsns, "replaced": replaced}
+
+
+def catch_up(c: Controller, source: str, target: str) -> dict:
+    """Before the fence, after the live validation PASSED: compare on the live replica (with the
+    recheck rounds) the keys written on either side since the checkpoint, and when every one is
+    equal move the checkpoint up to where they were read — so the fenced comparison reads only what
+    was written during this round, not during the whole live validation (which grows with the
+    database). The same argument as the fenced one (payment_validation.engine): the keys compared
+    here are equal in snapshots taken after the new checkpoint position, the others unchanged since
+    the live validation saw them equal. A key that does not settle (written faster than replication
+    applies it) leaves the checkpoint where it was: the fenced comparison then reads everything
+    since it, as without this round. Never fails the execution on a difference."""
+    _require_writer(c, source, target)
+    slot = c.checkpoint_slot(source)
+    upto = {side: current_lsn(c.databases[side]) for side in (source, target)}
+    try:
+        source_changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows, upto_lsn=upto[source])
+        target_changes = read_changes(c.databases[target], slot, max_rows=c.max_changed_rows, upto_lsn=upto[target])
+    except ChangesUnreadable as error:
+        return {"advanced": False, "reason": str(error)}
+    changes = source_changes.merged(target_changes, c.max_changed_rows)
+    if changes.overflow:
+        return {"advanced": False, "reason": f"more than {c.max_changed_rows} rows changed since the checkpoint"}
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=c.recheck_rounds,
+                                recheck_seconds=c.recheck_seconds)
+    with _validation_sessions(c, source, target) as (source_conn, target_conn):
+        report = compare_changes(source_conn, target_conn, changes, options, count_rows=False).to_dict()
+    advanced = report["status"] == "PASSED"
+    if advanced:
+        for side in (source, target):
+            with c.databases[side].cursor() as cur:
+                cur.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, upto[side]))
+    return {"advanced": advanced, "upto": upto, "keys_compared": report["scope"]["keys_compared"],
+            "status": report["status"], "message": report["message"],
+            **({} if advanced else {"reason": f"the changes since the checkpoint did not settle: {report['message']}"})}
+
+
+def validate_changes(c: Controller, source: str, target: str, *, live_validation: str | None) -> dict:
+    """Inside the fence, after the marker arrived: compare the keys written on either side since the
+    checkpoint, by key, and the sequences (payment_validation.engine.validate_changes); the exact row
+    counts too when `count_rows` (O(rows): off by default, see README).
+    Compares every row instead, and says why in `scope`, when the live validation after the
+    checkpoint did not pass (`live_validation`, its status), the checkpoint cannot be read, or more
+    than max_changed_rows rows changed. Returns the validation report (`status` PASSED/FAILED/ERROR)."""
+    _require_fenced(c, source, "what changed is only final once writes stopped")
+    slot = c.checkpoint_slot(source)
+    fallback, changes = None, None
+    if live_validation != "PASSED":
+        fallback = f"the live validation after the checkpoint is {live_validation or 'missing'}, not PASSED"
+    else:
+        try:
+            source_changes = read_changes(c.databases[source], slot, max_rows=c.max_changed_rows)
+            target_changes = read_changes(c.databases[target], slot, max_rows=c.max_changed_rows)
+        except ChangesUnreadable as error:
+            fallback = str(error)
+        else:
+            changes = source_changes.merged(target_changes, c.max_changed_rows)
+            if changes.overflow:
+                fallback = f"more than {c.max_changed_rows} rows changed since the checkpoint (CHECKPOINT_MAX_CHANGED_ROWS)"
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=0)
+    with _validation_sessions(c, source, target) as (source_conn, target_conn):
+        if fallback is None:
+            report = compare_changes(source_conn, target_conn, changes, options, count_rows=c.count_rows).to_dict()
+        else:
+            report = validate(source_conn, target_conn, options).to_dict()
+            report["scope"] = {"mode": "full", "fallback": fallback}
+    return {**report, "checkpoint_slot": slot}
+
+
+@contextmanager
+def _validation_sessions(c: Controller, source: str, target: str) -> Iterator[tuple[Any, Any]]:
+    """The controller's connections lent to the validation engine (which pins its own session
+    settings and read-only transactions), and given back autocommit with the settings they started
+    with (RESET ALL restores the values of the connection's startup options)."""
+    lent = (c.databases[source], c.databases[target])
+    try:
+        yield lent
+    finally:
+        for conn in lent:
+            if conn.closed:
+                continue
+            conn.rollback()
+            conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT", autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute("RESET ALL")
+
+
+SCHEDULED_PENDING = "_validating"
+SCHEDULED_PASSED = "_validated_"  # + the Unix time of the full pass the checkpoint descends from
+
+
+def scheduled_validation(c: Controller, *, now: float | None = None) -> dict:
+    """The scheduled validation of the replica against the writer, on live data (settle-and-recheck).
+
+    A full pass (every row) when the last one that PASSED is `full_every_seconds` old or more, or
+    there is none; otherwise only the keys the writer's slot decoded since the last PASSED
+    checkpoint (payment_validation.engine: the same argument as the cutover's, between runs). The
+    checkpoint is a logical slot on the writer named after the full pass it descends from
+    (<direction slot>_validated_<unix time>): a full pass makes a new one before it starts and keeps
+    it only if it PASSED; a run over the changes that PASSED advances it to the position it read up
+    to; one that did not leaves it, so the next run compares those keys again. Checkpoints left on
+    the side that is no longer the writer (after a switch) are dropped."""
+    now = time.time() if now is None else now
+    record = read_writer(c.ssm, c.writer_parameter)
+    source, target = record.writer, other(record.writer)
+    conn = c.databases[source]
+    prefix = c.driver.slot_name(Direction(source, target))[:36]
+    stale = [name for name, _ in _scheduled_slots(c.databases[target], c.driver.slot_name(Direction(target, source))[:36])]
+    for name in stale:
+        slots.drop_slot(c.databases[target], name, timeout_seconds=c.wait_seconds)
+    passed = sorted(_scheduled_slots(conn, prefix), key=lambda found: found[1])
+    options = ValidationOptions(schemas=(c.schema,), tables=tuple(c.tables), recheck_rounds=c.recheck_rounds,
+                                recheck_seconds=c.recheck_seconds)
+    full_because = None
+    if not passed:
+        full_because = "no PASSED checkpoint"
+    elif now - passed[-1][1] >= c.full_every_seconds:
+        full_because = f"the last full pass that PASSED is {int(now - passed[-1][1])} s old"
+    changes = None
+    if full_because is None:
+        checkpoint = passed[-1][0]
+        upto = current_lsn(conn)
+        try:
+            changes = read_changes(conn, checkpoint, max_rows=c.max_changed_rows, upto_lsn=upto)
+        except ChangesUnreadable as error:
+            full_because = str(error)
+        else:
+            if changes.overflow:
+                full_because = f"more than {c.max_changed_rows} rows changed since the checkpoint"
+    if full_because is None:
+        with _validation_sessions(c, source, target) as (source_conn, target_conn):
+            report = compare_changes(source_conn, target_conn, changes, options, count_rows=False).to_dict()
+        advanced = report["status"] == "PASSED"
+        if advanced:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (checkpoint, upto))
+        report["scope"]["checkpoint"] = {"slot": checkpoint, "advanced_to": upto if advanced else None}
+    else:
+        pending = f"{prefix}{SCHEDULED_PENDING}"
+        slots.drop_slot(conn, pending, timeout_seconds=c.wait_seconds)
+        slots.create_slot(conn, pending, CHECKPOINT_PLUGIN)
+        try:
+            with _validation_sessions(c, source, target) as (source_conn, target_conn):
+                report = validate(source_conn, target_conn, options).to_dict()
+            kept = None
+            if report["status"] == "PASSED":
+                kept = f"{prefix}{SCHEDULED_PASSED}{int(now)}"
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_copy_logical_replication_slot(%s, %s)", (pending, kept))
+                for name, _ in passed:
+                    slots.drop_slot(conn, name, timeout_seconds=c.wait_seconds)
+        finally:
+            slots.drop_slot(conn, pending, timeout_seconds=c.wait_seconds)
+        report["scope"] = {"mode": "full", "reason": full_because, "checkpoint": kept}
+    return {**report, "writer": source, "dropped_stale_checkpoints": stale}
+
+
+def _scheduled_slots(conn, prefix: str) -> list[tuple[str, int]]:
+    """The scheduled validation's PASSED checkpoints on this side: (slot, time of its full pass)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database() "
+                    "AND starts_with(slot_name::text, %s)", (prefix + SCHEDULED_PASSED,))
+        names = [name for (name,) in cur.fetchall()]
+    return [(name, int(name.rsplit("_", 1)[1])) for name in names if name.rsplit("_", 1)[1].isdigit()]
 
 
 def fence(c: Controller, source: str, target: str) -> dict:
@@ -263,8 +487,10 @@ def set_writer(c: Controller, source: str, target: str, reason: str) -> dict:
                                   "run the open step first")
         record, changed = put_writer(c.ssm, c.writer_parameter, target, reason, expected=source)
         dropped = fencing.drop_witness(c.databases[source], c.witness_slot(source))
+        checkpoint_dropped = _drop_checkpoint(c, source)
         control.release_lease(c.databases[ONPREM], lease)
-    return {"writer": record.to_dict(), "changed": changed, "witness_dropped": dropped}
+    return {"writer": record.to_dict(), "changed": changed, "witness_dropped": dropped,
+            "checkpoint_dropped": checkpoint_dropped}
 
 
 def abort(c: Controller, source: str, target: str) -> dict:
@@ -275,6 +501,9 @@ def abort(c: Controller, source: str, target: str) -> dict:
     held by another execution, it changes nothing (LeaseHeld)."""
     old = Direction(source, target)
     with switching(c) as lease:
+        # what changed since the checkpoint matters to no one once this switch is given up (a new
+        # run makes a new checkpoint), and the slot holds WAL back while it exists
+        _drop_checkpoint(c, source)
         record = read_writer(c.ssm, c.writer_parameter)
         reopen, why = record.writer == source, f"{target} is the writer"
         if reopen:
@@ -310,12 +539,23 @@ def status(c: Controller) -> dict:
             # each side is the source of one direction, whose slot lives there
             "slots": {side: slots.slot_info(c.databases[side], c.driver.slot_name(Direction(side, other(side))))
                       for side in SIDES},
+            # a checkpoint left by a switch that neither finished nor aborted keeps WAL on that side
+            "checkpoint_slots": {side: [info for info in (slots.slot_info(c.databases[side], c.checkpoint_slot(switch))
+                                                          for switch in SIDES) if info]
+                                 for side in SIDES},
             "fence_records": {side: _fence_record_dict(c, side) for side in SIDES}}
 
 
 def _fence_record_dict(c: Controller, side: str) -> dict | None:
     record = control.current_fence(c.databases[side], side)
     return record.to_dict() if record else None
+
+
+def _drop_checkpoint(c: Controller, source: str) -> bool:
+    """Drop the checkpoint of a switch away from `source`, on both sides."""
+    dropped = [slots.drop_slot(c.databases[side], c.checkpoint_slot(source), timeout_seconds=c.wait_seconds)
+               for side in (source, other(source))]
+    return any(dropped)
 
 
 def _prove(c: Controller, source: str, record: control.FenceRecord) -> dict:

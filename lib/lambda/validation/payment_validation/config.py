@@ -36,7 +36,7 @@ DEFAULT_SSL_MODE = "verify-full"
 RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 _OPTION_KEYS = ("max_diffs_per_table", "recheck_seconds", "recheck_rounds", "check_sequences", "direction")
 EVENT_KEYS = {
-    "validate": ("action", "tables", *_OPTION_KEYS),
+    "validate": ("action", "tables", "sequences_only", *_OPTION_KEYS),
     "plan": ("action", "tables", "chunk_rows", *_OPTION_KEYS),
     "validate_chunk": ("action", "chunk", *_OPTION_KEYS),
     "merge": ("action", "plan", "results"),
@@ -76,6 +76,7 @@ class ValidationRequest:
     check_sequences: bool = False
     direction: str = "forward"  # forward: source = SOURCE_*, target = TARGET_*; reverse: swapped
     chunk: Chunk | None = None
+    sequences_only: bool = False  # compare only the sequences (O(sequences)), not the content
 
     @classmethod
     def from_event(cls, event: Any) -> ValidationRequest:
@@ -118,6 +119,9 @@ class ValidationRequest:
         check_sequences = event.get("check_sequences", False)
         if not isinstance(check_sequences, bool):
             raise InvalidEventError(f"'check_sequences' must be true or false, got {check_sequences!r}")
+        sequences_only = event.get("sequences_only", False)
+        if not isinstance(sequences_only, bool):
+            raise InvalidEventError(f"'sequences_only' must be true or false, got {sequences_only!r}")
         direction = event.get("direction", "forward")
         if direction not in DIRECTIONS:
             raise InvalidEventError(
@@ -125,7 +129,7 @@ class ValidationRequest:
                 f"\"reverse\" (the two swapped, after the data cutover), got {direction!r}")
         return cls(tuple(name.strip() for name in tables), max_diffs,
                    None if recheck_seconds is None else float(recheck_seconds), recheck_rounds,
-                   check_sequences, direction, chunk)
+                   check_sequences or sequences_only, direction, chunk, sequences_only)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,52 @@ pass's snapshots: on a live replica they differ and decide nothing.
 
 Tables larger than one invocation can handle are cut by `plan` into chunks (key ranges, from the
 first pass's bounds) that `validate` checks one at a time and `merge.merge` joins into one report.
+
+ONLY WHAT CHANGED SINCE A CHECKPOINT (`validate_changes`). A full comparison costs O(rows); the
+data cutover's fenced window, when every write is refused, must not. So the full comparison runs
+before the fence, on the live replica with settle-and-recheck, after a CHECKPOINT: logical slots
+(changes.py) made before that run starts. Inside the fence only the keys the slots decoded since
+the checkpoint are compared, by key, as the recheck compares them; plus the sequences (and on
+request the exact row counts, which cost O(rows)). Why that proves what a full comparison of the
+fenced data would:
+
+  Assumptions. (A1) The run after the checkpoint PASSED: for every key k, in some pair of snapshots
+  (the first pass's, or a recheck round's) taken after the checkpoint, source(k) = target(k) (both
+  absent counts as equal). (A2) A slot decodes every transaction that commits on its side after the
+  slot's creation returned (creation waits for the transactions running then), and its WAL is read
+  whole (peeked, up to what is flushed). (A3) The comparison in the fence reads both sides after the
+  last change: both are fenced, and the marker proved replication caught up.
+
+  The cutover's checkpoint is a slot on EACH side. Take a key k that neither slot names: no
+  transaction changed k on either side since the checkpoint (A2), so source(k) and target(k) have
+  been constant since then, and by (A1) they were equal at some moment after it: they are equal
+  now. The keys the slots name are compared now, exactly (A3). So every key is equal, which is what
+  a full comparison establishes — whoever wrote: the replication apply, or anyone writing to the
+  target outside it, whose change its slot names like any other. Equal row counts follow.
+
+  A checkpoint moves forward the same way. A comparison of the keys named up to positions P (read
+  before its snapshots were taken) that PASSED makes P a checkpoint for which (A1) holds: the keys
+  it compared were equal in snapshots after P, the others unchanged since the earlier run saw them
+  equal. Advancing the slots to P then leaves the next comparison only what was written after P
+  (the cutover's catch-up round before the fence; the scheduled runs between full passes).
+
+  With a slot on the source alone (the scheduled runs), the argument needs one more assumption:
+  (A4) only the replication apply writes to the target, applying the source's committed changes in
+  commit order, each setting the target row to the image the change carries (the new row of an
+  INSERT or UPDATE, absence for a DELETE), as DMS and PostgreSQL logical replication do. Then for a
+  key the source's slot does not name, the target's k changes after the equal moment only by the
+  apply of source changes committed before the checkpoint, the last of which leaves the source's
+  image S, which has not changed since: equal again. A write on the target outside replication
+  breaks (A4): the scheduled full pass (validation.full_every) finds it, and the exact row counts
+  (`count_rows`) catch its inserts and deletes at once.
+
+  A table whose changes cannot be enumerated (a TRUNCATE, a DELETE without key) is compared whole;
+  past the caller's limit of changed rows, every table is (the report's `scope` says which). On a
+  live replica (the scheduled runs), the differing keys are settled by the recheck rounds, and row
+  counts decide nothing (`count_rows` off).
+
+`validate_sequences` reads only the sequences (O(sequences): a catalog read and an index probe
+per owned column), for the check after the cutover advanced them.
 """
 
 from __future__ import annotations
@@ -51,6 +97,7 @@ from .catalog import (
     DMS_CONTROL_SCHEMA, Column, TableSchema, comparable_columns, is_dms_control_table, read_tables,
     schema_differences,
 )
+from .changes import Changes, TableChanges
 from .chunks import Chunk
 from .queries import Key, KeyRange, Query, RowHash, TableQueries
 from .sequences import OwnedSequence, compare_sequences, read_column_extremes, read_owned_sequences
@@ -235,6 +282,8 @@ class ValidationReport:
     seconds: float
     recheck_rounds: int = 0  # rounds run (fewer than asked when every key settled sooner)
     chunk: Chunk | None = None
+    # What was compared, when not every row: {"mode": "changes" | "sequences", …} (None: a full comparison)
+    scope: dict[str, Any] | None = None
 
     @property
     def status(self) -> Status:
@@ -266,6 +315,8 @@ class ValidationReport:
         }
         if self.chunk is not None:
             report["chunk"] = self.chunk.to_dict()
+        if self.scope is not None:
+            report["scope"] = dict(self.scope)
         return report
 
 
@@ -286,6 +337,41 @@ def validate(source, target, options: ValidationOptions = ValidationOptions()) -
         rounds = _settle(session, checks)
         results = {check.name: check.result() for check in checks}
     return ValidationReport(results, time.monotonic() - started, recheck_rounds=rounds, chunk=options.chunk)
+
+
+def validate_changes(source, target, changes: Changes, options: ValidationOptions = ValidationOptions(), *,
+                     count_rows: bool = True) -> ValidationReport:
+    """Compare only the keys `changes` names (the rows changed on the source since a checkpoint, see
+    the module docstring for why that suffices), table by table, plus the exact row counts when
+    `count_rows` (on quiet data: a difference fails the table) and the sequences. A table whose
+    changes could not be enumerated is compared whole. Settles differing keys like `validate`.
+    `changes.overflow` is the caller's to handle (compare in full): raises ValueError."""
+    if changes.overflow:
+        raise ValueError("the changes overflowed their limit: compare in full (validate)")
+    started = time.monotonic()
+    with _Session.open(source, target, options) as session:
+        checks = [_TableCheck(session, name) for name in session.tables_to_check()]
+        for check in checks:
+            check.changes_pass(changes.tables.get(check.name), count_rows)
+        rounds = _settle(session, checks)
+        results = {check.name: check.result() for check in checks}
+    scope = {"mode": "changes", "changed_rows": changes.rows,
+             "keys_compared": sum(check.keys_compared for check in checks),
+             "compared_whole": {check.name: check.whole_reason for check in checks if check.whole_reason},
+             "row_counts": count_rows}
+    return ValidationReport(results, time.monotonic() - started, recheck_rounds=rounds, scope=scope)
+
+
+def validate_sequences(source, target, options: ValidationOptions = ValidationOptions()) -> ValidationReport:
+    """Only the sequences of the tables (O(sequences)): a target sequence whose next value its
+    column already holds fails its table. Content is not compared (the tables' source_rows are None)."""
+    started = time.monotonic()
+    with _Session.open(source, target, options) as session:
+        checks = [_TableCheck(session, name) for name in session.tables_to_check()]
+        for check in checks:
+            check.sequences_pass()
+        results = {check.name: check.result() for check in checks}
+    return ValidationReport(results, time.monotonic() - started, scope={"mode": "sequences"})
 
 
 def plan(source, target, options: ValidationOptions, chunk_rows: int) -> list[Chunk]:
@@ -536,6 +622,9 @@ class _TableCheck:
         self._sequences: list[OwnedSequence] = []
         self._content: _ContentComparison | None = None
         self._decided: tuple[Status, str] | None = None  # the verdict when content is not (or no longer) compared
+        self._count_problem: str | None = None
+        self.keys_compared = 0
+        self.whole_reason: str | None = None  # a changes pass that compared the table whole, and why
 
     @property
     def unsettled(self) -> bool:
@@ -546,6 +635,12 @@ class _TableCheck:
 
     def recheck(self) -> None:
         self._timed(self._content.recheck)
+
+    def changes_pass(self, changes: TableChanges | None, count_rows: bool) -> None:
+        self._timed(lambda: self._changes_pass(changes, count_rows))
+
+    def sequences_pass(self) -> None:
+        self._timed(self._sequences_pass)
 
     def _timed(self, step: Callable[[], None]) -> None:
         started = time.monotonic()
@@ -588,6 +683,47 @@ class _TableCheck:
         if chunk is None or chunk.holds_table_start:
             self._sequences = self._read_sequences(source, target)
 
+    def _changes_pass(self, changes: TableChanges | None, count_rows: bool) -> None:
+        source, target = self._source, self._target
+        queries = self._session.content_queries(self.name) if source and target else None
+        if queries is None:
+            self._first_pass()  # what a full pass reports for a table that cannot be compared by key
+            return
+        self._schema_differences = schema_differences(source, target)
+        self._content = _ContentComparison(
+            self._session.sides, queries, self._options.max_diffs_per_table,
+            MAX_RECHECKED_KEYS if self._options.recheck_rounds else 0,
+        )
+        keys: set | None = set()
+        if changes is not None and changes.truncated:
+            self.whole_reason = "truncated, or deleted without its key, since the checkpoint"
+        elif changes is not None:
+            keys = changes.keys(source.primary_key)
+            if keys is None:
+                self.whole_reason = "a change since the checkpoint does not carry the whole primary key"
+        if self.whole_reason:
+            self._content.run(KeyRange())
+        else:
+            self.keys_compared = len(keys)
+            self._content.compare_keys(sorted(keys))
+            if count_rows:
+                (source_count,), (target_count,) = self._session.sides.query(queries.row_count())
+                self._content.source_rows, self._content.target_rows = source_count[0], target_count[0]
+                if source_count[0] != target_count[0]:
+                    self._count_problem = (
+                        f"row counts differ (source {source_count[0]}, target {target_count[0]}) though every key "
+                        "changed since the checkpoint matches: a side was written outside replication; compare in full")
+        self._sequences = self._read_sequences(source, target)
+
+    def _sequences_pass(self) -> None:
+        source, target = self._source, self._target
+        if source is None or target is None:
+            where = "missing in target" if target is None else "missing in source (exists only in target)"
+            self._decided = (Status.FAILED, f"table is {where}")
+            return
+        self._sequences = self._read_sequences(source, target)
+        self._decided = (Status.PASSED, f"{len(self._sequences)} sequences checked; content not compared")
+
     def _read_sequences(self, source: TableSchema, target: TableSchema) -> list[OwnedSequence]:
         sides, tables = self._session.sides, {"source": source, "target": target}
         source_owned, target_owned = sides.call(lambda conn, side: _call_on(
@@ -612,6 +748,8 @@ class _TableCheck:
         else:
             status, message = verdict(self._schema_differences, differences, self._sequences,
                                       self._options.check_sequences, self._content.not_rechecked)
+            if self._count_problem:
+                status, message = Status.FAILED, f"{message}; {self._count_problem}"
         return TableResult(status, message, list(self._schema_differences), **differences, **content,
                            seconds=self._seconds, sequences=self._sequences)
 
@@ -700,6 +838,23 @@ class _ContentComparison:
         self.source_rows = sum(count for count, _ in source_buckets.values())
         self.target_rows = sum(count for count, _ in target_buckets.values())
         self._descend(key_range, bounds, source_buckets, target_buckets)
+
+    def compare_keys(self, keys: Sequence[Key]) -> None:
+        """Compare exactly these keys on both sides (by key, in the sides' current snapshots); a key
+        absent from both is equal. The row counts are the keys found on each side."""
+        for start in range(0, len(keys), RECHECK_BATCH_KEYS):
+            batch = keys[start:start + RECHECK_BATCH_KEYS]
+            source_rows, target_rows = self._sides.query(self._queries.row_hashes_of(batch))
+            # keyed by the text each side prints for the key (the same pinned settings on both), not
+            # by the text the caller gave, which may be formatted otherwise
+            source = {row[:-1]: row[-1] for row in source_rows}
+            target = {row[:-1]: row[-1] for row in target_rows}
+            self.source_rows += len(source)
+            self.target_rows += len(target)
+            for key in sorted(source.keys() | target.keys()):
+                kind = _difference(source.get(key), target.get(key))
+                if kind is not None:
+                    self._found(key, kind)
 
     def recheck(self) -> None:
         """Read the unsettled keys again on both sides (by key, in the sides' current snapshots)."""

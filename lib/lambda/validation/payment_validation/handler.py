@@ -15,6 +15,10 @@ Event keys, all optional (the environment is described in config.Settings):
                          (identity, serial) fails its table. Sequences are reported either way
     direction            "forward" (source = SOURCE_* database, target = TARGET_*) or "reverse"
                          (swapped: after the data cutover, the old writer is Aurora)
+    sequences_only       true: compare only the sequences (check_sequences implied), not the
+                         content: a catalog read and an index probe per owned column, whatever the
+                         tables' size (the data cutover's check after it advanced them). The
+                         report's tables then have source_rows null, and "scope": {"mode": "sequences"}
 
 For tables beyond one invocation, the validation state machine (lib/workflows/validation.py) calls
 the same function with an `action`:
@@ -52,7 +56,7 @@ from .config import (
 )
 from .chunks import Chunk
 from .databases import open_databases
-from .engine import Status, ValidationError, ValidationOptions, plan, validate
+from .engine import Status, ValidationError, ValidationOptions, plan, validate, validate_sequences
 from .merge import failed_plan, merge
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "validation"
@@ -101,7 +105,8 @@ def run(request: Request) -> dict[str, Any]:
         if isinstance(request, PlanRequest):
             chunks = plan(source_conn, target_conn, options, request.chunk_rows)
             return plan_result(chunks, options, validation.direction)
-        return {**validate(source_conn, target_conn, options).to_dict(), "direction": validation.direction}
+        compare = validate_sequences if validation.sequences_only else validate
+        return {**compare(source_conn, target_conn, options).to_dict(), "direction": validation.direction}
 
 
 def plan_result(chunks: list[Chunk], options: ValidationOptions, direction: str) -> dict[str, Any]:

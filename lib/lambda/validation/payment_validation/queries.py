@@ -85,6 +85,10 @@ class TableQueries:
         condition, params = self._range_condition(key_range)
         return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}").format(self._table, condition), params
 
+    def row_count(self) -> Query:
+        """The exact number of rows of the table."""
+        return sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(self._table), []
+
     @staticmethod
     def parse_estimate(plan) -> int:
         if isinstance(plan, str):
@@ -158,20 +162,22 @@ class TableQueries:
 
     def row_hashes_of(self, keys: Sequence[Key]) -> Query:
         """(key text…, row hash) of the rows with these keys, looked up by key (the primary key's
-        index), whatever their number and wherever they are."""
+        index), whatever their number and wherever they are. Each key is one index probe (a lateral
+        subquery the planner cannot flatten: OFFSET 0), never a scan of the table joined to the
+        keys, which a planner may prefer for a few thousand keys and which costs O(rows)."""
         aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
         # Equality in the column's own collation (the index's): for keys, deterministic collations
         # make it byte equality, and the literal's default collation yields to the column's.
-        looked_up = sql.SQL(", ").join(
-            sql.SQL("CAST(u.{} AS {})").format(alias, _type(column)) for alias, column in zip(aliases, self._key_columns)
+        matches = sql.SQL(" AND ").join(
+            sql.SQL("{} = CAST(u.{} AS {})").format(self._column(column), alias, _type(column))
+            for alias, column in zip(aliases, self._key_columns)
         )
-        columns = sql.SQL(", ").join(self._column(column) for column in self._key_columns)
         query = sql.SQL(
-            "SELECT {key_text}, {row_hash} FROM {table} WHERE ({columns}) IN ("
-            " SELECT {looked_up} FROM unnest({arrays}) AS u({aliases}))"
+            "SELECT found.* FROM unnest({arrays}) AS u({aliases}) CROSS JOIN LATERAL ("
+            " SELECT {key_text}, {row_hash} FROM {table} WHERE {matches} OFFSET 0) AS found"
         ).format(
-            key_text=self._key_text(), row_hash=self._row_hash(), table=self._table, columns=columns,
-            looked_up=looked_up, arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in aliases),
+            key_text=self._key_text(), row_hash=self._row_hash(), table=self._table, matches=matches,
+            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in aliases),
             aliases=sql.SQL(", ").join(aliases),
         )
         return query, [[key[i] for key in keys] for i in range(len(self._key_columns))]

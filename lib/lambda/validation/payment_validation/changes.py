@@ -1,0 +1,222 @@
+"""The keys written on a database since a checkpoint, read exactly from a logical replication slot.
+
+A checkpoint is a logical slot with the test_decoding plugin, made on the source before a
+validation starts: every transaction that commits after the slot's creation returns is decoded from
+it, and nothing before. `read_changes` peeks (never consumes) the slot and collects, per table, the
+primary keys of every row inserted, updated (both the old and the new key when the key changed) or
+deleted. A TRUNCATE, or a change whose key the WAL does not carry (REPLICA IDENTITY NOTHING), makes
+the table's changes unenumerable: it must then be compared whole.
+
+Peeking a slot needs the REPLICATION attribute (rds_replication on RDS/Aurora): the cutover
+controller's role has it, the validator's does not. The slot is therefore made, read and dropped by
+the controller; the comparison itself is the validation engine's (engine.validate_changes).
+
+Values are the text test_decoding prints (the type's output function); the engine casts them back
+to the key column's type on both sides, so their formatting never decides a comparison.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+CHECKPOINT_PLUGIN = "test_decoding"
+FLUSH_WAIT_SECONDS = 5.0
+POLL_SECONDS = 0.02
+
+
+class ChangesUnreadable(Exception):
+    """The slot is missing or its WAL cannot be read: what changed since the checkpoint is unknown."""
+
+
+@dataclass
+class TableChanges:
+    """One table's changed rows since the checkpoint, as test_decoding printed each tuple (the whole
+    row for an INSERT or UPDATE, the key for a DELETE); parsed only as far as the key columns."""
+
+    tuples: list[str] = field(default_factory=list)
+    truncated: bool = False  # a TRUNCATE, or a DELETE without key: the keys cannot be enumerated
+
+    @property
+    def rows(self) -> list[dict[str, str | None]]:
+        """Every changed row's columns, {column: value text}."""
+        return [parse_tuple(text) for text in self.tuples]
+
+    def keys(self, key_columns: tuple[str, ...]) -> set[tuple] | None:
+        """The distinct keys of the changed rows; None when a row does not carry the whole key."""
+        wanted = frozenset(key_columns)
+        keys = set()
+        for text in self.tuples:
+            values = parse_tuple(text, wanted)
+            if len(values) < len(wanted):
+                return None
+            keys.add(tuple(values[name] for name in key_columns))
+        return keys
+
+
+@dataclass
+class Changes:
+    """What the slot decoded since the checkpoint, up to `upto_lsn` (None: everything flushed)."""
+
+    tables: dict[str, TableChanges] = field(default_factory=dict)  # "schema.table" → its changes
+    rows: int = 0  # changed rows decoded (a row changed twice counts twice)
+    overflow: bool = False  # more than `max_rows` changed rows: not all were collected
+    upto_lsn: str | None = None
+
+    def table(self, name: str) -> TableChanges:
+        return self.tables.setdefault(name, TableChanges())
+
+    def merged(self, other: Changes, max_rows: int) -> Changes:
+        """The changes of both (e.g. of the source and of the target since the same checkpoint)."""
+        merged = Changes(rows=self.rows + other.rows, overflow=self.overflow or other.overflow
+                         or self.rows + other.rows > max_rows)
+        for changes in (self, other):
+            for name, table in changes.tables.items():
+                into = merged.table(name)
+                into.tuples += table.tuples
+                into.truncated = into.truncated or table.truncated
+        return merged
+
+
+def read_changes(conn, slot: str, *, max_rows: int, upto_lsn: str | None = None) -> Changes:
+    """The changes decoded from `slot` (peeked: the slot does not move), collecting at most
+    `max_rows` changed rows (beyond that, `overflow`). `conn` is an autocommit connection of a role
+    that may read replication slots."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = cur.fetchone()
+        if row is None:
+            raise ChangesUnreadable(f"the checkpoint slot {slot} does not exist on {conn.info.dbname}")
+        if row[0] != CHECKPOINT_PLUGIN:
+            raise ChangesUnreadable(f"slot {slot} decodes with {row[0]}, not {CHECKPOINT_PLUGIN}: not a checkpoint")
+        _wait_for_flush(cur, conn.info.dbname)
+        # Rows come one at a time from a named cursor would need a transaction; the changes of a
+        # fenced window (and of an hour of a payment database) fit in memory as text many times over.
+        cur.execute("SELECT data FROM pg_catalog.pg_logical_slot_peek_changes(%s, %s::pg_lsn, NULL, "
+                    "'skip-empty-xacts', '1', 'include-xids', '0')", (slot, upto_lsn))
+        changes = Changes(upto_lsn=upto_lsn)
+        for (data,) in cur:
+            if changes.overflow:
+                continue  # drain the result
+            _collect(changes, data, max_rows)
+    return changes
+
+
+def current_lsn(conn) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_catalog.pg_current_wal_lsn()::text")
+        return cur.fetchone()[0]
+
+
+def _wait_for_flush(cur, where: str) -> None:
+    """Decoding reads only WAL flushed to disk; a commit acknowledged with synchronous_commit = off may
+    not be yet: wait until everything written so far is."""
+    cur.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()")
+    written = cur.fetchone()[0]
+    deadline = time.monotonic() + FLUSH_WAIT_SECONDS
+    while True:
+        cur.execute("SELECT pg_catalog.pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,))
+        if cur.fetchone()[0]:
+            return
+        if time.monotonic() > deadline:
+            raise ChangesUnreadable(f"the WAL of {where} is not flushed up to {written} after {FLUSH_WAIT_SECONDS:g} s")
+        time.sleep(POLL_SECONDS)
+
+
+_OPERATIONS = (": INSERT: ", ": UPDATE: ", ": DELETE: ", ": TRUNCATE:")
+
+
+def _collect(changes: Changes, data: str, max_rows: int) -> None:
+    if not data.startswith("table "):
+        return  # BEGIN, COMMIT, messages
+    for operation in _OPERATIONS:
+        at = data.find(operation)
+        if at > 0:
+            break
+    else:
+        return
+    names = data[len("table "):at]
+    if operation == ": TRUNCATE:":
+        for name in names.split(", "):
+            changes.table(_unquote_qualified(name)).truncated = True
+        return
+    table = changes.table(_unquote_qualified(names))
+    body = data[at + len(operation):]
+    if body.startswith("(no-tuple-data)"):
+        table.truncated = True
+        return
+    tuples = [body]
+    if body.startswith("old-key: "):
+        old, _, new = body[len("old-key: "):].partition(" new-tuple: ")
+        tuples = [old, new]
+    for text in tuples:
+        if changes.rows >= max_rows:
+            changes.overflow = True
+            return
+        table.tuples.append(text)
+        changes.rows += 1
+
+
+def parse_tuple(text: str, wanted: frozenset[str] | None = None) -> dict[str, str | None]:
+    """{column: value text} of a test_decoding tuple `name[type]:value name[type]:value …`; a NULL
+    is None; a TOASTed value left unchanged by an UPDATE is left out (keys are never TOASTed).
+    With `wanted`, only those columns, and the parsing stops once it has them all."""
+    values: dict[str, str | None] = {}
+    position, length = 0, len(text)
+    while position < length and (wanted is None or len(values) < len(wanted)):
+        name, position = _identifier(text, position, stop="[")
+        end_of_type = text.index("]:", position)
+        position = end_of_type + 2
+        if text.startswith("'", position):
+            value, position = _quoted(text, position, "'")
+        else:
+            end = text.find(" ", position)
+            end = length if end < 0 else end
+            value, position = text[position:end], end
+            if value == "null":
+                value = None
+            elif value == "unchanged-toast-datum":
+                position += 1
+                continue
+        if wanted is None or name in wanted:
+            values[name] = value
+        position += 1  # the space between columns
+    return values
+
+
+def _identifier(text: str, position: int, *, stop: str) -> tuple[str, int]:
+    """An identifier as quote_identifier prints it, and the position after it (at `stop`)."""
+    if text.startswith('"', position):
+        name, position = _quoted(text, position, '"')
+        return name, position + 1
+    end = text.index(stop, position)
+    return text[position:end], end + 1
+
+
+def _quoted(text: str, position: int, quote: str) -> tuple[str, int]:
+    """The text between `quote`s at `position` (a doubled quote inside stands for one), and the
+    position after the closing quote."""
+    parts, position = [], position + 1
+    while True:
+        end = text.index(quote, position)
+        parts.append(text[position:end])
+        if text.startswith(quote, end + 1):
+            parts.append(quote)
+            position = end + 2
+            continue
+        return "".join(parts), end + 1
+
+
+def _unquote_qualified(name: str) -> str:
+    """"schema.table" from quote_qualified_identifier's output."""
+    schema, position = _qualified_part(name, 0)
+    table, _ = _qualified_part(name, position + 1)
+    return f"{schema}.{table}"
+
+
+def _qualified_part(name: str, position: int) -> tuple[str, int]:
+    if name.startswith('"', position):
+        return _quoted(name, position, '"')
+    end = name.find(".", position)
+    end = len(name) if end < 0 else end
+    return name[position:end], end
