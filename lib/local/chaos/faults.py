@@ -22,12 +22,12 @@ import psycopg2
 import psycopg2.extensions
 
 # The step function's states that change something (and so can crash after a change).
-MUTATING_STEP_STATES = ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "ProveFence", "Open",
-                        "SetWriter")
+MUTATING_STEP_STATES = ("Checkpoint", "CatchUp", "Fence", "WaitReplication", "AdvanceSequences",
+                        "SwitchReplication", "ProveFence", "Open", "SetWriter")
 STEP_STATES = ("Preflight", *MUTATING_STEP_STATES)
-LAMBDA_TASK_STATES = ("TrafficToOnprem", "Preflight", "Fence", "WaitReplication", "Validate", "AdvanceSequences",
-                      "ValidateSequences", "SwitchReplication", "ProveFence", "Open", "SetWriter",
-                      "ReplicationAlarms", "MoveTraffic")
+LAMBDA_TASK_STATES = ("TrafficToOnprem", "Preflight", "Checkpoint", "ValidateLive", "CatchUp", "Fence",
+                      "WaitReplication", "Validate", "AdvanceSequences", "ValidateSequences", "SwitchReplication",
+                      "ProveFence", "Open", "SetWriter", "ReplicationAlarms", "MoveTraffic")
 # A statement that changes something, but not the switch's own lease bookkeeping (every step takes the
 # lease first: crashing there would test only that).
 _MUTATING = re.compile(r"^\s*(INSERT|UPDATE|DELETE|ALTER|GRANT|REVOKE|CREATE|DROP|TRUNCATE|COMMENT)\b"

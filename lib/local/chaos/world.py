@@ -39,7 +39,8 @@ SIDES = ("onprem", "aws")
 MACHINES = ("cutover", "rollback")
 # Each machine moves the writer from → to.
 DIRECTIONS = {"cutover": ("onprem", "aws"), "rollback": ("aws", "onprem")}
-STEP_STATES = {"preflight": "Preflight", "fence": "Fence", "wait_replication": "WaitReplication",
+STEP_STATES = {"preflight": "Preflight", "checkpoint": "Checkpoint", "catch_up": "CatchUp", "fence": "Fence",
+               "wait_replication": "WaitReplication", "validate_changes": "Validate",
                "advance_sequences": "AdvanceSequences", "switch_replication": "SwitchReplication",
                "prove_fence": "ProveFence", "open": "Open", "set_writer": "SetWriter", "abort": "Abort"}
 SAMPLE_SECONDS = 0.02
@@ -62,7 +63,8 @@ def state_of(function: str, event: Any) -> str | None:
     if function == "step":
         return STEP_STATES.get(event.get("step"))
     if function == "validation":
-        return "ValidateSequences" if event.get("check_sequences") else "Validate"
+        # the live run before the fence; the sequences inside it (the fenced comparison is a step)
+        return "ValidateSequences" if event.get("sequences_only") or event.get("check_sequences") else "ValidateLive"
     if function == "traffic":
         if event.get("action") == "replication_alarms":
             return "ReplicationAlarms"
