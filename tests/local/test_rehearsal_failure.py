@@ -74,3 +74,28 @@ def test_both_servers_logs_stay_and_no_server_is_left_running(failed_rehearsal):
         assert not (work / "postgres" / side / "data").exists() or subprocess.run(
             [pg_binary("pg_ctl"), "status", "-D", str(work / "postgres" / side / "data")],
             capture_output=True).returncode != 0, f"the {side} server still runs"
+
+
+def test_a_rehearsal_refused_in_its_preflight_still_reports_why(tmp_path):
+    """A port in use stops the rehearsal before it made its work folder: the report is written all
+    the same, naming the preflight and the port, instead of an error about a missing folder."""
+    import socket
+
+    from lib.local.rehearsal.runbook import Rehearsal
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = load_config("local")
+        config = dataclasses.replace(config, emulator=dataclasses.replace(
+            config.emulator, endpoint=f"http://127.0.0.1:{port}"))
+        work = REPO_ROOT / "build" / "tests" / "rehearsal-refused"
+        subprocess.run(["rm", "-rf", str(work)], check=True)
+        console = io.StringIO()
+        with contextlib.redirect_stdout(console):
+            exit_code = Rehearsal(config, rate=8.0, clients=1, bake_checks=1, bake_interval=1, work_dir=work).run()
+    report = json.loads((work / "report.json").read_text())
+    assert exit_code == 1
+    assert (report["result"], report["failed_step"]) == ("FAILED", "preflight")
+    assert f"emulator port {port}" in json.dumps(report), report

@@ -74,6 +74,9 @@ EMULATOR_ADDITIONS = {
 def finish(rehearsal: Any) -> dict:
     say, work = rehearsal.say, rehearsal.work
     problems: list[str] = []
+    # A rehearsal that failed in its preflight (a port in use, a tool missing) has made no work
+    # folder yet: the report must still be written, naming that failure.
+    (work / "logs").mkdir(parents=True, exist_ok=True)
 
     def attempt(what: str, action) -> Any:
         try:
