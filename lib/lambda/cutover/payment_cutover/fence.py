@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
-from payment_cutover.errors import ConfigurationError, FenceBreached, FenceIncomplete, SwitchPending
+from payment_cutover.errors import ConfigurationError, FenceBreached, FenceIncomplete
 from payment_cutover.markers import MARKER_TABLE  # the controller's own writes behind the fence
 
 SETTING = "default_transaction_read_only"
@@ -85,7 +85,6 @@ PARTIAL = "partial"  # a state string starts with it when one part of the fence 
 TERMINATE_WAIT_MS = 2000
 POLL_SECONDS = 0.02
 CLEAN_SCANS_NEEDED = 2
-FLUSH_WAIT_SECONDS = 5.0
 # Backends that never run an application's transaction: replication, vacuum, the server's own.
 _SYSTEM_BACKENDS = ("walsender", "autovacuum launcher", "autovacuum worker", "checkpointer", "background writer",
                     "walwriter", "archiver", "startup", "logger", "walreceiver")
@@ -490,19 +489,12 @@ def witness_changes(conn, slot: str, tables: Sequence[tuple[str, str]]) -> tuple
             raise FenceBreached(f"the witness slot {slot} is gone from {_database(conn)}: nothing proves that no "
                                 "write reached the fenced side; compare the sides before going on")
         # Decoding reads only WAL flushed to disk, and a commit acknowledged with synchronous_commit =
-        # off may not be yet: wait until everything written so far is (the WAL writer flushes it
-        # within a few wal_writer_delay).
-        cur.execute("SELECT pg_current_wal_insert_lsn()")
-        written = cur.fetchone()[0]
-        deadline = time.monotonic() + FLUSH_WAIT_SECONDS
-        while True:
-            cur.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,))
-            if cur.fetchone()[0]:
-                break
-            if time.monotonic() > deadline:
-                raise SwitchPending(f"the WAL of {_database(conn)} is not flushed up to {written} after "
-                                    f"{FLUSH_WAIT_SECONDS:g} s: the proof cannot read it yet; the step can be retried")
-            time.sleep(POLL_SECONDS)
+        # off may not be yet — nor is WAL the WAL writer does not flush on its own (it flushes partial
+        # pages for asynchronous commits only). A transaction of our own committed synchronously
+        # flushes all written before it: a transactional logical message, which changes no table.
+        cur.execute("SET synchronous_commit = on")
+        cur.execute("SELECT pg_logical_emit_message(true, 'payment-migration', 'proof')")
+        cur.execute("RESET synchronous_commit")
         cur.execute("""SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(
                            %s, NULL, NULL, 'include-xids', '1', 'include-timestamp', '1', 'skip-empty-xacts', '1')""",
                     (slot,))
