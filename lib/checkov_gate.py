@@ -75,7 +75,7 @@ SUPPRESSIONS: tuple[Suppression, ...] = (
                   "reproducibly by make synth and pinned by source_code_hash in the plan a reviewer approves")
       for area, function in (("compute", "api_function_*"), ("validation", "validator_function_*"),
                              ("validation", "rollback_function_*"), ("cutover", "steps_function_*"),
-                             ("cutover", "traffic_function_*"))),
+                             ("cutover", "traffic_function_*"), ("cutover", "validation-scheduler_function_*"))),
     Suppression("CKV_AWS_116", "compute", "api_function_*",
                 "The ALB invokes the payment API synchronously and returns its errors to the client: nothing "
                 "could ever reach a dead-letter queue"),
@@ -83,6 +83,10 @@ SUPPRESSIONS: tuple[Suppression, ...] = (
                   "Step Functions invokes it synchronously and handles its errors (Retry/Catch in the state "
                   "machine); the metrics schedule's invocations are retried by the next minute's")
       for function in ("steps_function_*", "traffic_function_*")),
+    Suppression("CKV_AWS_116", "cutover", "validation-scheduler_function_*",
+                "Invoked by its schedule: a failed run is what the next scheduled run repeats, and it is "
+                "alarmed already (its ValidationFailed metric and the function's errors), so a dead-letter "
+                "queue would hold nothing anyone acts on"),
     *(Suppression("CKV_AWS_117", area, function,
                   "Outside the VPC on purpose: moving traffic back must work when the VPC, its routes or its "
                   "endpoints are what failed; it calls only Route 53, SSM, Step Functions, CloudWatch and SNS")
