@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from constructs import Construct
 
 from lib.cdk.aws.secretsmanager_secret import SecretsmanagerSecret
-
-SIDES = ("onprem", "aws")
+from lib.config import SIDES
 
 
 @dataclass(frozen=True)

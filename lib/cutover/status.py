@@ -19,12 +19,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lib.config import SIDES
 from lib.cutover.aws import Aws, CliError
 from lib.cutover.executions import describe, history, list_executions, parse_json
 from lib.cutover.names import MACHINES, Names
 
 RECENT_EXECUTIONS = 5
-SIDES = ("onprem", "aws")
 # Each side is the source of one direction, whose slot lives there.
 DIRECTIONS = {"forward": ("onprem", "aws"), "fallback": ("aws", "onprem")}
 SLOT_METRICS = ("ReplicationSlotLagBytes", "RetainedWalBytes")

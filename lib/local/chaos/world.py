@@ -32,10 +32,11 @@ from typing import Any, Callable
 import boto3
 import psycopg2
 
+from lib.config import SIDES
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
 ROLES = ["payment_app"]
-SIDES = ("onprem", "aws")
 MACHINES = ("cutover", "rollback")
 # Each machine moves the writer from → to.
 DIRECTIONS = {"cutover": ("onprem", "aws"), "rollback": ("aws", "onprem")}
