@@ -1,6 +1,7 @@
 """Builds each Lambda folder (lib/lambda/<name>) into a deterministic zip for the Lambda runtime.
 
-A bundle is the folder's code plus its requirements.txt installed for the runtime's platform and
+A bundle is the folder's code, the shared runtime every function uses (the sibling folder
+lib/lambda/common: the package payment_common, no requirements of its own), plus its requirements.txt installed for the runtime's platform and
 Python version (wheels only), zipped with sorted entries, fixed timestamps and permissions, so the
 same inputs always give the same bytes and Terraform sees no change to deploy.
 
@@ -17,7 +18,8 @@ transitive dependency is not an input the hash can see.
     python -m lib.bundler [--python-version 3.12] [--platform manylinux2014_x86_64]
                           [--out build/lambda] [--pip-cache build/pip-cache] [--force] [name ...]
 
-builds the named folders, or every folder under lib/lambda/ that has a requirements.txt.
+builds the named folders, or every folder under lib/lambda/ that has a requirements.txt (the shared
+runtime has none: it is not a function, it goes into each).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 # Bump when the bundle layout changes, so bundles cached by an older bundler are rebuilt.
-BUNDLER_VERSION = "2"
+BUNDLER_VERSION = "3"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
@@ -50,6 +52,8 @@ DEFAULT_PLATFORM = "manylinux2014_x86_64"
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold
 ZIP_COMPRESSLEVEL = 9
 REQUIREMENTS = "requirements.txt"
+# The folder beside the functions' folders whose code goes into every bundle.
+SHARED_FOLDER = "common"
 
 SKIPPED_DIR_NAMES = frozenset({"__pycache__", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
@@ -85,7 +89,8 @@ def build_bundle(
 ) -> Path:
     """Build `out_dir/<source_dir.name>.zip` (and its manifest `.zip.json`) and return the zip's path.
 
-    The RDS CA bundle goes in when the requirements name a PostgreSQL driver; `extra_files` maps
+    The shared runtime (the sibling folder `common`, when there is one) goes into every bundle; the
+    RDS CA bundle when the requirements name a PostgreSQL driver; `extra_files` maps
     more names in the zip to files. Skips the work when the manifest beside an intact zip records
     the same input hash, unless `use_cache` is false. `pip_cache_dir=None` uses pip's own cache.
     Progress goes to stdout (the cdktf CLI reports its app's stderr as errors); `verbose` streams
@@ -100,6 +105,11 @@ def build_bundle(
     manifest_path = out_dir / f"{name}.zip.json"
     requirements = source_dir / REQUIREMENTS
     code_files = _code_files(source_dir)
+    shared_files = _shared_files(source_dir)
+    clashes = sorted(code_files.keys() & shared_files.keys())
+    if clashes:
+        raise BundleError(f"bundling {name}: the code and the shared runtime both have {', '.join(clashes)}")
+    code_files.update(shared_files)
     added_files = _added_files(name, requirements, extra_files or {})
     clashes = sorted(code_files.keys() & added_files.keys())
     if clashes:
@@ -244,6 +254,15 @@ def _added_files(name: str, requirements: Path, extra_files: Mapping[str, Path])
             raise BundleError(f"bundling {name}: {path} (for {arcname}) is not a file")
         added[arcname] = path.resolve()
     return added
+
+
+def _shared_files(source_dir: Path) -> dict[str, Path]:
+    """arcname -> file for the shared runtime (the sibling folder SHARED_FOLDER), none when there is
+    no such folder or the folder is the shared runtime itself."""
+    shared_dir = source_dir.parent / SHARED_FOLDER
+    if not shared_dir.is_dir() or shared_dir == source_dir:
+        return {}
+    return _code_files(shared_dir)
 
 
 def _requirement_names(requirements: Path) -> set[str]:

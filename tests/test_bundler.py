@@ -51,6 +51,21 @@ def small_lambda(tmp_path: Path) -> Path:
     return folder
 
 
+def archive_names(zip_path: Path) -> list[str]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return archive.namelist()
+
+
+@pytest.fixture
+def shared_runtime(small_lambda: Path) -> Path:
+    """The shared runtime beside the small function, as lib/lambda/common is beside the functions."""
+    folder = small_lambda.parent / "common"
+    (folder / "shared_pkg" / "__pycache__").mkdir(parents=True)
+    (folder / "shared_pkg" / "__init__.py").write_text("SIDES = ('onprem', 'aws')\n")
+    (folder / "shared_pkg" / "__pycache__" / "__init__.cpython-312.pyc").write_bytes(b"stale")
+    return folder
+
+
 # --- the real API bundle ------------------------------------------------------------------------
 # (slow: pip builds it twice, from wheels it may have to download)
 
@@ -59,6 +74,7 @@ def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api
     with zipfile.ZipFile(api_zips[0]) as archive:
         names = set(archive.namelist())
     for expected in ("payment_api/__init__.py", "payment_api/handler.py", "payment_api/payments.py",
+                     "payment_common/__init__.py", "payment_common/writer.py", "payment_common/database.py",
                      "psycopg2/_psycopg.cpython-312-x86_64-linux-gnu.so",
                      "pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so",
                      "aws_lambda_powertools/event_handler/api_gateway.py"):
@@ -73,16 +89,17 @@ def test_api_bundle_holds_the_handler_and_dependencies_built_for_the_runtime(api
 
 @pytest.mark.slow
 def test_api_bundle_carries_the_pinned_rds_ca_bundle_where_the_api_looks_for_it(api_zips):
-    import payment_api.database
+    import payment_common.database
 
     with zipfile.ZipFile(api_zips[0]) as archive:
         info = archive.getinfo(bundler.RDS_CA_BUNDLE_ARCNAME)
         content = archive.read(info)
     assert hashlib.sha256(content).hexdigest() == bundler.RDS_CA_BUNDLE_SHA256
     assert info.external_attr >> 16 == 0o100644
-    package_root = Path(payment_api.database.__file__).resolve().parents[1]
-    assert Path(payment_api.database.RDS_CA_BUNDLE) == package_root / info.filename, \
-        "the API's default sslrootcert is not where the bundler puts the CA bundle"
+    assert "payment_common/database.py" in archive_names(api_zips[0])
+    package_root = Path(payment_common.database.__file__).resolve().parents[1]
+    assert Path(payment_common.database.RDS_CA_BUNDLE) == package_root / info.filename, \
+        "the functions' default sslrootcert is not where the bundler puts the CA bundle"
 
 
 @pytest.mark.slow
@@ -292,3 +309,30 @@ def test_cli_fails_when_a_build_fails(small_lambda, tmp_path, capsys):
     (small_lambda / "requirements.txt").write_text("this is not a requirement!\n")
     assert bundler.main(["--lambda-root", str(small_lambda.parent), "--out", str(tmp_path / "out")]) == 1
     assert "bundler: error: bundling small: pip could not install" in capsys.readouterr().err
+
+
+def test_the_shared_runtime_goes_into_every_bundle_and_its_input_hash(small_lambda, shared_runtime, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "out"
+    assert archive_names(build_bundle(small_lambda, out)) == [
+        "bootstrap", "shared_pkg/__init__.py", "small_pkg/__init__.py", "small_pkg/handler.py"]
+    (shared_runtime / "shared_pkg" / "__init__.py").write_text("SIDES = ('onprem', 'aws', 'elsewhere')\n")
+    capsys.readouterr()
+    with zipfile.ZipFile(build_bundle(small_lambda, out)) as archive:
+        assert b"elsewhere" in archive.read("shared_pkg/__init__.py")
+    assert "up to date" not in capsys.readouterr().out, "a change to the shared runtime did not rebuild"
+
+
+def test_the_shared_runtime_is_not_a_function_and_cannot_be_shadowed(small_lambda, shared_runtime, tmp_path):
+    assert bundler.lambda_folders(small_lambda.parent) == [small_lambda]
+    (small_lambda / "shared_pkg").mkdir()
+    (small_lambda / "shared_pkg" / "__init__.py").write_text("")
+    with pytest.raises(BundleError, match="the code and the shared runtime both have shared_pkg/__init__.py"):
+        build_bundle(small_lambda, tmp_path / "out")
+
+
+def test_every_function_folder_gets_the_real_shared_runtime():
+    functions = bundler.lambda_folders()
+    assert {folder.name for folder in functions} == {"api", "cutover", "rollback", "validation"}
+    for folder in functions:
+        assert "payment_common/writer.py" in bundler._shared_files(folder), f"{folder.name} lacks payment_common"

@@ -97,19 +97,20 @@ def test_the_rds_bundle_does_not_trust_the_test_server(postgres):
 
 # --- the Lambdas' settings ----------------------------------------------------------------------
 
-def _api_settings(environ: dict[str, str], prefix: str = "ONPREM_DB_"):
-    from payment_api.database import DatabaseSettings
+SIDES_ENVIRONMENT = {f"{prefix}{name}": "x" for prefix in ("ONPREM_DB_", "AURORA_DB_")
+                     for name in ("HOST", "NAME", "SECRET_ARN")}
 
-    return DatabaseSettings.from_environment(
-        {f"{prefix}SECRET_ARN": "arn", f"{prefix}HOST": "db", f"{prefix}NAME": "payments", **environ}, prefix=prefix)
+
+def _api_settings(environ: dict[str, str]):
+    from payment_api.writer import WriterDatabase
+
+    return WriterDatabase.from_environment({"WRITER_PARAMETER": "/writer", **SIDES_ENVIRONMENT, **environ})
 
 
 def _validation_settings(environ: dict[str, str]):
     from payment_validation.config import Settings
 
-    return Settings.from_environment({
-        **{f"{side}_{name}": "x" for side in ("SOURCE", "TARGET") for name in ("DB_HOST", "DB_NAME", "SECRET_ARN")},
-        "SOURCE_DB_PORT": "5432", "TARGET_DB_PORT": "5432", **environ})
+    return Settings.from_environment({**SIDES_ENVIRONMENT, **environ})
 
 
 def _cutover_settings(environ: dict[str, str]):
@@ -120,36 +121,31 @@ def _cutover_settings(environ: dict[str, str]):
         "FORWARD_SLOT_NAME": "forward", "FALLBACK_SLOT_NAME": "fallback",
         "DMS_FORWARD_TASK_ARN": "arn:forward", "DMS_FALLBACK_TASK_ARN": "arn:fallback",
         "DMS_FORWARD_CDC_TASK_ARN": "arn:forward-cdc",
-        **{f"{prefix}{name}": "x" for prefix in ("ONPREM_DB_", "AURORA_DB_") for name in ("HOST", "NAME", "SECRET_ARN")},
-        **environ})
+        **SIDES_ENVIRONMENT, **environ})
 
 
 def _tls_per_side(environ: dict[str, str]) -> dict[str, dict[str, tuple[str, str | None]]]:
     """Lambda -> side (onprem, aws) -> (sslmode, sslrootcert) for one environment."""
-    validation = _validation_settings({key.replace("ONPREM_DB_", "SOURCE_DB_").replace("AURORA_DB_", "TARGET_DB_"): value
-                                       for key, value in environ.items()})
+    validation = _validation_settings(environ)
     cutover = _cutover_settings(environ)
+    api = {side: database.settings for side, database in _api_settings(environ)._databases.items()}
     return {
-        "api": {side: ((s := _api_settings(environ, prefix)).sslmode, s.sslrootcert)
-                for side, prefix in (("onprem", "ONPREM_DB_"), ("aws", "AURORA_DB_"))},
-        "validation": {"onprem": (validation.sslmode, validation.source.sslrootcert),
-                       "aws": (validation.sslmode, validation.target.sslrootcert)},
+        "api": {side: (api[side].sslmode, api[side].sslrootcert) for side in ("onprem", "aws")},
+        "validation": {"onprem": (validation.source.sslmode, validation.source.sslrootcert),
+                       "aws": (validation.target.sslmode, validation.target.sslrootcert)},
         "cutover": {side: (cutover.sides[side].sslmode, cutover.sides[side].sslrootcert) for side in ("onprem", "aws")},
     }
 
 
 def _bundled_ca_paths() -> dict[str, str]:
-    """Where each Lambda looks for the RDS CA bundle: beside its package, at the name the bundler uses."""
-    import payment_api.database
-    import payment_cutover.settings
-    import payment_validation.config
+    """Where each Lambda looks for the RDS CA bundle: beside the shared runtime's package (at the
+    zip's root, as each function's package), at the name the bundler uses."""
+    import payment_common.database as module
 
-    paths = {"api": payment_api.database, "validation": payment_validation.config, "cutover": payment_cutover.settings}
-    for name, module in paths.items():
-        package_root = Path(module.__file__).resolve().parents[1]
-        assert Path(module.RDS_CA_BUNDLE) == package_root / bundler.RDS_CA_BUNDLE_ARCNAME, \
-            f"{name} looks for the RDS CA bundle at {module.RDS_CA_BUNDLE}, not where the bundler puts it"
-    return {name: module.RDS_CA_BUNDLE for name, module in paths.items()}
+    package_root = Path(module.__file__).resolve().parents[1]
+    assert Path(module.RDS_CA_BUNDLE) == package_root / bundler.RDS_CA_BUNDLE_ARCNAME, \
+        f"the functions look for the RDS CA bundle at {module.RDS_CA_BUNDLE}, not where the bundler puts it"
+    return {name: module.RDS_CA_BUNDLE for name in ("api", "validation", "cutover")}
 
 
 def test_lambdas_default_to_verify_full_with_the_rds_bundle_in_their_zip():
@@ -168,14 +164,11 @@ def test_a_weaker_mode_only_when_configured_and_never_plaintext():
     for name, sides in _tls_per_side({"DB_SSLMODE": "require"}).items():
         assert sides == {"onprem": ("require", None), "aws": ("require", None)}, \
             f"{name}: require must not silently verify against the RDS bundle (the on-prem server is not RDS)"
-    from payment_api.errors import ConfigurationError as ApiConfigurationError
-    from payment_cutover.errors import ConfigurationError as CutoverConfigurationError
-    from payment_validation.config import ConfigurationError as ValidationConfigurationError
+    from payment_common.errors import ConfigurationError
 
     for mode in ("disable", "allow", "prefer"):
-        for parse, error in ((_api_settings, ApiConfigurationError), (_validation_settings, ValidationConfigurationError),
-                             (_cutover_settings, CutoverConfigurationError)):
-            with pytest.raises(error, match="DB_SSLMODE must be one of"):
+        for parse in (_api_settings, _validation_settings, _cutover_settings):
+            with pytest.raises(ConfigurationError, match="DB_SSLMODE must be one of"):
                 parse({"DB_SSLMODE": mode})
 
 
@@ -197,10 +190,10 @@ def test_the_api_connects_verified_and_refuses_a_misnamed_server(postgres, elsew
     from payment_api.errors import DatabaseUnavailable
 
     def database(server: PostgresServer) -> Database:
-        return Database(_api_settings({"ONPREM_DB_SECRET_ARN": secret_for(server), "ONPREM_DB_HOST": "127.0.0.1",
-                                       "ONPREM_DB_PORT": str(server.port), "ONPREM_DB_NAME": "postgres",
-                                       "ONPREM_DB_SSLROOTCERT": server.ca_certificate}),
-                        boto3.client("secretsmanager"))
+        settings = _api_settings({"ONPREM_DB_SECRET_ARN": secret_for(server), "ONPREM_DB_HOST": "127.0.0.1",
+                                  "ONPREM_DB_PORT": str(server.port), "ONPREM_DB_NAME": "postgres",
+                                  "ONPREM_DB_SSLROOTCERT": server.ca_certificate})._databases["onprem"].settings
+        return Database(settings, boto3.client("secretsmanager"))
 
     good = database(postgres)
     try:
@@ -213,43 +206,39 @@ def test_the_api_connects_verified_and_refuses_a_misnamed_server(postgres, elsew
 
 
 def test_the_validator_connects_verified_and_refuses_a_misnamed_server(postgres, elsewhere, secret_for):
-    from payment_validation.databases import DatabaseUnreachableError, connect as validation_connect
+    from payment_common.errors import DatabaseUnavailable
+    from payment_validation.databases import open_databases
 
     def settings(server: PostgresServer):
-        return _validation_settings({"SOURCE_DB_HOST": "127.0.0.1", "SOURCE_DB_PORT": str(server.port),
-                                     "SOURCE_DB_NAME": "postgres", "SOURCE_SECRET_ARN": secret_for(server),
-                                     "DB_SSLROOTCERT": server.ca_certificate})
+        secret = secret_for(server)
+        both = {f"{prefix}{name}": value for prefix in ("ONPREM_DB_", "AURORA_DB_") for name, value in (
+            ("HOST", "127.0.0.1"), ("PORT", str(server.port)), ("NAME", "postgres"), ("SECRET_ARN", secret))}
+        return _validation_settings({**both, "DB_SSLROOTCERT": server.ca_certificate})
 
-    good = settings(postgres)
-    conn = validation_connect(good.source, "source", good, boto3.client("secretsmanager"))
-    try:
-        assert tls_of(conn)[0]
-    finally:
-        conn.close()
-    bad = settings(elsewhere)
-    with pytest.raises(DatabaseUnreachableError,
-                       match=f"cannot connect to the source database 127.0.0.1:{elsewhere.port}/postgres: .*{MISNAMED}"):
-        validation_connect(bad.source, "source", bad, boto3.client("secretsmanager"))
+    with open_databases(settings(postgres), boto3.client("secretsmanager")) as (source, target):
+        assert tls_of(source)[0] and tls_of(target)[0]
+    with pytest.raises(DatabaseUnavailable, match=f"cannot connect to the onprem database 127.0.0.1:{elsewhere.port}"
+                                                  f"/postgres as {elsewhere.app_user}: .*{MISNAMED}"):
+        with open_databases(settings(elsewhere), boto3.client("secretsmanager")):
+            pass
 
 
 def test_the_cutover_steps_connect_verified_and_refuse_another_ca(postgres, tmp_path):
-    from payment_cutover.connections import connect as cutover_connect
-    from payment_cutover.errors import DatabaseUnavailable
+    from payment_common.errors import DatabaseUnavailable
+    from payment_cutover.connections import connect_as as cutover_connect
 
     def side(ca_file: str):
         return _cutover_settings({"ONPREM_DB_HOST": "127.0.0.1", "ONPREM_DB_PORT": str(postgres.port),
                                   "ONPREM_DB_NAME": "postgres", "ONPREM_DB_SSLROOTCERT": ca_file}).sides["onprem"]
 
-    conn = cutover_connect(side(postgres.ca_certificate), postgres.app_user, postgres.app_password,
-                           connect_timeout=10, name="onprem")
+    conn = cutover_connect(side(postgres.ca_certificate), postgres.app_user, postgres.app_password)
     try:
         assert tls_of(conn)[0]
     finally:
         conn.close()
     other = CertificateAuthority.create(tmp_path / "other-ca", "another CA")
-    with pytest.raises(DatabaseUnavailable, match=r"cannot connect to onprem .*certificate verify failed"):
-        cutover_connect(side(str(other.certificate)), postgres.app_user, postgres.app_password,
-                        connect_timeout=10, name="onprem")
+    with pytest.raises(DatabaseUnavailable, match=r"cannot connect to the onprem database .*certificate verify failed"):
+        cutover_connect(side(str(other.certificate)), postgres.app_user, postgres.app_password)
 
 
 # --- the RDS CA bundle ----------------------------------------------------------------------------

@@ -34,16 +34,18 @@ from __future__ import annotations
 from typing import Any
 
 from lib.workflows.validation import LAMBDA_INVOKE, TRANSIENT_LAMBDA_ERRORS
+from lib.config import SIDES
 
-SIDES = ("onprem", "aws")
 DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "fallback"}
-# The validation Lambda's `direction`: its SOURCE_* database is on-prem, TARGET_* Aurora.
+# The validation Lambda's `direction`: forward compares Aurora (target) with on-prem (source).
 VALIDATION_DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "reverse"}
 PHASES = ("legacy-sync", "canary", "split", "aws-primary")
 
 # Step errors a retry can cure (payment_cutover.errors): the marker is still on its way, a task or
 # worker has not reached its state yet, a database answered with a transient error.
-RETRYABLE_STEP_ERRORS = ["ReplicationBehind", "SwitchPending", "DatabaseUnavailable"]
+# The step function's retryable errors (payment_common.errors, payment_cutover.errors).
+UNAVAILABLE_ERRORS = ["DatabaseUnavailable", "AwsUnavailable"]
+RETRYABLE_STEP_ERRORS = ["ReplicationBehind", "SwitchPending", *UNAVAILABLE_ERRORS]
 STEP_RETRY_INTERVAL_SECONDS = 2
 STEP_RETRY_ATTEMPTS = 15  # with each invocation waiting up to step_wait_seconds itself
 
@@ -75,7 +77,7 @@ def _step(step_arn: str, step: str, source: str, target: str, *, next_state: str
           retry: bool = False, **options: Any) -> dict[str, Any]:
     payload = {"step": step, "from": source, "to": target, "execution.$": "$$.Execution.Id", **options}
     return _invoke(step_arn, payload, result=f"$.steps.{step}", next_state=next_state, catch=catch,
-                   retry_errors=RETRYABLE_STEP_ERRORS if retry else ["DatabaseUnavailable"])
+                   retry_errors=RETRYABLE_STEP_ERRORS if retry else UNAVAILABLE_ERRORS)
 
 
 def _validate(function_arn: str, payload: dict[str, Any], *, name: str, next_state: str,
@@ -129,7 +131,7 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
         **_validate(step_arn, {"step": "validate_changes", "from": source, "to": target,
                                "execution.$": "$$.Execution.Id",
                                "live_validation.$": "$.validation.ValidateLive.result.status"},
-                    name="Validate", next_state="AdvanceSequences", retry_errors=["DatabaseUnavailable"]),
+                    name="Validate", next_state="AdvanceSequences", retry_errors=UNAVAILABLE_ERRORS),
         "AdvanceSequences": _step(step_arn, "advance_sequences", source, target, next_state="ValidateSequences"),
         **_validate(validation_arn, {"direction": direction, "sequences_only": True, "recheck_rounds": 0},
                     name="ValidateSequences", next_state="SwitchReplication"),
@@ -149,7 +151,7 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
         "Abort": _invoke(step_arn, {"step": "abort", "from": source, "to": target, "error.$": "$.error",
                                     "execution.$": "$$.Execution.Id"},
                          result="$.steps.abort", next_state="Failed", catch="Failed",
-                         retry_errors=["DatabaseUnavailable"]),
+                         retry_errors=UNAVAILABLE_ERRORS),
         "Failed": {"Type": "Fail", "Error": "CutoverFailed",
                    "Cause": f"the switch of the writer from {source} to {target} did not complete: "
                             "see the execution's history and `python -m lib.cutover status`"},

@@ -155,11 +155,12 @@ class _EndedConnection:
 def test_a_session_ended_right_after_its_privilege_refusal_is_the_fence():
     """The fence revokes payment_writer, then ends the sessions: a session refused for lack of privilege
     may be gone before its membership can be checked. That is the fence (503), not a missing grant."""
-    from payment_api.database import Database, DatabaseSettings
+    from payment_api.database import Database
     from payment_api.errors import WriterFenced
     from payment_api.writer import WriterDatabase
+    from payment_common.database import DatabaseSettings
 
-    database = Database(DatabaseSettings(secret_arn="unused", host="unused", dbname="unused"))
+    database = Database(DatabaseSettings(side="onprem", secret_arn="unused", host="unused", dbname="unused"))
     refused = database._privilege_refused(_EndedConnection(), psycopg2.errors.InsufficientPrivilege(), write=True)
     assert (refused.session_ended, refused.writer_member) == (True, None)
 

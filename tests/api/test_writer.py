@@ -66,6 +66,19 @@ def test_a_malformed_writer_parameter_is_503_naming_it(api, writer_parameter, va
     assert writer_parameter in response.body["reason"]
 
 
+@pytest.mark.parametrize("epoch", [-1, "3", 1.5, True])
+def test_a_writer_record_with_a_bad_epoch_is_refused_as_every_function_refuses_it(api, customer_id, writer_parameter,
+                                                                                   monkeypatch, epoch):
+    monkeypatch.setenv("WRITER_CACHE_SECONDS", "0")
+    boto3.client("ssm").put_parameter(Name=writer_parameter, Type="String", Overwrite=True,
+                                      Value=json.dumps({"writer": "onprem", "epoch": epoch}))
+    response = api.create(body(customer_id))
+    assert (response.status, response.body["error"]) == (503, "configuration_error"), str(response)
+    assert writer_parameter in response.body["message"] and "'epoch'" in response.body["message"], str(response)
+    health = api.call("GET", "/health")
+    assert health.status == 503 and "'epoch' must be a non-negative integer" in health.body["reason"], str(health)
+
+
 def test_the_cache_must_be_a_small_number_of_seconds(api, monkeypatch):
     monkeypatch.setenv("WRITER_CACHE_SECONDS", "600")
     response = api.call("GET", "/health")

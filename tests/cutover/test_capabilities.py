@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from payment_common.sides import FALLBACK, FORWARD
 from payment_cutover.capabilities import check_side
 from payment_cutover.postgres_logical import PostgresLogicalReplication
-from payment_cutover.sides import FALLBACK, FORWARD
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from payment_common.sides import AWS, ONPREM
 from payment_cutover import steps
-from payment_cutover.sides import AWS, ONPREM
 from payment_validation import ValidationOptions, validate
 from payment_validation.changes import read_changes
 from tests.support.replication import add_customer

@@ -15,10 +15,11 @@ import psycopg2.errors
 import pytest
 from psycopg2 import sql
 
+from payment_common.sides import AWS, FORWARD, ONPREM
+from payment_common.writer import read_writer
 from payment_cutover import control, fence, steps
 from payment_cutover.errors import FenceBreached, FenceIncomplete, LeaseHeld, LeaseLost, SwitchPending
-from payment_cutover.sides import AWS, FORWARD, ONPREM
-from payment_cutover.writer import read_writer, set_writer as put_writer
+from payment_cutover.writer import set_writer as put_writer
 from tests.support.replication import create_writer_parameter
 
 AUDIT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', %s, 'created')"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from payment_cutover.errors import ConfigurationError, InvalidEvent, WriterMismatch
+from payment_common.errors import ConfigurationError
+from payment_cutover.errors import InvalidEvent, WriterMismatch
 from tests.cutover.conftest import invoke
 from tests.support.replication import LambdaContext
 

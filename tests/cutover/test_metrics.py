@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 
-from payment_cutover.errors import DatabaseUnavailable
+from payment_common.errors import DatabaseUnavailable
 from tests.cutover.conftest import invoke
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")

@@ -9,6 +9,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from payment_common.sides import AWS, FALLBACK, FORWARD, ONPREM
+from payment_common.writer import read_writer
 from payment_cutover import control, fence, slots, steps
 from payment_cutover.errors import (
     FenceIncomplete,
@@ -17,8 +19,6 @@ from payment_cutover.errors import (
     WriterMismatch,
 )
 from payment_cutover.replication import ABSENT, RUNNING
-from payment_cutover.sides import AWS, FALLBACK, FORWARD, ONPREM
-from payment_cutover.writer import read_writer
 
 AUDIT_INSERT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', %s, 'created')"
 
@@ -131,7 +131,7 @@ def test_fence_and_open_are_idempotent_and_reported(pair):
 
 
 def test_fence_names_a_missing_role_and_changes_nothing(pair):
-    from payment_cutover.errors import ConfigurationError
+    from payment_common.errors import ConfigurationError
 
     conn = pair.connection(ONPREM, "payment_controller")
     with pytest.raises(ConfigurationError, match="onprem_app"):

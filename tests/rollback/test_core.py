@@ -12,9 +12,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from payment_rollback.clients import create_clients, worst_case_call_seconds
-from payment_rollback.errors import WriterParameterError
-from payment_rollback.writer import parse_writer
+from payment_common.aws import worst_case_call_seconds
+from payment_rollback.clients import create_clients
 from payment_rollback.core import roll_back
 from payment_rollback.models import RollbackRequest, Settings, Status
 from tests.rollback.world import AWS_SET_IDENTIFIER, ONPREM_SET_IDENTIFIER
@@ -150,39 +149,3 @@ def test_clients_have_bounded_standard_retries_and_timeouts(world):
     assert clients.cloudwatch_in("us-east-1").meta.region_name == "us-east-1"
     assert clients.cloudwatch_in("us-east-1") is clients.cloudwatch_in("us-east-1")
     assert (worst_case_call_seconds(4), worst_case_call_seconds(3)) == (35, 24)
-
-
-@pytest.mark.parametrize(
-    "document",
-    [
-        '{"writer": "aws", "epoch": 7, "changed_at": "2026-01-01T03:00:00+00:00", "reason": "x"}',
-        '{"writer": "onprem"}',
-        '{"writer": "onprem", "epoch": 0, "extra": true}',
-        '{"writer": "aws", "epoch": true}',
-        '{"writer": "aws", "epoch": -1}',
-        '{"writer": "aws", "epoch": 1.5}',
-        '{"writer": "AWS", "epoch": 1}',
-        '{"epoch": 1}',
-        '["aws", 1]',
-        "aws",
-    ],
-)
-def test_writer_is_read_as_the_cutover_controller_writes_it(document):
-    """This zip cannot import payment_cutover; the two readers must still agree on every value."""
-    from payment_cutover.errors import ConfigurationError as CutoverConfigurationError
-    from payment_cutover.writer import parse_writer as cutover_parse_writer
-
-    try:
-        expected = cutover_parse_writer("/writer", document)
-    except CutoverConfigurationError:
-        expected = None
-    try:
-        read = parse_writer("/writer", document)
-    except WriterParameterError:
-        read = None
-
-    if expected is None:
-        assert read is None, f"the rollback accepts {document}, the controller does not"
-    else:
-        assert read is not None, f"the controller accepts {document}, the rollback does not"
-        assert read.to_dict() == expected.to_dict()

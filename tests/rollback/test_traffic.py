@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from payment_common.errors import ConfigurationError
 from payment_rollback import traffic
-from payment_rollback.errors import (
-    AlarmNotFoundError,
-    ConfigurationError,
-    InvalidEventError,
-    RecordSetNotFoundError,
-)
+from payment_rollback.errors import AlarmNotFoundError, InvalidEventError, RecordSetNotFoundError
 from payment_rollback.traffic_models import PHASE_WEIGHTS
 from tests.rollback.conftest import record_calls
 from tests.rollback.world import (

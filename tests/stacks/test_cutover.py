@@ -54,7 +54,7 @@ def test_cutover_fences_then_proves_replication_then_validates_before_anything_o
     assert states["Validate"]["Parameters"]["FunctionName"] == states["Fence"]["Parameters"]["FunctionName"]
     assert states["ValidateSequences"]["Parameters"]["Payload"]["sequences_only"] is True
     assert states["WaitReplication"]["Retry"][-1]["ErrorEquals"] == ["ReplicationBehind", "SwitchPending",
-                                                                     "DatabaseUnavailable"]
+                                                                     "DatabaseUnavailable", "AwsUnavailable"]
     for name in ("Fence", "WaitReplication", "AdvanceSequences", "SwitchReplication", "ProveFence", "Open",
                  "SetWriter"):
         assert states[name]["Catch"][0]["Next"] == "Abort", f"{name} failing must reach the abort path"

@@ -22,14 +22,14 @@ def _statements(synthesized, prefix):
 def test_validation_lambda_environment_is_exactly_the_contract(synthesized):
     function = _functions(synthesized)["payment-validation-dev"]
     env = function["environment"]["variables"]
-    assert set(env) == {"SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "SOURCE_SECRET_ARN",
-                        "TARGET_DB_HOST", "TARGET_DB_PORT", "TARGET_DB_NAME", "TARGET_SECRET_ARN",
-                        "DB_SSLMODE", "SOURCE_DB_SSLROOTCERT", "SCHEMAS", "RECHECK_SECONDS", "RECHECK_ROUNDS",
+    assert set(env) == {"ONPREM_DB_HOST", "ONPREM_DB_PORT", "ONPREM_DB_NAME", "ONPREM_DB_SECRET_ARN",
+                        "AURORA_DB_HOST", "AURORA_DB_PORT", "AURORA_DB_NAME", "AURORA_DB_SECRET_ARN",
+                        "DB_SSLMODE", "ONPREM_DB_SSLROOTCERT", "SCHEMAS", "RECHECK_SECONDS", "RECHECK_ROUNDS",
                         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
-    assert (env["SOURCE_DB_HOST"], env["SOURCE_DB_PORT"], env["SOURCE_DB_NAME"]) == ("172.16.10.20", "5432", "payments")
+    assert (env["ONPREM_DB_HOST"], env["ONPREM_DB_PORT"], env["ONPREM_DB_NAME"]) == ("172.16.10.20", "5432", "payments")
     # Read-only as payment_validator on both sides; the Aurora master secret is break-glass.
-    assert "onprem-payment_validator" in env["SOURCE_SECRET_ARN"]
-    assert "aws-payment_validator" in env["TARGET_SECRET_ARN"]
+    assert "onprem-payment_validator" in env["ONPREM_DB_SECRET_ARN"]
+    assert "aws-payment_validator" in env["AURORA_DB_SECRET_ARN"]
     assert (env["RECHECK_SECONDS"], env["RECHECK_ROUNDS"]) == ("5", "3")
     assert function["handler"] == "payment_validation.handler.lambda_handler"
     assert "validation" in str(function["vpc_config"]["security_group_ids"])

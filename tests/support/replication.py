@@ -403,7 +403,7 @@ class ReplicatedPair:
         """Forward replication from a new slot, streaming. The databases start empty (clones of the
         template, or truncated), so there is nothing to copy."""
         from payment_cutover.postgres_logical import subscribe
-        from payment_cutover.sides import FORWARD
+        from payment_common.sides import FORWARD
 
         admin = self.aws.admin()
         try:

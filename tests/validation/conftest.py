@@ -294,10 +294,10 @@ def function_environment(postgres, databases: Databases) -> dict[str, str]:
     source_arn = secrets.create_secret(Name="onprem-db", SecretString=credentials)["ARN"]
     target_arn = secrets.create_secret(Name="aurora-db", SecretString=credentials)["ARN"]
     return {
-        "SOURCE_DB_HOST": postgres.host, "SOURCE_DB_PORT": str(postgres.port),
-        "SOURCE_DB_NAME": databases.source, "SOURCE_SECRET_ARN": source_arn,
-        "TARGET_DB_HOST": postgres.host, "TARGET_DB_PORT": str(postgres.port),
-        "TARGET_DB_NAME": databases.target, "TARGET_SECRET_ARN": target_arn,
+        "ONPREM_DB_HOST": postgres.host, "ONPREM_DB_PORT": str(postgres.port),
+        "ONPREM_DB_NAME": databases.source, "ONPREM_DB_SECRET_ARN": source_arn,
+        "AURORA_DB_HOST": postgres.host, "AURORA_DB_PORT": str(postgres.port),
+        "AURORA_DB_NAME": databases.target, "AURORA_DB_SECRET_ARN": target_arn,
         **postgres.tls_environment(),  # verify-full against the test CA
         # rechecks without waiting: the tests' differences are there to stay
         "RECHECK_SECONDS": "0", "RECHECK_ROUNDS": "1",

@@ -12,8 +12,8 @@ import pytest
 from tests.validation.conftest import TABLES, emf_records, payment_id
 
 REQUIRED_ENVIRONMENT = (
-    "SOURCE_DB_HOST", "SOURCE_DB_PORT", "SOURCE_DB_NAME", "SOURCE_SECRET_ARN",
-    "TARGET_DB_HOST", "TARGET_DB_PORT", "TARGET_DB_NAME", "TARGET_SECRET_ARN",
+    "ONPREM_DB_HOST", "ONPREM_DB_PORT", "ONPREM_DB_NAME", "ONPREM_DB_SECRET_ARN",
+    "AURORA_DB_HOST", "AURORA_DB_PORT", "AURORA_DB_NAME", "AURORA_DB_SECRET_ARN",
 )
 
 
@@ -146,7 +146,7 @@ def test_missing_environment_is_an_error_naming_the_variable(readonly_lambda, mo
 
 
 @pytest.mark.parametrize("name, value, named", [
-    ("TARGET_DB_PORT", "5432x", "TARGET_DB_PORT"),
+    ("AURORA_DB_PORT", "5432x", "AURORA_DB_PORT"),
     ("DB_SSLMODE", "required", "DB_SSLMODE"),
     ("SCHEMAS", "public,,billing", "SCHEMAS"),
     ("STATEMENT_TIMEOUT_SECONDS", "0", "STATEMENT_TIMEOUT_SECONDS"),
@@ -162,7 +162,7 @@ def test_malformed_environment_is_an_error_naming_the_variable(readonly_lambda, 
 
 def test_unreachable_database_is_an_error_with_a_message(readonly_lambda, monkeypatch, capsys):
     port = free_port()  # nothing listens there
-    monkeypatch.setenv("TARGET_DB_PORT", str(port))
+    monkeypatch.setenv("AURORA_DB_PORT", str(port))
 
     result = readonly_lambda.invoke({})
 
@@ -178,7 +178,7 @@ def test_unreachable_database_is_an_error_with_a_message(readonly_lambda, monkey
 def test_wrong_password_is_an_error_that_does_not_leak_it(readonly_lambda, capsys):
     wrong = "not-the-password-4711"
     boto3.client("secretsmanager").put_secret_value(
-        SecretId=readonly_lambda.environment["SOURCE_SECRET_ARN"],
+        SecretId=readonly_lambda.environment["ONPREM_DB_SECRET_ARN"],
         SecretString=json.dumps({"username": "payments_app", "password": wrong}),
     )
 
@@ -193,7 +193,7 @@ def test_wrong_password_is_an_error_that_does_not_leak_it(readonly_lambda, capsy
 
 @pytest.mark.parametrize("secret", ["not json", json.dumps({"user": "payments_app", "password": "x"}), "[]"])
 def test_malformed_secret_is_an_error_naming_the_secret_not_its_content(readonly_lambda, secret):
-    arn = readonly_lambda.environment["TARGET_SECRET_ARN"]
+    arn = readonly_lambda.environment["AURORA_DB_SECRET_ARN"]
     boto3.client("secretsmanager").put_secret_value(SecretId=arn, SecretString=secret)
 
     result = readonly_lambda.invoke({})
@@ -203,8 +203,8 @@ def test_malformed_secret_is_an_error_naming_the_secret_not_its_content(readonly
 
 
 def test_missing_secret_is_an_error_naming_it(readonly_lambda, monkeypatch):
-    arn = readonly_lambda.environment["SOURCE_SECRET_ARN"].replace("onprem-db", "gone")
-    monkeypatch.setenv("SOURCE_SECRET_ARN", arn)
+    arn = readonly_lambda.environment["ONPREM_DB_SECRET_ARN"].replace("onprem-db", "gone")
+    monkeypatch.setenv("ONPREM_DB_SECRET_ARN", arn)
 
     result = readonly_lambda.invoke({})
 
@@ -226,7 +226,7 @@ def test_recheck_defaults_come_from_the_environment_and_the_event_overrides_them
 def test_without_recheck_settings_the_documented_defaults_apply():
     from payment_validation.config import DEFAULT_RECHECK_ROUNDS, DEFAULT_RECHECK_SECONDS, Settings
 
-    environment = {name: "x" for name in REQUIRED_ENVIRONMENT} | {"SOURCE_DB_PORT": "5432", "TARGET_DB_PORT": "5432",
+    environment = {name: "x" for name in REQUIRED_ENVIRONMENT} | {"ONPREM_DB_PORT": "5432", "AURORA_DB_PORT": "5432",
                                                                   "DB_SSLMODE": "require"}
 
     settings = Settings.from_environment(environment)
@@ -248,8 +248,8 @@ def test_malformed_recheck_environment_is_an_error_naming_the_variable(readonly_
 
 
 def test_reverse_direction_swaps_source_and_target(validation_lambda):
-    """After the data cutover the old writer is Aurora (TARGET_*): a row only it holds is missing in
-    the new writer, on-prem (SOURCE_*)."""
+    """After the data cutover the old writer is Aurora (AURORA_DB_*): a row only it holds is missing in
+    the new writer, on-prem (ONPREM_DB_*)."""
     validation_lambda.databases.on_target("INSERT INTO customers (customer_id, external_ref, display_name) "
                                           "VALUES ('00000000-0000-4000-8000-00000000beef', 'CUST-X', 'Aurora only')")
 
@@ -297,7 +297,7 @@ def test_a_failed_plan_merges_into_an_error(readonly_lambda):
 
 def test_a_chunk_that_cannot_run_names_its_chunk(readonly_lambda, monkeypatch):
     plan = readonly_lambda.invoke({"action": "plan", "tables": ["payments"]})
-    monkeypatch.setenv("TARGET_DB_PORT", str(free_port()))
+    monkeypatch.setenv("AURORA_DB_PORT", str(free_port()))
 
     chunk = readonly_lambda.invoke(plan["items"][0])
     merged = readonly_lambda.invoke({"action": "merge", "plan": plan, "results": [chunk]})

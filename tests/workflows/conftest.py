@@ -10,7 +10,7 @@ and the three state machines made from the real definitions with those functions
 handlers are registered in InProcessLambdas:
 
     payment-cutover-steps  payment_cutover.handler      REPLICATION_DRIVER=postgres-logical
-    payment-validation     payment_validation.handler   SOURCE_* on-prem, TARGET_* aws
+    payment-validation     payment_validation.handler   ONPREM_DB_* on-prem, AURORA_DB_* aws
     payment-traffic        payment_rollback.traffic     the hosted zone, alarms, writer parameter
     payment-rollback       payment_rollback.handler     … and the rollback state machine, the topic
 
@@ -312,16 +312,16 @@ def _validation_environment(pair: ReplicatedPair, secretsmanager, step_environme
     function has it for these servers; rechecks short (the differences the tests make stay)."""
     env = {"RECHECK_SECONDS": "0.2", "RECHECK_ROUNDS": "1", "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest",
            **{name: step_environment[name] for name in ("DB_SSLMODE", "DB_SSLROOTCERT") if name in step_environment}}
-    for side, prefix, step_prefix in (("onprem", "SOURCE", "ONPREM_DB_"), ("aws", "TARGET", "AURORA_DB_")):
+    for side, prefix in (("onprem", "ONPREM_DB_"), ("aws", "AURORA_DB_")):
         db = pair.sides[side]
-        if step_environment.get(f"{step_prefix}SSLROOTCERT"):
-            env[f"{prefix}_DB_SSLROOTCERT"] = step_environment[f"{step_prefix}SSLROOTCERT"]
+        if step_environment.get(f"{prefix}SSLROOTCERT"):
+            env[f"{prefix}SSLROOTCERT"] = step_environment[f"{prefix}SSLROOTCERT"]
         secret = secretsmanager.create_secret(
             Name=f"{side}-payment_validator-{token.token_hex(4)}",
             SecretString=json.dumps({"username": "payment_validator",
                                      "password": db.server.passwords["payment_validator"]}))["ARN"]
-        env.update({f"{prefix}_DB_HOST": db.postgres.host, f"{prefix}_DB_PORT": str(db.postgres.port),
-                    f"{prefix}_DB_NAME": db.dbname, f"{prefix}_SECRET_ARN": secret})
+        env.update({f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port),
+                    f"{prefix}NAME": db.dbname, f"{prefix}SECRET_ARN": secret})
     return env
 
 

@@ -317,7 +317,7 @@ def start_forward_replication(onprem: Server, aws: Server, slot_name: str, *, ti
     changes): a subscription on Aurora that copies every table, then streams from its slot on
     on-prem. Returns the seconds until it streams."""
     from payment_cutover.postgres_logical import PostgresLogicalReplication, conninfo, subscribe
-    from payment_cutover.sides import FORWARD
+    from payment_common.sides import FORWARD
 
     started = time.monotonic()
     admin = aws.admin()

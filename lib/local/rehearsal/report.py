@@ -32,8 +32,8 @@ DRIVEN = (
             "parameter names (the on-prem application has the same contract and is not simulated)",
      "why": "no resolver answers from moto's Route 53; the one-writer invariant does not depend on where clients go"},
     {"part": "Aurora",
-     "how": "a PostgreSQL 15 server on 127.0.0.1; AURORA_DB_HOST/PORT (TARGET_DB_HOST/PORT for the validation "
-            "function) overridden, because the deployed value is moto's fake cluster endpoint",
+     "how": "a PostgreSQL 15 server on 127.0.0.1; AURORA_DB_HOST/PORT (every "
+            "function's) overridden, because the deployed value is moto's fake cluster endpoint",
      "why": "moto's RDS has no database behind it"},
     {"part": "DMS replication tasks (forward and fallback)",
      "how": "PostgreSQL logical replication (publication/subscription); REPLICATION_DRIVER=postgres-logical in the "

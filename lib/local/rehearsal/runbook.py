@@ -386,11 +386,10 @@ class Rehearsal:
 
         lambdas = InProcessLambdas(account_id=EMULATOR_ACCOUNT_ID, region=self.config.region)
         deployed = {name: lambdas.deployed_environment(name) for name in names.functions}
-        # Deployed, the functions verify on-prem against the CA in their zip (ONPREM_/SOURCE_DB_SSLROOTCERT);
+        # Deployed, the functions verify on-prem against the CA in their zip (ONPREM_DB_SSLROOTCERT);
         # here both servers' certificates come from the rehearsal's own CA.
         ca = str(self.ca.certificate)
-        tls = {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": ca, "ONPREM_DB_SSLROOTCERT": ca,
-               "SOURCE_DB_SSLROOTCERT": ca}
+        tls = {"DB_SSLMODE": "verify-full", "DB_SSLROOTCERT": ca, "ONPREM_DB_SSLROOTCERT": ca}
         aurora = {"AURORA_DB_HOST": aws.host, "AURORA_DB_PORT": str(aws.port)}
         for name in (names.api, names.steps):
             environment = deployed[name]
@@ -408,7 +407,7 @@ class Rehearsal:
                 "ONPREM_DB_SUBSCRIPTION_SECRET_ARN": arns[("onprem", databases.SUBSCRIPTION_ADMIN)],
                 "AURORA_DB_SUBSCRIPTION_SECRET_ARN": arns[("aws", databases.SUBSCRIPTION_ADMIN)],
             },
-            names.validation: {"TARGET_DB_HOST": aws.host, "TARGET_DB_PORT": str(aws.port), **tls},
+            names.validation: {"AURORA_DB_HOST": aws.host, "AURORA_DB_PORT": str(aws.port), **tls},
             names.rollback: {},
             names.traffic: {},
         }

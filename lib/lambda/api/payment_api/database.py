@@ -1,94 +1,38 @@
-"""A database connection: where it is (environment, one set of settings per side), who we are (the
-payment_app role's secret), and one connection kept across invocations of a warm Lambda and
-re-established when it breaks. Which side to use is payment_api.writer's business."""
+"""A database connection: where it is and who we are (payment_common.database: one set of settings
+per side, the payment_app role's secret), and one connection kept across invocations of a warm
+Lambda and re-established when it breaks. Which side to use is payment_api.writer's business."""
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
 from aws_lambda_powertools import Logger
 
-from payment_api.errors import ConfigurationError, DatabaseUnavailable, PrivilegeRefused, WriterFenced
+from payment_api.errors import DatabaseUnavailable, PrivilegeRefused, WriterFenced
+from payment_common.database import DatabaseSettings, connect, read_credentials
+from payment_common.errors import ConfigurationError, MigrationError
 
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
 
-# TLS is not optional: only modes that refuse a plaintext connection are accepted. The default,
-# verify-full, also checks the server's certificate and name; "require" (encrypted, server not
-# verified) only when DB_SSLMODE says so.
-TLS_SSLMODES = ("require", "verify-ca", "verify-full")
-DEFAULT_SSLMODE = "verify-full"
-# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package:
-# what verify-ca / verify-full trust when no DB_SSLROOTCERT / <prefix>SSLROOTCERT names a file.
-RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 APPLICATION_NAME = "payment-api"
 # schema/roles.sql: the group role the application roles write through; the fence revokes it.
 WRITER_GROUP = "payment_writer"
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    secret_arn: str
-    host: str
-    dbname: str
-    port: int = 5432
-    sslmode: str = DEFAULT_SSLMODE
-    sslrootcert: str | None = RDS_CA_BUNDLE  # CA bundle for verify-ca / verify-full
-    connect_timeout_seconds: int = 3
-    statement_timeout_ms: int = 5000
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ, prefix: str = "DB_") -> DatabaseSettings:
-        """<prefix>SECRET_ARN, <prefix>HOST and <prefix>NAME are required, <prefix>PORT is optional
-        (prefix ONPREM_DB_ or AURORA_DB_); shared by both sides and optional: DB_SSLMODE (default
-        verify-full), DB_SSLROOTCERT (overridden per side by <prefix>SSLROOTCERT: the on-prem server's
-        CA is not the RDS one; default for verify-ca / verify-full: the RDS CA bundle in the zip),
-        DB_CONNECT_TIMEOUT (seconds) and DB_STATEMENT_TIMEOUT_MS."""
-
-        def required(name: str) -> str:
-            value = environ.get(name, "").strip()
-            if not value:
-                raise ConfigurationError(f"configuration incomplete: {name} is not set")
-            return value
-
-        def integer(name: str, default: int) -> int:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) <= 0:
-                raise ConfigurationError(f"configuration invalid: {name} must be a positive integer")
-            return int(raw)
-
-        sslmode = environ.get("DB_SSLMODE", "").strip() or DEFAULT_SSLMODE
-        if sslmode not in TLS_SSLMODES:
-            raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
-        sslrootcert = (environ.get(f"{prefix}SSLROOTCERT", "").strip() or environ.get("DB_SSLROOTCERT", "").strip()
-                       or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None))
-        return cls(
-            secret_arn=required(f"{prefix}SECRET_ARN"),
-            host=required(f"{prefix}HOST"),
-            port=integer(f"{prefix}PORT", cls.port),
-            dbname=required(f"{prefix}NAME"),
-            sslmode=sslmode,
-            sslrootcert=sslrootcert,
-            connect_timeout_seconds=integer("DB_CONNECT_TIMEOUT", cls.connect_timeout_seconds),
-            statement_timeout_ms=integer("DB_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms),
-        )
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 3
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
 
 
 class Database:
     """Hands out one live connection. Credentials are read from Secrets Manager on first use and
     again after a failed connect (the RDS-managed password may have rotated)."""
 
-    def __init__(self, settings: DatabaseSettings, secrets_client: Any = None) -> None:
+    def __init__(self, settings: DatabaseSettings, secrets_client: Any = None, *,
+                 statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS) -> None:
         self.settings = settings
+        self.statement_timeout_ms = statement_timeout_ms
         self._secrets_client = secrets_client
         self._credentials: tuple[str, str] | None = None
         self._conn = None
@@ -163,50 +107,29 @@ class Database:
 
     def _connect(self):
         user, password = self._read_credentials()
-        settings = self.settings
         try:
-            return psycopg2.connect(
-                host=settings.host,
-                port=settings.port,
-                dbname=settings.dbname,
-                user=user,
-                password=password,
-                sslmode=settings.sslmode,
-                sslrootcert=settings.sslrootcert,
-                connect_timeout=settings.connect_timeout_seconds,
-                application_name=APPLICATION_NAME,
-                options=f"-c statement_timeout={settings.statement_timeout_ms}",
-                keepalives=1,
-                keepalives_idle=30,
-            )
-        except psycopg2.OperationalError as exc:
+            return connect(self.settings, user, password, application_name=APPLICATION_NAME,
+                           options=f"-c statement_timeout={self.statement_timeout_ms}", keepalives=1,
+                           keepalives_idle=30)
+        except MigrationError as exc:
             # Forget the credentials so the next attempt re-reads a possibly rotated secret.
             self._credentials = None
-            # psycopg2's message names host and user, never the password; log it, answer generically.
-            logger.error("cannot connect to the database", extra={"host": settings.host, "port": settings.port,
-                                                                   "detail": str(exc).strip()})
+            # The message names host and user, never the password; log it, answer generically.
+            logger.error("cannot connect to the database", extra={"detail": str(exc)})
             raise DatabaseUnavailable("database unreachable") from exc
 
     def _read_credentials(self) -> tuple[str, str]:
         if self._credentials is None:
-            self._credentials = self._fetch_credentials()
+            try:
+                self._credentials = read_credentials(self._secrets(), self.settings.secret_arn)
+            except MigrationError as exc:
+                logger.error("cannot read the database secret", extra={"detail": str(exc),
+                                                                       "secret_arn": self.settings.secret_arn})
+                # Say nothing about the secret to the caller; retryable or not, as the runtime decided.
+                if exc.retryable:
+                    raise DatabaseUnavailable("database credentials unavailable") from exc
+                raise ConfigurationError("database credentials unavailable") from exc
         return self._credentials
-
-    def _fetch_credentials(self) -> tuple[str, str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            response = self._secrets().get_secret_value(SecretId=self.settings.secret_arn)
-        except (BotoCoreError, ClientError) as exc:
-            logger.error("cannot read the database secret", extra={"error": type(exc).__name__,
-                                                                   "secret_arn": self.settings.secret_arn})
-            raise DatabaseUnavailable("database credentials unavailable") from exc
-        try:
-            secret = json.loads(response["SecretString"])
-            return str(secret["username"]), str(secret["password"])
-        except (KeyError, TypeError, ValueError):
-            # Say nothing about the content: it is a secret.
-            raise DatabaseUnavailable("database secret is not JSON with username and password") from None
 
     def _secrets(self):
         if self._secrets_client is None:

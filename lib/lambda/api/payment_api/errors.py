@@ -1,5 +1,7 @@
 """Domain errors. Each carries the HTTP status the handler answers with and a message a client
-(or an operator reading the log) can act on. No message ever contains a credential or request data
+(or an operator reading the log) can act on. The shared runtime's ConfigurationError
+(payment_common.errors: the environment, the secret or the writer parameter is wrong) is answered
+503 "configuration_error" by the handler: a deployment fault, reported as unavailable. No message ever contains a credential or request data
 beyond the names of fields."""
 
 from __future__ import annotations
@@ -80,12 +82,6 @@ class DatabaseUnavailable(PaymentApiError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class ConfigurationError(DatabaseUnavailable):
-    """The function's environment is incomplete: a deployment fault, reported as unavailable."""
-
-    code = "configuration_error"
 
 
 class WriterFenced(DatabaseUnavailable):

@@ -38,6 +38,7 @@ from payment_api.errors import (
 )
 from payment_api.models import PaymentRequest
 from payment_api.writer import WriterDatabase
+from payment_common.errors import ConfigurationError
 
 SERVICE = "payment-api"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -63,9 +64,9 @@ def database() -> WriterDatabase:
 def health() -> Response:
     try:
         database().run(payments.check_database)
-    except DatabaseUnavailable as exc:
+    except (DatabaseUnavailable, ConfigurationError) as exc:
         metrics.add_metric(name="HealthCheckFailed", unit=MetricUnit.Count, value=1)
-        return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": exc.reason})
+        return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "reason": str(exc)})
     except Exception as exc:  # noqa: BLE001 - any failure of the check means "not healthy"
         logger.exception("health check failed")
         metrics.add_metric(name="HealthCheckFailed", unit=MetricUnit.Count, value=1)
@@ -127,6 +128,15 @@ def _domain_error(exc: PaymentApiError) -> Response:
     else:
         logger.info("request refused", extra={"error": exc.code, "status": int(exc.status)})
     return _json(exc.status, exc.to_body())
+
+
+@app.exception_handler(ConfigurationError)
+def _configuration_error(exc: ConfigurationError) -> Response:
+    """The environment, the secret or the writer parameter is wrong: a deployment fault. Unavailable
+    to the client; not retryable for the operator (the log and the metric say so)."""
+    metrics.add_metric(name="DatabaseUnavailable", unit=MetricUnit.Count, value=1)
+    logger.error("configuration error", extra={"reason": str(exc)})
+    return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "configuration_error", "message": str(exc)})
 
 
 @app.not_found

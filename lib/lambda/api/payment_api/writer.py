@@ -12,7 +12,6 @@ answered 500 and logged as such, never turned into a retry."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -20,15 +19,15 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
-from payment_api.database import WRITER_GROUP, Database, DatabaseSettings
-from payment_api.errors import ConfigurationError, DatabaseUnavailable, PrivilegeRefused, WriterFenced
+from payment_api.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, WRITER_GROUP, Database
+from payment_api.errors import DatabaseUnavailable, PrivilegeRefused, WriterFenced
+from payment_common.database import DatabaseSettings, database_settings
+from payment_common.errors import ConfigurationError
+from payment_common.writer import parse_writer
 
 T = TypeVar("T")
 logger = Logger(service="payment-api", child=True)
 
-SIDES = ("onprem", "aws")
-# Environment prefix of each side's connection settings.
-SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
 DEFAULT_CACHE_SECONDS = 5.0
 
 
@@ -58,21 +57,13 @@ class WriterDirectory:
             logger.error("cannot read the writer parameter", extra={"error": type(exc).__name__,
                                                                     "parameter": self.parameter_name})
             raise DatabaseUnavailable("writer parameter unavailable") from exc
-        self._writer, self._read_at = self._parse(value), self._clock()
+        # The record as every function reads it: a malformed one (an unknown side, a bad epoch) is a
+        # ConfigurationError naming the parameter, never taken for a writer.
+        self._writer, self._read_at = parse_writer(self.parameter_name, value).writer, self._clock()
         return self._writer
 
     def invalidate(self) -> None:
         self._read_at = float("-inf")
-
-    def _parse(self, value: str) -> str:
-        try:
-            writer = json.loads(value).get("writer")
-        except (ValueError, AttributeError):
-            writer = None
-        if writer not in SIDES:
-            raise ConfigurationError(f"configuration invalid: writer parameter {self.parameter_name} must be JSON "
-                                     "with \"writer\": \"onprem\" or \"aws\"")
-        return writer
 
     def _client(self):
         if self._ssm is None:
@@ -86,15 +77,18 @@ class WriterDatabase:
     """Runs each operation on the current writer's database (see Database.run)."""
 
     def __init__(self, settings: Mapping[str, DatabaseSettings], directory: WriterDirectory,
-                 secrets_client: Any = None) -> None:
+                 secrets_client: Any = None, *, statement_timeout_ms: int | None = None) -> None:
         self.directory = directory
-        self._databases = {side: Database(side_settings, secrets_client) for side, side_settings in settings.items()}
+        options = {} if statement_timeout_ms is None else {"statement_timeout_ms": statement_timeout_ms}
+        self._databases = {side: Database(side_settings, secrets_client, **options)
+                           for side, side_settings in settings.items()}
         self.side: str | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> WriterDatabase:
-        """WRITER_PARAMETER (required), WRITER_CACHE_SECONDS (default 5), and each side's settings
-        (ONPREM_DB_*, AURORA_DB_*: see DatabaseSettings.from_environment)."""
+        """WRITER_PARAMETER (required), WRITER_CACHE_SECONDS (default 5), DB_STATEMENT_TIMEOUT_MS
+        (default 5000), and each side's settings (ONPREM_DB_*, AURORA_DB_*, DB_SSLMODE, ...:
+        payment_common.database; DB_CONNECT_TIMEOUT defaults to 3 s here)."""
         parameter = environ.get("WRITER_PARAMETER", "").strip()
         if not parameter:
             raise ConfigurationError("configuration incomplete: WRITER_PARAMETER is not set")
@@ -105,9 +99,11 @@ class WriterDatabase:
             cache_seconds = -1.0
         if not 0 <= cache_seconds <= 60:
             raise ConfigurationError("configuration invalid: WRITER_CACHE_SECONDS must be a number of seconds, 0 to 60")
-        settings = {side: DatabaseSettings.from_environment(environ, prefix=prefix)
-                    for side, prefix in SIDE_PREFIXES.items()}
-        return cls(settings, WriterDirectory(parameter, cache_seconds))
+        settings = database_settings(environ, connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS)
+        raw = environ.get("DB_STATEMENT_TIMEOUT_MS", "").strip()
+        if raw and (not raw.isdigit() or int(raw) <= 0):
+            raise ConfigurationError("configuration invalid: DB_STATEMENT_TIMEOUT_MS must be a positive integer")
+        return cls(settings, WriterDirectory(parameter, cache_seconds), statement_timeout_ms=int(raw) if raw else None)
 
     def run(self, operation: Callable[[Any], T], *, write: bool = False) -> T:
         side = self.directory.current()
@@ -145,7 +141,7 @@ class WriterDatabase:
         self.directory.invalidate()
         try:
             writer = self.directory.current()
-        except DatabaseUnavailable:
+        except (DatabaseUnavailable, ConfigurationError):
             return None
         if writer != side:
             return f"the writer parameter names {writer} now"

@@ -3,16 +3,13 @@ and for the postgres-logical driver the subscription managers and publisher conn
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack, closing
 from typing import Any
 
-import psycopg2
-from botocore.exceptions import BotoCoreError, ClientError
-
-from payment_cutover.errors import ConfigurationError, DatabaseUnavailable
+from payment_common.database import DatabaseSettings, connect, read_credentials
+from payment_common.errors import MigrationError
 from payment_cutover.postgres_logical import conninfo
-from payment_cutover.settings import Settings, SideSettings
+from payment_cutover.settings import Settings
 
 APPLICATION_NAME = "payment-cutover"
 # ALTER ROLE waits for no one for long; a stuck statement is a fault to report, not to wait out. An
@@ -22,24 +19,9 @@ SESSION_OPTIONS = ("-c statement_timeout=60000 -c lock_timeout=5000 -c idle_in_t
                    "-c idle_session_timeout=120000")
 
 
-def read_credentials(secrets: Any, secret_arn: str) -> tuple[str, str]:
-    try:
-        secret = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
-        return str(secret["username"]), str(secret["password"])
-    except (ClientError, BotoCoreError) as error:
-        raise DatabaseUnavailable(f"cannot read secret {secret_arn}: {type(error).__name__}") from error
-    except (KeyError, TypeError, ValueError):
-        raise ConfigurationError(f"secret {secret_arn} is not JSON with username and password") from None
-
-
-def connect(side: SideSettings, user: str, password: str, *, connect_timeout: int, name: str):
-    try:
-        conn = psycopg2.connect(host=side.host, port=side.port, dbname=side.dbname, user=user, password=password,
-                                sslmode=side.sslmode, sslrootcert=side.sslrootcert, connect_timeout=connect_timeout,
-                                application_name=APPLICATION_NAME, options=SESSION_OPTIONS)
-    except psycopg2.OperationalError as error:
-        raise DatabaseUnavailable(f"cannot connect to {name} ({side.host}:{side.port}/{side.dbname}) as {user}: "
-                                  f"{str(error).strip()}") from error
+def connect_as(side: DatabaseSettings, user: str, password: str):
+    """An autocommit session of the controller's on `side`."""
+    conn = connect(side, user, password, application_name=APPLICATION_NAME, options=SESSION_OPTIONS)
     conn.autocommit = True
     return conn
 
@@ -50,15 +32,13 @@ def open_connections(settings: Settings, secrets: Any, stack: ExitStack) -> tupl
     controller, admin, publishers = {}, {}, {}
     for name, side in settings.sides.items():
         user, password = read_credentials(secrets, side.secret_arn)
-        controller[name] = stack.enter_context(closing(connect(side, user, password, name=name,
-                                                                connect_timeout=settings.connect_timeout_seconds)))
+        controller[name] = stack.enter_context(closing(connect_as(side, user, password)))
         if settings.driver != "postgres-logical":
             continue
         admin[name] = controller[name]
         if side.subscription_secret_arn:
             admin_user, admin_password = read_credentials(secrets, side.subscription_secret_arn)
-            admin[name] = stack.enter_context(closing(connect(
-                side, admin_user, admin_password, name=name, connect_timeout=settings.connect_timeout_seconds)))
+            admin[name] = stack.enter_context(closing(connect_as(side, admin_user, admin_password)))
         publisher_user, publisher_password = read_credentials(secrets, side.replication_secret_arn)
         publishers[name] = conninfo(host=side.host, port=side.port, dbname=side.dbname, user=publisher_user,
                                     password=publisher_password, sslmode=side.sslmode, sslrootcert=side.sslrootcert)
@@ -73,8 +53,7 @@ def open_controller_connections(settings: Settings, secrets: Any, stack: ExitSta
     for name, side in settings.sides.items():
         try:
             user, password = read_credentials(secrets, side.secret_arn)
-            connections[name] = stack.enter_context(closing(connect(
-                side, user, password, name=name, connect_timeout=settings.connect_timeout_seconds)))
-        except (ConfigurationError, DatabaseUnavailable) as error:
+            connections[name] = stack.enter_context(closing(connect_as(side, user, password)))
+        except MigrationError as error:
             errors[name] = f"{type(error).__name__}: {error}"
     return connections, errors

@@ -34,9 +34,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payment_cutover.errors import ConfigurationError, DatabaseUnavailable, ReplicationNotRunning, SwitchPending
+from payment_common.errors import AwsUnavailable, ConfigurationError
+from payment_common.sides import Direction
+from payment_cutover.errors import ReplicationNotRunning, SwitchPending
 from payment_cutover.replication import RUNNING, STARTING, STOPPED, STOPPING, UNAVAILABLE, DirectionState
-from payment_cutover.sides import Direction
 
 POLL_SECONDS = 2.0
 CONNECTION_TEST_SECONDS = 120.0  # DMS tests an endpoint's connection from the replication instance
@@ -160,7 +161,7 @@ class DmsReplication:
         try:
             tasks = self._tasks(direction)
             name, _ = self._start_request(direction, tasks, start_lsn="0/0")
-        except (ConfigurationError, DatabaseUnavailable, ReplicationNotRunning) as error:
+        except (AwsUnavailable, ConfigurationError, ReplicationNotRunning) as error:
             return [str(error)]
         task = tasks[name]
         problems = []
@@ -265,9 +266,9 @@ class DmsReplication:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundFault":
                 response = {"ReplicationTasks": []}
             else:
-                raise DatabaseUnavailable(f"DMS DescribeReplicationTasks failed: {_describe(error)}") from error
+                raise AwsUnavailable(f"DMS DescribeReplicationTasks failed: {_describe(error)}") from error
         except BotoCoreError as error:
-            raise DatabaseUnavailable(f"DMS DescribeReplicationTasks failed: {error}") from error
+            raise AwsUnavailable(f"DMS DescribeReplicationTasks failed: {error}") from error
         tasks = response["ReplicationTasks"]
         variable = f"DMS_{name.upper().replace('-', '_')}_TASK_ARN"
         if not tasks:
@@ -282,9 +283,9 @@ class DmsReplication:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundFault":
                 return None
-            raise DatabaseUnavailable(f"DMS DescribeConnections failed: {_describe(error)}") from error
+            raise AwsUnavailable(f"DMS DescribeConnections failed: {_describe(error)}") from error
         except BotoCoreError as error:
-            raise DatabaseUnavailable(f"DMS DescribeConnections failed: {error}") from error
+            raise AwsUnavailable(f"DMS DescribeConnections failed: {error}") from error
         return next((connection for connection in response.get("Connections", [])
                      if connection.get("ReplicationInstanceArn") == instance), None)
 

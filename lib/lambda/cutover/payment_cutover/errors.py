@@ -1,27 +1,22 @@
 """Domain errors. The class name is the error name Step Functions sees (`errorType`), so a state
 machine can Retry or Catch by it; the message says what is wrong and what to check.
 
-Retryable (the state machine retries the step): ReplicationBehind, SwitchPending, DatabaseUnavailable.
-Not retryable (the state machine aborts): everything else; LeaseHeld and LeaseLost change nothing in
+Retryable (the state machine retries the step): ReplicationBehind, SwitchPending, and the shared
+runtime's DatabaseUnavailable and AwsUnavailable (payment_common.errors, with ConfigurationError: the
+same in every function). Not retryable (the state machine aborts): everything else; LeaseHeld and LeaseLost change nothing in
 Abort (it needs the lease too), and FenceBreached leaves both sides fenced."""
 
 from __future__ import annotations
 
+from payment_common.errors import MigrationError
 
-class CutoverError(Exception):
+
+class CutoverError(MigrationError):
     """Base class of every error a step raises on purpose."""
 
 
 class InvalidEvent(CutoverError):
     """The event is not one the step Lambda accepts; nothing was changed."""
-
-
-class ConfigurationError(CutoverError):
-    """The function's environment is incomplete or inconsistent; nothing was changed."""
-
-
-class DatabaseUnavailable(CutoverError):
-    """A database could not be reached or a statement failed on a transient error. Retryable."""
 
 
 class WriterMismatch(CutoverError):
@@ -43,10 +38,14 @@ class ReplicationLoop(CutoverError):
 class ReplicationBehind(CutoverError):
     """The marker has not reached the new writer within this invocation's bound. Retryable."""
 
+    retryable = True
+
 
 class SwitchPending(CutoverError):
     """A replication task or worker has not reached the state the switch waits for within this
     invocation's bound (stopping, starting, a slot still in use). Retryable: the step resumes."""
+
+    retryable = True
 
 
 class SequenceError(CutoverError):

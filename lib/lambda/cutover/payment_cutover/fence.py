@@ -68,7 +68,9 @@ from dataclasses import dataclass, field
 from psycopg2 import errors as pg_errors
 from psycopg2 import sql
 
-from payment_cutover.errors import ConfigurationError, FenceBreached, FenceIncomplete
+from payment_common.errors import ConfigurationError
+from payment_common.wal import flush_wal
+from payment_cutover.errors import FenceBreached, FenceIncomplete
 from payment_cutover.markers import MARKER_TABLE  # the controller's own writes behind the fence
 
 SETTING = "default_transaction_read_only"
@@ -488,13 +490,7 @@ def witness_changes(conn, slot: str, tables: Sequence[tuple[str, str]]) -> tuple
         if cur.fetchone() is None:
             raise FenceBreached(f"the witness slot {slot} is gone from {_database(conn)}: nothing proves that no "
                                 "write reached the fenced side; compare the sides before going on")
-        # Decoding reads only WAL flushed to disk, and a commit acknowledged with synchronous_commit =
-        # off may not be yet — nor is WAL the WAL writer does not flush on its own (it flushes partial
-        # pages for asynchronous commits only). A transaction of our own committed synchronously
-        # flushes all written before it: a transactional logical message, which changes no table.
-        cur.execute("SET synchronous_commit = on")
-        cur.execute("SELECT pg_logical_emit_message(true, 'payment-migration', 'proof')")
-        cur.execute("RESET synchronous_commit")
+        flush_wal(cur, "proof")  # whatever committed before this point is in what the slot decodes
         cur.execute("""SELECT lsn::text, xid::text, data FROM pg_logical_slot_peek_changes(
                            %s, NULL, NULL, 'include-xids', '1', 'include-timestamp', '1', 'skip-empty-xacts', '1')""",
                     (slot,))

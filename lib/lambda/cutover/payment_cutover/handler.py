@@ -13,7 +13,8 @@ validation Lambda does.
 fence state of each side to CloudWatch in POWERTOOLS_METRICS_NAMESPACE (payment_cutover.monitoring);
 its role needs cloudwatch:PutMetricData, conditioned on cloudwatch:namespace.
 
-A failure raises a payment_cutover.errors class: its name is the Step Functions error name.
+A failure raises a payment_cutover.errors or payment_common.errors class: its name is the Step
+Functions error name.
 """
 
 from __future__ import annotations
@@ -27,19 +28,19 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
+from payment_common.aws import client_config
+from payment_common.errors import MigrationError
 from payment_cutover import SERVICE_NAME, monitoring, steps
 from payment_cutover.connections import open_connections, open_controller_connections
 from payment_cutover.dms import DmsReplication
-from payment_cutover.errors import CutoverError
 from payment_cutover.postgres_logical import PostgresLogicalReplication
 from payment_cutover.settings import Settings, StepRequest, parse_event
 
 logger = Logger(service=SERVICE_NAME)
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "PaymentMigration"), service=SERVICE_NAME)
 VALIDATION_SERVICE = "validation"  # the service dimension of ValidationFailed (lib/stacks/monitoring.py)
-CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=10)
+CLIENT_CONFIG = client_config(total_max_attempts=3, read_timeout=10)
 
 SIDED_STEPS = {
     "preflight": steps.preflight,
@@ -79,7 +80,7 @@ def _handle(event: Any) -> dict[str, Any]:
                        execution=event.get("execution"))
     try:
         result = run_step(request, settings, aws_clients())
-    except CutoverError as error:
+    except MigrationError as error:
         logger.error("step failed", extra={"error": type(error).__name__, "detail": str(error)})
         metrics.add_metric(name=f"CutoverStepFailed{type(error).__name__}", unit=MetricUnit.Count, value=1)
         raise

@@ -9,8 +9,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from payment_common.sides import Direction
 from payment_cutover.errors import ReplicationBehind
-from payment_cutover.sides import Direction
 
 POLL_SECONDS = 0.05
 MARKER_TABLE = ("payment_control", "cutover_marker")  # (schema, table)

@@ -25,9 +25,9 @@ from typing import Any
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payment_common.errors import AwsUnavailable, ConfigurationError, DatabaseUnavailable, MigrationError
+from payment_common.sides import SIDES, Direction, other
 from payment_cutover import fence as fencing
-from payment_cutover.errors import ConfigurationError, CutoverError, DatabaseUnavailable
-from payment_cutover.sides import SIDES, Direction, other
 
 DIMENSION = "Side"
 
@@ -72,7 +72,7 @@ def publish_metrics(databases: Mapping[str, Any], cloudwatch: Any, *, namespace:
         slot = slot_name_of(side, slot_names)
         try:
             measured[side] = {"slot": slot, **measure(databases[side], slot, roles)}
-        except (psycopg2.Error, CutoverError) as error:
+        except (psycopg2.Error, MigrationError) as error:
             errors[side] = f"{type(error).__name__}: {str(error).strip()}"
     timestamp = now or datetime.now(timezone.utc)
     data = [{"MetricName": name, "Dimensions": [{"Name": DIMENSION, "Value": side}], "Timestamp": timestamp,
@@ -82,7 +82,7 @@ def publish_metrics(databases: Mapping[str, Any], cloudwatch: Any, *, namespace:
         try:
             cloudwatch.put_metric_data(Namespace=namespace, MetricData=data)
         except (BotoCoreError, ClientError) as error:
-            raise DatabaseUnavailable(f"PutMetricData to {namespace} failed: {type(error).__name__}: {error}") from error
+            raise AwsUnavailable(f"PutMetricData to {namespace} failed: {type(error).__name__}: {error}") from error
     result = {"namespace": namespace, "sides": measured, "published": len(data), "errors": errors}
     if errors:
         raise DatabaseUnavailable(

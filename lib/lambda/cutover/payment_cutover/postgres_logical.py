@@ -22,9 +22,9 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extras import LogicalReplicationConnection
 
+from payment_common.sides import Direction
 from payment_cutover.errors import SwitchPending
 from payment_cutover.replication import ABSENT, RUNNING, STARTING, STOPPED, DirectionState
-from payment_cutover.sides import Direction
 
 POLL_SECONDS = 0.05
 MARKER_TABLE = ("payment_control", "cutover_marker")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from payment_cutover.sides import Direction
+from payment_common.sides import Direction
 
 RUNNING = "running"
 STARTING = "starting"  # started, not streaming yet

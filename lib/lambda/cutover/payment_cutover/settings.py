@@ -5,20 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from payment_cutover.errors import ConfigurationError, InvalidEvent
-from payment_cutover.sides import SIDES
+from payment_common.database import SIDE_PREFIXES, DatabaseSettings, database_settings
+from payment_common.errors import ConfigurationError
+from payment_common.sides import SIDES
+from payment_cutover.errors import InvalidEvent
 
-# TLS is not optional. DB_SSLMODE defaults to verify-full (certificate and name checked); "require"
-# (encrypted, server not verified) only when the environment says so.
-TLS_SSLMODES = ("require", "verify-ca", "verify-full")
-DEFAULT_SSLMODE = "verify-full"
-# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package: what
-# verify-ca / verify-full trust when neither <prefix>SSLROOTCERT nor DB_SSLROOTCERT names a file.
-RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
 DRIVERS = ("dms", "postgres-logical")
-SIDE_PREFIXES = {"onprem": "ONPREM_DB_", "aws": "AURORA_DB_"}
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 MAX_WAIT_SECONDS = 600
 # Rows changed since the checkpoint that the fenced validation compares by key; beyond, it compares
@@ -53,18 +46,6 @@ COMMON_KEYS = {"execution": str}
 
 
 @dataclass(frozen=True)
-class SideSettings:
-    host: str
-    port: int
-    dbname: str
-    secret_arn: str
-    sslmode: str
-    sslrootcert: str | None
-    replication_secret_arn: str | None  # postgres-logical: the publisher role a subscription connects as
-    subscription_secret_arn: str | None  # postgres-logical: who manages subscriptions (PG15: a superuser)
-
-
-@dataclass(frozen=True)
 class Settings:
     writer_parameter: str
     roles: list[str]
@@ -72,11 +53,10 @@ class Settings:
     schema: str
     tables: list[str]
     slot_names: dict[str, str]
-    sides: dict[str, SideSettings]
+    sides: dict[str, DatabaseSettings]  # payment_common.database: where each side is, TLS, its secrets
     task_arns: dict[str, str]
     publication: str
     wait_seconds: float
-    connect_timeout_seconds: int
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE  # POWERTOOLS_METRICS_NAMESPACE: publish_metrics puts there
     max_changed_rows: int = DEFAULT_MAX_CHANGED_ROWS  # CHECKPOINT_MAX_CHANGED_ROWS
     count_rows: bool = False  # CHECKPOINT_COUNT_ROWS=true: the fenced validation also counts every row
@@ -128,21 +108,11 @@ class Settings:
         driver = required("REPLICATION_DRIVER")
         if driver not in DRIVERS:
             raise ConfigurationError(f"configuration invalid: REPLICATION_DRIVER must be one of {', '.join(DRIVERS)}")
-        sslmode = optional("DB_SSLMODE") or DEFAULT_SSLMODE
-        if sslmode not in TLS_SSLMODES:
-            raise ConfigurationError(f"configuration invalid: DB_SSLMODE must be one of {', '.join(TLS_SSLMODES)}")
-        sides = {}
-        for side, prefix in SIDE_PREFIXES.items():
-            replication = optional(f"{prefix}REPLICATION_SECRET_ARN")
-            if driver == "postgres-logical" and replication is None:
-                raise ConfigurationError(f"configuration incomplete: {prefix}REPLICATION_SECRET_ARN is not set "
-                                         "(the postgres-logical driver subscribes with it)")
-            sides[side] = SideSettings(
-                host=required(f"{prefix}HOST"), port=number(f"{prefix}PORT", 5432, 65535),
-                dbname=required(f"{prefix}NAME"), secret_arn=required(f"{prefix}SECRET_ARN"), sslmode=sslmode,
-                sslrootcert=(optional(f"{prefix}SSLROOTCERT") or optional("DB_SSLROOTCERT")
-                             or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None)),
-                replication_secret_arn=replication, subscription_secret_arn=optional(f"{prefix}SUBSCRIPTION_SECRET_ARN"))
+        sides = database_settings(environ, connect_timeout_seconds=5)
+        for side in sides.values():
+            if driver == "postgres-logical" and side.replication_secret_arn is None:
+                raise ConfigurationError(f"configuration incomplete: {SIDE_PREFIXES[side.side]}REPLICATION_SECRET_ARN "
+                                         "is not set (the postgres-logical driver subscribes with it)")
         task_arns = {}
         if driver == "dms":
             # forward-cdc: the forward direction's cdc-only task, started from a slot once the forward
@@ -165,7 +135,6 @@ class Settings:
             publication=identifiers("PUBLICATION_NAME", environ.get("PUBLICATION_NAME", "").strip()
                                     or "payment_migration")[0],
             wait_seconds=number("WAIT_SECONDS", 20, MAX_WAIT_SECONDS),
-            connect_timeout_seconds=number("DB_CONNECT_TIMEOUT", 5, 60),
             metrics_namespace=environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or DEFAULT_METRICS_NAMESPACE,
             max_changed_rows=number("CHECKPOINT_MAX_CHANGED_ROWS", DEFAULT_MAX_CHANGED_ROWS, MAX_CHANGED_ROWS),
             count_rows=switch("CHECKPOINT_COUNT_ROWS"),

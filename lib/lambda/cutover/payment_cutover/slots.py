@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from payment_cutover.errors import ConfigurationError, SwitchPending
+from payment_common.errors import ConfigurationError
+from payment_cutover.errors import SwitchPending
 
 POLL_SECONDS = 0.05
 

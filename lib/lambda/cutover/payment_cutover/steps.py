@@ -45,6 +45,8 @@ from psycopg2 import errors as pg_errors
 from payment_validation.changes import CHECKPOINT_PLUGIN, ChangesUnreadable, current_lsn, read_changes
 from payment_validation.engine import ValidationOptions, validate, validate_changes as compare_changes
 
+from payment_common.sides import ONPREM, SIDES, Direction, other
+from payment_common.writer import read_writer
 from payment_cutover import capabilities, control, markers, slots
 from payment_cutover import fence as fencing
 from payment_cutover.errors import (
@@ -57,8 +59,7 @@ from payment_cutover.errors import (
 )
 from payment_cutover.replication import STARTING, ReplicationDriver
 from payment_cutover.sequences import advance_sequences as advance
-from payment_cutover.sides import ONPREM, SIDES, Direction, other
-from payment_cutover.writer import read_writer, set_writer as put_writer
+from payment_cutover.writer import set_writer as put_writer
 
 
 @dataclass

@@ -12,7 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payment_rollback.errors import AlarmNotFoundError, AwsCallError, describe_error
+from payment_common.errors import AwsUnavailable
+from payment_rollback.errors import AlarmNotFoundError, describe_error
 
 ALARM = "ALARM"
 # DescribeAlarms, EnableAlarmActions and DisableAlarmActions take at most 100 names per call.
@@ -72,7 +73,7 @@ def set_alarm_actions(cloudwatch: Any, *, enable: Iterable[str], disable: Iterab
         for names in _chunks(list(disable)):
             cloudwatch.disable_alarm_actions(AlarmNames=names)
     except (ClientError, BotoCoreError) as error:
-        raise AwsCallError(f"CloudWatch: {describe_error(error)}") from error
+        raise AwsUnavailable(f"CloudWatch: {describe_error(error)}") from error
 
 
 def reset_to_ok(cloudwatch: Any, names: Iterable[str], reason: str) -> None:
@@ -82,7 +83,7 @@ def reset_to_ok(cloudwatch: Any, names: Iterable[str], reason: str) -> None:
         for name in names:
             cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason=reason)
     except (ClientError, BotoCoreError) as error:
-        raise AwsCallError(f"CloudWatch: {describe_error(error)}") from error
+        raise AwsUnavailable(f"CloudWatch: {describe_error(error)}") from error
 
 
 def _describe(group: AlarmGroup) -> dict[str, Alarm]:
@@ -100,7 +101,7 @@ def _describe(group: AlarmGroup) -> dict[str, Alarm]:
                         actions_enabled=bool(alarm.get("ActionsEnabled", False)),
                     )
     except (ClientError, BotoCoreError) as error:
-        raise AwsCallError(
+        raise AwsUnavailable(
             f"CloudWatch in {group.region}: {describe_error(error)} (alarms from {group.variable})"
         ) from error
     return alarms

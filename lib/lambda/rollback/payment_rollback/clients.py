@@ -1,15 +1,7 @@
-"""AWS clients with bounded retries and timeouts.
-
-Plain boto3 clients, so the standard AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>) redirect
-them to any AWS-compatible endpoint. Retries are botocore's "standard" mode: exponential backoff
-with jitter on throttling (Route 53's Throttling and PriorRequestNotComplete included), 5xx and
-connection errors. "adaptive" adds client-side rate limiting, which only pays off for clients
-sending many requests; these functions send a handful.
-
-Worst case per call, every attempt timing out: attempts x (connect + read) + backoff (at most
-1 + 2 + 4 s for Route 53's 4 attempts, 1 + 2 s for the others' 3): `worst_case_call_seconds`,
-about 35 s for a Route 53 call and 24 s for any other. Throttling alone, the realistic failure,
-costs seconds.
+"""The rollback's and traffic steps' AWS clients, each with its bound on retries
+(payment_common.aws: standard retries, 2 s to connect, 5 s to read). Worst case per call, every
+attempt timing out: about 35 s for a Route 53 call (4 attempts), 24 s for any other (3).
+Throttling alone, the realistic failure, costs seconds.
 """
 
 from __future__ import annotations
@@ -18,31 +10,14 @@ from functools import cached_property
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
-CONNECT_TIMEOUT_SECONDS = 2
-READ_TIMEOUT_SECONDS = 5
+from payment_common.aws import client_config
+
 ROUTE53_ATTEMPTS = 4
 FOLLOW_UP_ATTEMPTS = 3
 # Reading the fence and the replication direction (payment_rollback.writes): a look, not an action;
 # an answer of "cannot tell" beats a long wait, so fewer attempts.
 CHECK_ATTEMPTS = 2
-
-
-def client_config(total_max_attempts: int) -> Config:
-    return Config(
-        retries={"mode": "standard", "total_max_attempts": total_max_attempts},
-        connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
-    )
-
-
-def worst_case_call_seconds(total_max_attempts: int) -> int:
-    """One call whose every attempt times out, plus the longest backoff between attempts."""
-    per_attempt = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
-    backoff = sum(2**retry for retry in range(total_max_attempts - 1))
-    return total_max_attempts * per_attempt + backoff
-
 
 # The traffic shift is what the rollback is for: it gets one more attempt than the follow-ups.
 ROUTE53_CONFIG = client_config(total_max_attempts=ROUTE53_ATTEMPTS)

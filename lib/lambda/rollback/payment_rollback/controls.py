@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from payment_common.writer import read_writer
 from payment_rollback.alarms import ALARM, AlarmGroup, describe_alarms, reset_to_ok, set_alarm_actions
 from payment_rollback.clients import AwsClients
 from payment_rollback.routing import WeightedRecord, read_weighted_pair, set_weights, split_weights
@@ -23,7 +24,6 @@ from payment_rollback.traffic_models import (
     TrafficRequest,
     writer_parameter,
 )
-from payment_rollback.writer import read_writer
 
 
 # The StateReason of an alarm that replication_alarms puts back to OK.

@@ -35,20 +35,21 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payment_common.aws import worst_case_call_seconds
+from payment_common.errors import AwsUnavailable, MigrationError
+from payment_common.sides import ONPREM
+from payment_common.writer import WriterRecord, read_writer
 from payment_rollback import SERVICE_NAME
 from payment_rollback.clients import (
     CHECK_ATTEMPTS,
     FOLLOW_UP_ATTEMPTS,
     ROUTE53_ATTEMPTS,
     AwsClients,
-    worst_case_call_seconds,
 )
-from payment_rollback.errors import AwsCallError, RollbackError, describe_error
+from payment_rollback.errors import describe_error
 from payment_rollback.models import RollbackRequest, RollbackResult, Settings, Status
 from payment_rollback.preemption import Preemption, running_executions, stop, task_in_flight
 from payment_rollback.routing import split_weights, set_weights
-from payment_rollback.writer import ONPREM, Writer, read_writer
-from payment_rollback.writes import FENCED, OPEN, check_writer, how_far, read_fences, read_replication
 from payment_rollback.writer_rollback import (
     FAILED_STATUSES,
     RUNNING_STATUSES,
@@ -59,6 +60,7 @@ from payment_rollback.writer_rollback import (
     start_or_join,
     wait_for,
 )
+from payment_rollback.writes import FENCED, OPEN, check_writer, how_far, read_fences, read_replication
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
@@ -104,7 +106,7 @@ def roll_back(
     result.controller = preemption.to_dict()
     try:
         _shift_traffic(request, settings, clients.route53, result)
-    except RollbackError as error:
+    except MigrationError as error:
         # Traffic stays where it was, and so does the writer.
         result.status = Status.FAILED
         _record_error(result, f"Route 53: {describe_error(error)}")
@@ -147,7 +149,7 @@ def _stop_advance(
         execution_arn = execution["executionArn"]
         try:
             task = task_in_flight(clients.stepfunctions, execution_arn)
-        except AwsCallError as error:
+        except AwsUnavailable as error:
             task = None
             _record_action(result, f"advance: cannot tell what {execution_arn} is doing "
                                    f"({describe_error(error)}): it is stopped")
@@ -296,7 +298,7 @@ def _roll_back_writer(
 
     try:
         execution = _start_and_wait(request, settings, clients, result, writer.epoch, seconds_left, waited)
-    except RollbackError as error:
+    except MigrationError as error:
         _record_error(result, f"writer: {describe_error(error)}")
         execution = None
     # Read again, whatever the outcome: the answer shows the writer as it is now.
@@ -326,7 +328,7 @@ def _check_onprem_writer(
     settings: Settings,
     clients: AwsClients,
     result: RollbackResult,
-    writer: Writer,
+    writer: WriterRecord,
     seconds_left: Callable[[], float] | None,
 ) -> None:
     """DNS only — once on-prem is seen to accept writes. The writer parameter alone does not say so:
@@ -481,7 +483,7 @@ def _follow_up(result: RollbackResult, step: str, run: Callable[[], None]) -> No
     a bare Lambda error."""
     try:
         run()
-    except RollbackError as error:
+    except MigrationError as error:
         _record_error(result, f"{step}: {describe_error(error)}")
     except Exception as error:  # noqa: BLE001 - see docstring
         logger.exception(f"{step} step failed unexpectedly")

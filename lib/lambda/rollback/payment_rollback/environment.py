@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from payment_rollback.errors import ConfigurationError
+from payment_common.errors import ConfigurationError
 
 
 def required(environ: Mapping[str, str], names: Iterable[str]) -> dict[str, str]:

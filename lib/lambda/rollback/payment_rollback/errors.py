@@ -3,26 +3,23 @@ check.
 
 The class names are part of the contract: when a handler raises, Lambda reports the class name as
 the error type, and Step Functions matches it in `Retry`/`Catch` (`ErrorEquals`). Errors a retry
-can cure (AwsCallError, TrafficShiftError) are kept apart from those it cannot (InvalidEventError,
-ConfigurationError, RecordSetNotFoundError, RecordSetNotWeightedError, AlarmNotFoundError,
-WriterParameterError).
+can cure (AwsUnavailable, TrafficShiftError) are kept apart from those it cannot (InvalidEventError,
+ConfigurationError — a malformed writer parameter too —, RecordSetNotFoundError,
+RecordSetNotWeightedError, AlarmNotFoundError). ConfigurationError and AwsUnavailable are the shared
+runtime's (payment_common.errors), the same in every function.
 """
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
+from payment_common.errors import MigrationError, describe_aws_error
 
 
-class RollbackError(Exception):
+class RollbackError(MigrationError):
     """Base class: anything that stops the rollback or a traffic step from doing its job."""
 
 
 class InvalidEventError(RollbackError):
     """The invocation payload is not one the handler accepts. Nothing was changed."""
-
-
-class ConfigurationError(RollbackError):
-    """The environment the stack sets on the function is incomplete or inconsistent."""
 
 
 class RecordSetNotFoundError(RollbackError):
@@ -36,19 +33,12 @@ class RecordSetNotWeightedError(RollbackError):
 class TrafficShiftError(RollbackError):
     """Route 53 did not accept the change, and the records do not show the requested weights."""
 
+    retryable = True
+
 
 class AlarmNotFoundError(RollbackError):
     """An alarm named in the function's environment does not exist. Fail safe: an alarm that
     cannot be read is never taken for an alarm that is OK."""
-
-
-class WriterParameterError(RollbackError):
-    """The writer parameter is missing or does not hold a writer document."""
-
-
-class AwsCallError(RollbackError):
-    """An AWS API call failed after the client's own bounded retries (throttling, 5xx, network).
-    Retrying later may succeed."""
 
 
 class RollbackIncompleteError(RollbackError):
@@ -64,14 +54,8 @@ class IgnoredEvent(Exception):
 
 
 def describe_error(error: BaseException) -> str:
-    """One line for an answer or a log: the AWS operation, code and message for a ClientError,
-    the message alone for a domain error, the exception type and message for anything else."""
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        return (
-            f"{error.operation_name} {details.get('Code', 'error')}: "
-            f"{details.get('Message', error)}"
-        )
-    if isinstance(error, RollbackError):
+    """One line for an answer or a log: the message alone for a domain error, the AWS operation,
+    code and message for a ClientError, the exception type and message for anything else."""
+    if isinstance(error, MigrationError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    return describe_aws_error(error)

@@ -25,15 +25,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from payment_common.errors import ConfigurationError
 from payment_rollback import SERVICE_NAME
 from payment_rollback.clients import AwsClients, create_clients
 from payment_rollback.core import roll_back
-from payment_rollback.errors import (
-    ConfigurationError,
-    IgnoredEvent,
-    InvalidEventError,
-    RollbackIncompleteError,
-)
+from payment_rollback.errors import IgnoredEvent, InvalidEventError, RollbackIncompleteError
 from payment_rollback.models import RollbackResult, Settings, Status, is_sns_delivery, parse_event
 
 logger = Logger(service=SERVICE_NAME)

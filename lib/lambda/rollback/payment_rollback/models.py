@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from payment_common.errors import ConfigurationError
 from payment_rollback.environment import required
-from payment_rollback.errors import ConfigurationError, IgnoredEvent, InvalidEventError
+from payment_rollback.errors import IgnoredEvent, InvalidEventError
 from payment_rollback.routing import RECORD_ENVIRONMENT, WeightedRecord
 
 DEFAULT_REASON = "no reason given"

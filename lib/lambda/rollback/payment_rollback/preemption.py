@@ -17,18 +17,13 @@ rollback's. The rollback checks the weights again before it reports (payment_rol
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from payment_common import stepfunctions as sfn
 
-from payment_rollback.errors import AwsCallError, describe_error
-
-RUNNING = "RUNNING"
 # StopExecution's error name, which the stopped execution's history shows.
 STOPPED_ERROR = "RollbackInProgress"
-_CAUSE_LIMIT = 32768  # StopExecution's cause
 # The newest events of an execution that tell whether a task of it is in flight, and which.
 _HISTORY_EVENTS = 20
 _TASK_OUTCOMES = frozenset({"TaskSucceeded", "TaskFailed", "TaskTimedOut", "TaskSubmitFailed",
@@ -53,32 +48,18 @@ class Preemption:
 def running_executions(stepfunctions: Any, state_machine_arn: str) -> list[dict[str, Any]] | None:
     """The RUNNING executions of the state machine, newest first; None when the state machine does
     not exist (the cutover stack, downstream of this function's, is not deployed yet)."""
-    executions: list[dict[str, Any]] = []
     try:
-        pages = stepfunctions.get_paginator("list_executions").paginate(
-            stateMachineArn=state_machine_arn, statusFilter=RUNNING)
-        for page in pages:
-            executions.extend(page["executions"])
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "StateMachineDoesNotExist":
-            return None
-        raise AwsCallError(f"Step Functions: {describe_error(error)}") from error
-    except BotoCoreError as error:
-        raise AwsCallError(f"Step Functions ListExecutions: {describe_error(error)}") from error
-    return sorted(executions, key=lambda execution: execution["startDate"], reverse=True)
+        return sfn.list_executions(stepfunctions, state_machine_arn, running_only=True)
+    except sfn.StateMachineNotFound:
+        return None
 
 
 def task_in_flight(stepfunctions: Any, execution_arn: str) -> dict[str, Any] | None:
     """The Task state the execution is waiting on — {"state", "function_name", "payload"} — or None
     when it is between tasks (a Wait, a Choice) or its newest task has an outcome."""
-    try:
-        events = stepfunctions.get_execution_history(
-            executionArn=execution_arn, reverseOrder=True, maxResults=_HISTORY_EVENTS)["events"]
-    except (ClientError, BotoCoreError) as error:
-        raise AwsCallError(f"Step Functions GetExecutionHistory: {describe_error(error)}") from error
+    events = sfn.history(stepfunctions, execution_arn, newest=_HISTORY_EVENTS)
     state = scheduled = None
-    # Newest first, whatever order the service answered in (event ids grow).
-    for event in sorted(events, key=lambda event: event["id"], reverse=True):
+    for event in reversed(events):  # newest first
         if scheduled is None:
             if event["type"] in _TASK_OUTCOMES or "stateExitedEventDetails" in event:
                 return None
@@ -91,7 +72,7 @@ def task_in_flight(stepfunctions: Any, execution_arn: str) -> dict[str, Any] | N
             break
     if scheduled is None:
         return None
-    parameters = _json(scheduled.get("parameters")) or {}
+    parameters = sfn.parse_json(scheduled.get("parameters")) or {}
     function = parameters.get("FunctionName") or scheduled.get("resource") or ""
     return {"state": state, "function_name": function_name_of(str(function)),
             "payload": parameters.get("Payload")}
@@ -105,22 +86,5 @@ def function_name_of(name_or_arn: str) -> str:
 
 
 def stop(stepfunctions: Any, execution_arn: str, reason: str) -> None:
-    try:
-        stepfunctions.stop_execution(executionArn=execution_arn, error=STOPPED_ERROR,
-                                     cause=f"stopped by the rollback: {reason}"[:_CAUSE_LIMIT])
-    except ClientError as error:
-        # Ended on its own between the listing and now: nothing left to stop.
-        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
-            return
-        raise AwsCallError(f"Step Functions: {describe_error(error)}") from error
-    except BotoCoreError as error:
-        raise AwsCallError(f"Step Functions StopExecution: {describe_error(error)}") from error
-
-
-def _json(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+    """Stop the execution; one that ended on its own between the listing and now needs nothing."""
+    sfn.stop(stepfunctions, execution_arn, error=STOPPED_ERROR, cause=f"stopped by the rollback: {reason}")

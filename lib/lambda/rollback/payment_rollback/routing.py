@@ -14,22 +14,19 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from payment_common.errors import AwsUnavailable, ConfigurationError, MigrationError
+from payment_common.sides import AWS, ONPREM
 from payment_rollback import SERVICE_NAME
 from payment_rollback.environment import required
 from payment_rollback.errors import (
-    AwsCallError,
-    ConfigurationError,
     RecordSetNotFoundError,
     RecordSetNotWeightedError,
-    RollbackError,
     TrafficShiftError,
     describe_error,
 )
 
 logger = Logger(service=SERVICE_NAME, child=True)
 
-ONPREM = "onprem"
-AWS = "aws"
 # The project's weights are percentages (config validates 0-100): on-prem gets what AWS does not.
 FULL_WEIGHT = 100
 
@@ -123,7 +120,7 @@ def set_weights(
     """Give both members their `target` weight in one ChangeBatch; nothing when they have it.
 
     Raises RecordSetNotFoundError / RecordSetNotWeightedError when the pair is not there,
-    AwsCallError when it cannot be read, TrafficShiftError when the change was not applied.
+    AwsUnavailable when it cannot be read, TrafficShiftError when the change was not applied.
     A change whose response was lost is read back: if the records show the target, it counts."""
     target = dict(target)
     pair = read_weighted_pair(route53, record)
@@ -189,9 +186,9 @@ def read_weighted_pair(route53: Any, record: WeightedRecord) -> WeightedPair:
             raise RecordSetNotFoundError(
                 f"{describe_error(error)}; check HOSTED_ZONE_ID against the routing stack"
             ) from error
-        raise AwsCallError(describe_error(error)) from error
+        raise AwsUnavailable(describe_error(error)) from error
     except BotoCoreError as error:
-        raise AwsCallError(f"ListResourceRecordSets: {describe_error(error)}") from error
+        raise AwsUnavailable(f"ListResourceRecordSets: {describe_error(error)}") from error
 
     missing = [identifier for identifier, role in roles.items() if role not in members]
     if missing:
@@ -227,7 +224,7 @@ def build_change_batch(
 def _read_back_weights(route53: Any, record: WeightedRecord, error: Exception) -> dict[str, int]:
     try:
         return read_weighted_pair(route53, record).weights
-    except RollbackError as reread_error:
+    except MigrationError as reread_error:
         raise TrafficShiftError(
             f"ChangeResourceRecordSets failed ({describe_error(error)}) and the records could "
             f"not be read back ({describe_error(reread_error)}); the weights are unknown: list "

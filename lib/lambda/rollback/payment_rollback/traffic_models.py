@@ -13,8 +13,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from payment_common.errors import ConfigurationError
 from payment_rollback.environment import name_list, required
-from payment_rollback.errors import ConfigurationError, InvalidEventError
+from payment_rollback.errors import InvalidEventError
 from payment_rollback.models import json_type
 
 # The cutover phases and the AWS share of traffic each gives. Mirrors lib/config.py's PHASE_WEIGHTS

@@ -18,7 +18,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payment_rollback.errors import AwsCallError, describe_error
+from payment_common.errors import AwsUnavailable
+from payment_rollback.errors import describe_error
 
 RUNNING_STATUSES = frozenset({"RUNNING", "PENDING_REDRIVE"})
 FAILED_STATUSES = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
@@ -44,9 +45,9 @@ def find_execution(stepfunctions: Any, arn: str) -> dict[str, Any] | None:
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
             return None
-        raise AwsCallError(f"Step Functions: {describe_error(error)}") from error
+        raise AwsUnavailable(f"Step Functions: {describe_error(error)}") from error
     except BotoCoreError as error:
-        raise AwsCallError(f"Step Functions DescribeExecution: {describe_error(error)}") from error
+        raise AwsUnavailable(f"Step Functions DescribeExecution: {describe_error(error)}") from error
 
 
 def start_or_join(
@@ -66,19 +67,19 @@ def start_or_join(
         # Another invocation started it between our look and our start (with other input, or it
         # has closed already): that one is the execution for this epoch.
         if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
-            raise AwsCallError(f"Step Functions: {describe_error(error)}") from error
+            raise AwsUnavailable(f"Step Functions: {describe_error(error)}") from error
         joined = find_execution(stepfunctions, arn)
         if joined is None:
-            raise AwsCallError(
+            raise AwsUnavailable(
                 f"Step Functions: StartExecution said {name} exists, but {arn} cannot be "
                 "described; check ROLLBACK_STATE_MACHINE_ARN"
             ) from error
         return joined, False
     except BotoCoreError as error:
-        raise AwsCallError(f"Step Functions StartExecution: {describe_error(error)}") from error
+        raise AwsUnavailable(f"Step Functions StartExecution: {describe_error(error)}") from error
     started = find_execution(stepfunctions, arn)
     if started is None:
-        raise AwsCallError(f"Step Functions: execution {arn} started but cannot be described")
+        raise AwsUnavailable(f"Step Functions: execution {arn} started but cannot be described")
     return started, True
 
 
@@ -102,6 +103,6 @@ def wait_for(
         interval = min(interval * 2, MAX_POLL_SECONDS)
         found = find_execution(stepfunctions, execution["executionArn"])
         if found is None:
-            raise AwsCallError(f"Step Functions: execution {execution['executionArn']} vanished")
+            raise AwsUnavailable(f"Step Functions: execution {execution['executionArn']} vanished")
         execution = found
     return execution

@@ -26,8 +26,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from payment_rollback.errors import AwsCallError, describe_error
-from payment_rollback.writer import AWS, ONPREM, WRITERS
+from payment_common.errors import AwsUnavailable
+from payment_common.sides import AWS, ONPREM, SIDES
+from payment_rollback.errors import describe_error
 
 FENCED_METRIC = "Fenced"
 SIDE_DIMENSION = "Side"
@@ -123,18 +124,18 @@ def read_fences(cloudwatch: Any, namespace: str, *, now: datetime | None = None)
          "MetricStat": {"Metric": {"Namespace": namespace, "MetricName": FENCED_METRIC,
                                    "Dimensions": [{"Name": SIDE_DIMENSION, "Value": side}]},
                         "Period": PERIOD_SECONDS, "Stat": stat}}
-        for side in WRITERS for stat in ("Minimum", "Maximum")
+        for side in SIDES for stat in ("Minimum", "Maximum")
     ]
     try:
         response = cloudwatch.get_metric_data(
             MetricDataQueries=queries, StartTime=now - timedelta(seconds=MEASUREMENT_WINDOW_SECONDS), EndTime=end,
             ScanBy="TimestampDescending")
     except (ClientError, BotoCoreError) as error:
-        raise AwsCallError(f"CloudWatch GetMetricData ({namespace} {FENCED_METRIC}): {describe_error(error)}") from error
+        raise AwsUnavailable(f"CloudWatch GetMetricData ({namespace} {FENCED_METRIC}): {describe_error(error)}") from error
     series = {result["Id"]: _newest(result) for result in response.get("MetricDataResults", [])}
     window = f"{MEASUREMENT_WINDOW_SECONDS // 60} minutes"
     readings = {}
-    for side in WRITERS:
+    for side in SIDES:
         low, high = series.get(f"{side}_minimum"), series.get(f"{side}_maximum")
         if low is None or high is None:
             readings[side] = FenceReading(side, UNKNOWN, None, f"no {FENCED_METRIC} measurement with "

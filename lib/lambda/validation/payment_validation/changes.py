@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from payment_common.wal import flush_wal
+
 CHECKPOINT_PLUGIN = "test_decoding"
 
 
@@ -106,15 +108,9 @@ def current_lsn(conn) -> str:
 
 
 def _wait_for_flush(cur, where: str) -> None:
-    """Decoding reads only WAL flushed to disk, and a commit acknowledged with synchronous_commit = off
-    may not be yet — nor is WAL the WAL writer does not flush on its own (it flushes partial pages for
-    asynchronous commits only). A transaction of our own, committed synchronously, flushes all WAL
-    written before its commit record: a transactional logical message, which changes no table (the
-    decoders here skip messages)."""
+    """Everything committed so far is decodable once this returns (payment_common.wal says how)."""
     try:
-        cur.execute("SET synchronous_commit = on")
-        cur.execute("SELECT pg_catalog.pg_logical_emit_message(true, 'payment-migration', 'flush')")
-        cur.execute("RESET synchronous_commit")
+        flush_wal(cur, "flush")
     except Exception as error:  # noqa: BLE001 - any refusal makes the changes unreadable, said as such
         raise ChangesUnreadable(f"the WAL of {where} could not be flushed before reading: {error}") from error
 

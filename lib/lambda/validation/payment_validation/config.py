@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from payment_common.database import DatabaseSettings, database_settings
+from payment_common.errors import ConfigurationError
+from payment_common.sides import AWS, ONPREM
 
 from .chunks import Chunk
 from .engine import ValidationOptions
@@ -27,13 +30,8 @@ MAX_RECHECK_WAIT_SECONDS = 600.0
 # within one invocation's 900 s.
 DEFAULT_CHUNK_ROWS = 20_000_000
 MAX_CHUNK_ROWS = 10**12
-# TLS is not optional: only modes that refuse a plaintext connection. The default, verify-full, also
-# checks the server's certificate and name; "require" (not verified) only when DB_SSLMODE says so.
-SSL_MODES = ("require", "verify-ca", "verify-full")
-DEFAULT_SSL_MODE = "verify-full"
-# The Amazon RDS CA bundle lib/bundler.py puts at the zip's root (certs/), beside this package:
-# what verify-ca / verify-full trust when the environment names no other file.
-RDS_CA_BUNDLE = str(Path(__file__).resolve().parents[1] / "certs" / "rds-global-bundle.pem")
+# Seconds to open a connection when DB_CONNECT_TIMEOUT does not say.
+DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 _OPTION_KEYS = ("max_diffs_per_table", "recheck_seconds", "recheck_rounds", "check_sequences", "direction")
 EVENT_KEYS = {
     "validate": ("action", "tables", "sequences_only", *_OPTION_KEYS),
@@ -45,10 +43,6 @@ EVENT_KEYS = {
 
 class InvalidEventError(Exception):
     """The invocation's event is not one this function accepts; the message names the key."""
-
-
-class ConfigurationError(Exception):
-    """The function's environment (or a secret it names) is incomplete or malformed."""
 
 
 def event_action(event: Any) -> str:
@@ -74,7 +68,7 @@ class ValidationRequest:
     recheck_seconds: float | None = None  # None: the environment's RECHECK_SECONDS
     recheck_rounds: int | None = None  # None: the environment's RECHECK_ROUNDS
     check_sequences: bool = False
-    direction: str = "forward"  # forward: source = SOURCE_*, target = TARGET_*; reverse: swapped
+    direction: str = "forward"  # forward: source = ONPREM_DB_*, target = AURORA_DB_*; reverse: swapped
     chunk: Chunk | None = None
     sequences_only: bool = False  # compare only the sequences (O(sequences)), not the content
 
@@ -125,7 +119,7 @@ class ValidationRequest:
         direction = event.get("direction", "forward")
         if direction not in DIRECTIONS:
             raise InvalidEventError(
-                f"'direction' must be \"forward\" (source = SOURCE_* database, target = TARGET_*) or "
+                f"'direction' must be \"forward\" (source = ONPREM_DB_* database, target = AURORA_DB_*) or "
                 f"\"reverse\" (the two swapped, after the data cutover), got {direction!r}")
         return cls(tuple(name.strip() for name in tables), max_diffs,
                    None if recheck_seconds is None else float(recheck_seconds), recheck_rounds,
@@ -224,29 +218,12 @@ def _brief(value: Any) -> str:
 
 
 @dataclass(frozen=True)
-class DatabaseSettings:
-    host: str
-    port: int
-    name: str
-    secret_arn: str
-    sslrootcert: str | None = None  # the CA file its certificate is verified with (None: not verified)
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}/{self.name}"
-
-
-@dataclass(frozen=True)
 class Settings:
     """From the environment the stack sets:
 
-    SOURCE_DB_HOST, SOURCE_DB_PORT, SOURCE_DB_NAME, SOURCE_SECRET_ARN   the on-prem database
-    TARGET_DB_HOST, TARGET_DB_PORT, TARGET_DB_NAME, TARGET_SECRET_ARN   the Aurora database
-        each secret a JSON object with "username" and "password" (as RDS-managed secrets are)
-    DB_SSLMODE                  optional: libpq sslmode for both connections: verify-full (default),
-                                verify-ca, or require (encrypted, server not verified)
-    DB_SSLROOTCERT              optional: CA bundle file for verify-ca / verify-full (default: the
-                                RDS CA bundle in the zip); SOURCE_DB_SSLROOTCERT and
-                                TARGET_DB_SSLROOTCERT override it per side (on-prem has its own CA)
+    ONPREM_DB_*, AURORA_DB_*, DB_SSLMODE, DB_SSLROOTCERT, DB_CONNECT_TIMEOUT (default 10 s here)
+                                the on-prem (source) and Aurora (target) databases, their TLS and
+                                secrets, as every function reads them (payment_common.database)
     SCHEMAS                     optional: comma-separated schemas to compare (default public)
     STATEMENT_TIMEOUT_SECONDS   optional: per statement, on both sides (default 300)
     RECHECK_SECONDS             optional: wait before each recheck of differing keys (default 5;
@@ -257,7 +234,6 @@ class Settings:
 
     source: DatabaseSettings
     target: DatabaseSettings
-    sslmode: str
     schemas: tuple[str, ...]
     statement_timeout_seconds: float
     recheck_seconds: float = DEFAULT_RECHECK_SECONDS
@@ -265,22 +241,14 @@ class Settings:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        required = [f"{side}_{name}" for side in ("SOURCE", "TARGET")
-                    for name in ("DB_HOST", "DB_PORT", "DB_NAME", "SECRET_ARN")]
-        missing = [name for name in required if not environ.get(name, "").strip()]
-        if missing:
-            raise ConfigurationError(f"missing environment variable {', '.join(missing)}")
-        sslmode = environ.get("DB_SSLMODE", "").strip() or DEFAULT_SSL_MODE
-        if sslmode not in SSL_MODES:
-            raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {sslmode!r}")
+        databases = database_settings(environ, connect_timeout_seconds=DEFAULT_CONNECT_TIMEOUT_SECONDS)
         schemas = tuple(schema.strip() for schema in environ.get("SCHEMAS", "public").split(","))
         if not all(schemas):
             raise ConfigurationError(
                 f"SCHEMAS must be a comma-separated list of schema names, got {environ['SCHEMAS']!r}")
         return cls(
-            source=_database(environ, "SOURCE", sslmode),
-            target=_database(environ, "TARGET", sslmode),
-            sslmode=sslmode,
+            source=databases[ONPREM],
+            target=databases[AWS],
             schemas=schemas,
             statement_timeout_seconds=_positive_number(environ, "STATEMENT_TIMEOUT_SECONDS",
                                                        DEFAULT_STATEMENT_TIMEOUT_SECONDS),
@@ -311,20 +279,6 @@ class Settings:
             check_sequences=request.check_sequences,
             chunk=request.chunk,
         )
-
-
-def _database(environ: Mapping[str, str], side: str, sslmode: str) -> DatabaseSettings:
-    port_text = environ[f"{side}_DB_PORT"].strip()
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigurationError(f"{side}_DB_PORT must be a port number (1-65535), got {port_text!r}")
-    return DatabaseSettings(
-        host=environ[f"{side}_DB_HOST"].strip(),
-        port=int(port_text),
-        name=environ[f"{side}_DB_NAME"].strip(),
-        secret_arn=environ[f"{side}_SECRET_ARN"].strip(),
-        sslrootcert=(environ.get(f"{side}_DB_SSLROOTCERT", "").strip() or environ.get("DB_SSLROOTCERT", "").strip()
-                     or (RDS_CA_BUNDLE if sslmode.startswith("verify-") else None)),
-    )
 
 
 def _positive_number(environ: Mapping[str, str], name: str, default: float) -> float:

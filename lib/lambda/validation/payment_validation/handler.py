@@ -13,7 +13,7 @@ Event keys, all optional (the environment is described in config.Settings):
                          in a recheck count per table as converged_in_flight, not as differences
     check_sequences      true: a target sequence whose next value its column already holds
                          (identity, serial) fails its table. Sequences are reported either way
-    direction            "forward" (source = SOURCE_* database, target = TARGET_*) or "reverse"
+    direction            "forward" (source = ONPREM_DB_* database, target = AURORA_DB_*) or "reverse"
                          (swapped: after the data cutover, the old writer is Aurora)
     sequences_only       true: compare only the sequences (check_sequences implied), not the
                          content: a catalog read and an index probe per owned column, whatever the
@@ -51,9 +51,9 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from .config import (
-    ConfigurationError, InvalidEventError, MergeRequest, PlanRequest, Request, Settings, event_action, parse_event,
-)
+from payment_common.errors import MigrationError
+
+from .config import InvalidEventError, MergeRequest, PlanRequest, Request, Settings, event_action, parse_event
 from .chunks import Chunk
 from .databases import open_databases
 from .engine import Status, ValidationError, ValidationOptions, plan, validate, validate_sequences
@@ -73,7 +73,7 @@ def lambda_handler(event: Any, context) -> dict[str, Any]:
     try:
         action = event_action(event)
         result = run(parse_event(event))
-    except (InvalidEventError, ConfigurationError, ValidationError) as error:
+    except (InvalidEventError, MigrationError, ValidationError) as error:
         result = error_result(str(error), action, event)
     except Exception as error:  # noqa: BLE001 - the alarm must hear of every failure, expected or not
         logger.exception("validation crashed")
