@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lib" / "lambda" / "cutover"), str(ROOT / "lib" / "lambda" / "validation")]
+sys.path[:0] = [str(ROOT), *(str(ROOT / "lib" / "lambda" / name) for name in ("common", "cutover", "validation"))]
 
 import boto3  # noqa: E402
 import psycopg2  # noqa: E402

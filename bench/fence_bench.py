@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lib" / "lambda" / "cutover")]
+sys.path[:0] = [str(ROOT), str(ROOT / "lib" / "lambda" / "common"), str(ROOT / "lib" / "lambda" / "cutover")]
 
 import boto3  # noqa: E402
 import psycopg2  # noqa: E402

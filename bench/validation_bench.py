@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "lib" / "lambda" / "validation")]
+sys.path[:0] = [str(ROOT), str(ROOT / "lib" / "lambda" / "common"), str(ROOT / "lib" / "lambda" / "validation")]
 
 import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402

@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each Lambda folder is the root of its own zip; its package has a distinct name
-# (payment_api, payment_validation, payment_rollback), so the folders can share sys.path.
+# (payment_api, payment_validation, payment_rollback, payment_cutover), so the folders can share
+# sys.path; lib/lambda/common (payment_common, the runtime every zip carries) is one of them.
 for lambda_root in sorted((ROOT / "lib" / "lambda").iterdir()):
     if lambda_root.is_dir() and str(lambda_root) not in sys.path:
         sys.path.insert(0, str(lambda_root))

@@ -4,18 +4,30 @@ it state by state from its history, and say how it ended and, on failure, which 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lib.cutover.aws import CliError
 
-RUNNING = "RUNNING"
-SUCCEEDED = "SUCCEEDED"
+# The Lambda functions' shared runtime is a package root of its own (lib/lambda/common), as each
+# function's folder is: `lambda` is a keyword, so it is put on the path rather than imported through lib.
+_SHARED_RUNTIME = Path(__file__).resolve().parents[1] / "lambda" / "common"
+if str(_SHARED_RUNTIME) not in sys.path:
+    sys.path.insert(0, str(_SHARED_RUNTIME))
+
+from payment_common import stepfunctions as sfn  # noqa: E402
+from payment_common.errors import MigrationError  # noqa: E402
+
+RUNNING = sfn.RUNNING
+SUCCEEDED = sfn.SUCCEEDED
+parse_json = sfn.parse_json
 POLL_SECONDS = 1.0
 _FAILURE_EVENTS = frozenset({"TaskFailed", "TaskTimedOut", "TaskStartFailed", "TaskSubmitFailed",
                              "LambdaFunctionFailed", "LambdaFunctionTimedOut", "LambdaFunctionStartFailed",
@@ -32,24 +44,13 @@ def execution_name(*parts: str, now: datetime | None = None) -> str:
 def list_executions(stepfunctions: Any, machine_arn: str, *, running_only: bool = False,
                     limit: int | None = None) -> list[dict[str, Any]]:
     """Newest first. CliError when the state machine does not exist."""
-    params: dict[str, Any] = {"stateMachineArn": machine_arn}
-    if running_only:
-        params["statusFilter"] = RUNNING
-    executions: list[dict[str, Any]] = []
     try:
-        for page in stepfunctions.get_paginator("list_executions").paginate(**params):
-            executions.extend(page["executions"])
-            if limit is not None and len(executions) >= limit:
-                break
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "StateMachineDoesNotExist":
-            raise CliError(f"state machine {machine_arn} does not exist: is the cutover stack deployed in "
-                           "this environment?") from error
+        return sfn.list_executions(stepfunctions, machine_arn, running_only=running_only, limit=limit)
+    except sfn.StateMachineNotFound as error:
+        raise CliError(f"state machine {machine_arn} does not exist: is the cutover stack deployed in "
+                       "this environment?") from error
+    except MigrationError as error:
         raise CliError(f"cannot list the executions of {machine_arn}: {error}") from error
-    except BotoCoreError as error:
-        raise CliError(f"cannot list the executions of {machine_arn}: {error}") from error
-    executions.sort(key=lambda execution: execution["startDate"], reverse=True)
-    return executions[:limit] if limit is not None else executions
 
 
 class Refused(CliError):
@@ -76,24 +77,16 @@ def start(stepfunctions: Any, machine_arn: str, name: str, execution_input: dict
 
 
 def history(stepfunctions: Any, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     try:
-        while True:
-            page = stepfunctions.get_execution_history(**params)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                break
-            params["nextToken"] = page["nextToken"]
-    except (ClientError, BotoCoreError) as error:
+        return sfn.history(stepfunctions, execution_arn)
+    except MigrationError as error:
         raise CliError(f"cannot read the history of {execution_arn}: {error}") from error
-    return sorted(events, key=lambda event: event["id"])
 
 
 def describe(stepfunctions: Any, execution_arn: str) -> dict[str, Any]:
     try:
-        return stepfunctions.describe_execution(executionArn=execution_arn)
-    except (ClientError, BotoCoreError) as error:
+        return sfn.describe(stepfunctions, execution_arn)
+    except MigrationError as error:
         raise CliError(f"cannot describe {execution_arn}: {error}") from error
 
 
@@ -182,16 +175,6 @@ def _message(cause: Any) -> str:
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         return str(parsed["errorMessage"])
     return "" if cause is None else str(cause)
-
-
-def parse_json(text: Any) -> Any:
-    """A Step Functions document (input, output, cause) parsed, None when it is not JSON."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
 
 
 def _clock(value: datetime) -> str:

@@ -16,7 +16,7 @@ from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
 from lib.constructs.state_machine import StateMachine
 from lib.stacks.base import BaseStack
-from lib.stacks.access import DB_SSLMODE, ONPREM_CA_PATH, read_secrets_statements
+from lib.stacks.access import database_environment, read_secrets_statements
 from lib.stacks.compute import METRICS_NAMESPACE
 from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
@@ -48,7 +48,6 @@ class ValidationStack(BaseStack):
 
     def _validation(self, config: Config, bundle: Path, network: NetworkStack, security: SecurityStack,
                     database: DatabaseStack) -> None:
-        secrets = security.database_secrets
         self.validator = PythonFunction(
             # The monitoring stack (upstream) alarms on this name's errors.
             self, "validator", function_name=self.resource_name("validation"),
@@ -63,16 +62,7 @@ class ValidationStack(BaseStack):
                 log_retention_days=config.logs.retention_days),
             # Reads as payment_validator on both sides (SELECT only, read-only sessions).
             environment={
-                "ONPREM_DB_HOST": config.onprem.db_host,
-                "ONPREM_DB_PORT": str(config.onprem.db_port),
-                "ONPREM_DB_NAME": config.onprem.db_name,
-                "ONPREM_DB_SECRET_ARN": secrets.arn("onprem", "payment_validator"),
-                "AURORA_DB_HOST": database.endpoint,
-                "AURORA_DB_PORT": str(database.port),
-                "AURORA_DB_NAME": database.database_name,
-                "AURORA_DB_SECRET_ARN": secrets.arn("aws", "payment_validator"),
-                "DB_SSLMODE": DB_SSLMODE,
-                "ONPREM_DB_SSLROOTCERT": ONPREM_CA_PATH,
+                **database_environment(config, database, security, role="payment_validator"),
                 "SCHEMAS": config.migration.schema,
                 "RECHECK_SECONDS": str(config.validation.recheck_seconds),
                 "RECHECK_ROUNDS": str(config.validation.recheck_rounds),

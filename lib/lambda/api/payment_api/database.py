@@ -12,6 +12,7 @@ import psycopg2.errors
 from aws_lambda_powertools import Logger
 
 from payment_api.errors import DatabaseUnavailable, PrivilegeRefused, WriterFenced
+from payment_common.aws import client_config
 from payment_common.database import DatabaseSettings, connect, read_credentials
 from payment_common.errors import ConfigurationError, MigrationError
 
@@ -23,6 +24,8 @@ APPLICATION_NAME = "payment-api"
 WRITER_GROUP = "payment_writer"
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 3
 DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+# A request waits on these calls: a few seconds' bound, not botocore's default minute.
+AWS_CLIENT_CONFIG = client_config(total_max_attempts=2)
 
 
 class Database:
@@ -135,7 +138,7 @@ class Database:
         if self._secrets_client is None:
             import boto3  # in the Lambda runtime; imported on first use to keep cold start short
 
-            self._secrets_client = boto3.client("secretsmanager")
+            self._secrets_client = boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG)
         return self._secrets_client
 
     def _discard(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
-from payment_api.database import DEFAULT_CONNECT_TIMEOUT_SECONDS, WRITER_GROUP, Database
+from payment_api.database import AWS_CLIENT_CONFIG, DEFAULT_CONNECT_TIMEOUT_SECONDS, WRITER_GROUP, Database
 from payment_api.errors import DatabaseUnavailable, PrivilegeRefused, WriterFenced
 from payment_common.database import DatabaseSettings, database_settings
 from payment_common.errors import ConfigurationError
@@ -69,7 +69,7 @@ class WriterDirectory:
         if self._ssm is None:
             import boto3
 
-            self._ssm = boto3.client("ssm")
+            self._ssm = boto3.client("ssm", config=AWS_CLIENT_CONFIG)
         return self._ssm
 
 

@@ -51,6 +51,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from payment_common.aws import client_config
 from payment_common.errors import MigrationError
 
 from .config import InvalidEventError, MergeRequest, PlanRequest, Request, Settings, event_action, parse_event
@@ -64,7 +65,7 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "PaymentMigration"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-secrets_manager = boto3.client("secretsmanager")
+secrets_manager = boto3.client("secretsmanager", config=client_config(total_max_attempts=3))
 
 
 @logger.inject_lambda_context
