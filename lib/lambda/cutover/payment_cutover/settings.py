@@ -39,7 +39,7 @@ STEPS: dict[str, dict[str, type]] = {
     "publish_metrics": {},
     "scheduled_validation": {},
 }
-STEPS_WITHOUT_SIDES = ("status", "fence_non_writer", "publish_metrics", "scheduled_validation")
+UNSIDED_STEPS = ("status", "fence_non_writer", "publish_metrics", "scheduled_validation")  # no from, no to
 DEFAULT_METRICS_NAMESPACE = "PaymentMigration"
 # $$.Execution.Id: logged for correlation, and the holder of the switch lease (payment_cutover.control)
 COMMON_KEYS = {"execution": str}
@@ -159,7 +159,7 @@ def parse_event(event: object) -> StepRequest:
     step = event.get("step")
     if step not in STEPS:
         raise InvalidEvent(f"event key 'step' must be one of {', '.join(STEPS)}, got {step!r}")
-    sided = step not in STEPS_WITHOUT_SIDES
+    sided = step not in UNSIDED_STEPS
     allowed = {"step": str, **COMMON_KEYS, **STEPS[step], **({"from": str, "to": str} if sided else {})}
     unknown = sorted(str(key) for key in event if key not in allowed)
     if unknown:
