@@ -78,3 +78,8 @@ def test_per_client_figures_count_failures_by_cause():
     assert figures["by_side"] == {"aws": 3, "onprem": 1}
     assert figures["longest_without_successful_write_seconds"] == 3
     assert seen.first_onprem_write_after({"c0": [ok(1), ok(4, "onprem")]}, 2) == {"c0": 4}
+
+
+def test_clipped_unavailability_counts_from_the_event_only():
+    assert seen.unavailability([1.0, 30.0], (20.0, 25.0), clip=True) == 10.0
+    assert seen.unavailability([1.0, 30.0], (20.0, 25.0)) == 29.0

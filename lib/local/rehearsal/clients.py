@@ -29,13 +29,14 @@ def longest_without_write(times: Sequence[float], start: float, end: float) -> f
     return max((b - a for a, b in zip(points, points[1:])), default=0.0)
 
 
-def unavailability(times: Sequence[float], window: tuple[float, float]) -> float:
-    """The longest stretch without a successful write that overlaps `window`."""
+def unavailability(times: Sequence[float], window: tuple[float, float], *, clip: bool = False) -> float:
+    """The longest stretch without a successful write that overlaps `window`; with `clip`, counted
+    from the window's start at the earliest (what happened after an event, not before it)."""
     first, last = window
     before = [t for t in times if t <= first]
     after = [t for t in times if t >= last]
     inside = [t for t in times if first < t < last]
-    points = [before[-1] if before else first, *inside, after[0] if after else last]
+    points = [first if clip or not before else before[-1], *inside, after[0] if after else last]
     return max((b - a for a, b in zip(points, points[1:])), default=0.0)
 
 

@@ -72,7 +72,8 @@ class LegacyApplication:
             return int(error.status), error.to_body(), {}
         except psycopg2.Error as error:
             self._discard()
-            if isinstance(error, psycopg2.OperationalError) and error.pgcode is None or error.pgcode in FENCE_SQLSTATES:
+            # a lost or terminated connection (the fence ends the role's sessions) is as retryable
+            if isinstance(error, psycopg2.OperationalError) or error.pgcode in FENCE_SQLSTATES:
                 return 503, {"error": "unavailable", "sqlstate": error.pgcode,
                              "message": "the database does not accept this write now; retry"}, \
                     {"Retry-After": str(RETRY_AFTER_SECONDS)}

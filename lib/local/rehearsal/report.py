@@ -182,6 +182,10 @@ def _report(rehearsal: Any, counted, problems: list[str]) -> dict:
         if window and ledger:
             start, end = window
             gap, at = longest_gap(times, start, end)
+            if name == "rollback" and at is not None and at < start:
+                # the AWS side was already failing before the alarm (detection): that is the
+                # fault's cost (fault_to_clients_onprem_seconds), not the switch's
+                gap, at = gap - (start - at), start
             pauses[name] = round(gap, 2)
             waits[name] = {"longest_gap_started_seconds": None if at is None else round(at - rehearsal.origin, 1),
                            "longest_single_payment_wait": round(longest_wait(ledger.acks.values(), start, end), 2),
@@ -250,8 +254,8 @@ def _report(rehearsal: Any, counted, problems: list[str]) -> dict:
         "write_pause_seconds": pauses,
         "write_pause_detail": {**waits, "how": "the longest interval between two consecutive acknowledged payments "
                                                "(any client) that overlaps the switch: from the execution's start to "
-                                               "its end (cutover), from the alarm until both controls are on-prem "
-                                               "(rollback). Clients retry a 503 after min(Retry-After, 0.5 s)"},
+                                               "its end (cutover), from the alarm until every client wrote on on-prem "
+                                               "(rollback; counted from the alarm). Clients retry a 503 after min(Retry-After, 0.5 s)"},
         "alarm_to_onprem_seconds": alarm or None,
         "onprem_application": rehearsal.config.cutover.onprem_application,
         "routing_ttl_seconds": rehearsal.config.routing.ttl_seconds,
@@ -292,7 +296,8 @@ def _clients(rehearsal: Any) -> dict:
     for label, window in (("data_cutover", "cutover"), ("rollback_from_alarm", "rollback-alarm"),
                           ("fault_to_onprem", "rollback")):
         if window in rehearsal.windows:
-            unavailable[label] = round(max(seen.unavailability(seen.successes(times), rehearsal.windows[window])
+            unavailable[label] = round(max(seen.unavailability(seen.successes(times), rehearsal.windows[window],
+                                                               clip=label == "rollback_from_alarm")
                                            for times in attempts.values()), 2)
     monitoring = rehearsal.config.monitoring
     errors = seen.server_errors([attempt for times in attempts.values() for attempt in times])
