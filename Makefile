@@ -98,7 +98,7 @@ deploy-local: install
 
 # The operator's runbook end to end on this machine, every payment counted (lib/local/rehearsal).
 rehearse: install postgres
-	$(PY) -m lib.local.rehearsal --env local
+	$(PY) -m lib.local.rehearsal --env local $(if $(MODE),--mode $(MODE))
 
 # Faults × Task states of the cutover and the writer rollback under a payment load, each trial judged
 # by an independent checker (lib/local/chaos). FAULTS=file.py adds the faults that file defines;

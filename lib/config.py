@@ -510,8 +510,23 @@ class MonitoringConfig:
     # side), the disk fills towards an outage.
     replication_slot_lag_mb: int = 1024
     evaluation_periods: int = 3
+    # The payment API's own failure and latency figures (high-resolution, through its metrics
+    # library's embedded format) are alarmed over periods this long: 10 s detects a failing AWS
+    # side in evaluation_periods × 10 s instead of minutes. 10, 30 or a multiple of 60.
+    api_metric_period_seconds: int = 10
+    api_failures: int = 3  # the API's 5xx answers (not counting fence refusals) per period
+
+    @property
+    def detection_seconds(self) -> int:
+        """The fastest a rollback alarm can fire after the AWS side starts failing: the API's own
+        alarms need evaluation_periods full periods over threshold."""
+        return self.api_metric_period_seconds * self.evaluation_periods
 
     def __post_init__(self) -> None:
+        _require(self.api_metric_period_seconds in (10, 30) or (self.api_metric_period_seconds % 60 == 0
+                 and 60 <= self.api_metric_period_seconds <= 3600), "api_metric_period_seconds",
+                 f"{self.api_metric_period_seconds} is not a CloudWatch alarm period: 10, 30 or a multiple of 60")
+        _in_range("api_failures", self.api_failures, 1, 100000)
         _in_range("replication_slot_lag_mb", self.replication_slot_lag_mb, 1, 1_000_000)
         for index, email in enumerate(self.alarm_emails):
             _require(bool(_EMAIL.match(email)), f"alarm_emails[{index}]", f"{email!r} is not an e-mail address")
@@ -578,6 +593,9 @@ class ValidationConfig:
         return int(match.group(1)) * {"m": 60, "h": 3600, "d": 86400}[match.group(2)] if match else 0
 
 
+ONPREM_APPLICATION_MODES = ("legacy", "follows-writer")
+
+
 @dataclass(frozen=True)
 class CutoverConfig:
     """The cutover controller (Step Functions): what the fence binds and how phases are taken."""
@@ -589,15 +607,45 @@ class CutoverConfig:
     writer_cache_seconds: int = 5  # how long the API trusts the writer it read
     step_wait_seconds: int = 20  # the most one step invocation waits (marker, task state) before a retry
     reserved_concurrency: int = 2  # the step functions' own, so a cutover never waits for the API's
+    # How the on-prem application finds the writer. "follows-writer": it reads the writer parameter and
+    # answers a fenced write (SQLSTATE 25006/42501) with a retryable error, as the AWS API does.
+    # "legacy": it changes nothing for the migration; it writes to its own database, whoever is the
+    # writer. Legacy is the default because nothing in the estate can prove an application follows
+    # the contract, and assuming it wrongly fails every write of the clients DNS still sends there:
+    # in legacy mode all traffic moves to AWS (which writes to on-prem through the VPN) before the
+    # data cutover, and the cutover waits until the routing has been AWS-only for the TTL plus
+    # legacy_margin_seconds and the on-prem application's role has been idle that long.
+    onprem_application: str = "legacy"
+    # The on-prem application's own database role: fenced with application_roles, and the role whose
+    # sessions the legacy gate reads. None when it shares an application role (then only the routing
+    # can tell the gate that it stopped writing).
+    onprem_application_role: str | None = None
+    legacy_margin_seconds: int = 30  # beyond routing.ttl_seconds: resolvers that keep an answer a little longer
+
+    @property
+    def legacy(self) -> bool:
+        return self.onprem_application == "legacy"
+
+    @property
+    def fenced_roles(self) -> tuple[str, ...]:
+        """Every role the fence binds: the application roles and the on-prem application's own."""
+        extra = self.onprem_application_role
+        return self.application_roles + ((extra,) if extra and extra not in self.application_roles else ())
 
     def __post_init__(self) -> None:
         _require(len(self.application_roles) >= 1, "application_roles", "needs at least one role to fence")
-        for index, role in enumerate(self.application_roles):
-            _require(bool(re.match(r"^[a-z_][a-z0-9_]{0,62}$", role)), f"application_roles[{index}]",
+        roles = [(f"application_roles[{index}]", role) for index, role in enumerate(self.application_roles)]
+        if self.onprem_application_role is not None:
+            roles.append(("onprem_application_role", self.onprem_application_role))
+        for key, role in roles:
+            _require(bool(re.match(r"^[a-z_][a-z0-9_]{0,62}$", role)), key,
                      f"{role!r} is not a PostgreSQL role name")
             _require(role not in ("dms_source", "dms_target", "payment_controller", "payment_validator"),
-                     f"application_roles[{index}]", f"{role} is not an application role: fencing it would "
+                     key, f"{role} is not an application role: fencing it would "
                      "stop replication or the controller itself")
+        _require(self.onprem_application in ONPREM_APPLICATION_MODES, "onprem_application",
+                 f"{self.onprem_application!r} is not one of {', '.join(ONPREM_APPLICATION_MODES)}")
+        _in_range("legacy_margin_seconds", self.legacy_margin_seconds, 0, 3600)
         _in_range("bake_minutes", self.bake_minutes, 1, 1440)
         _in_range("writer_cache_seconds", self.writer_cache_seconds, 0, 60)
         _in_range("step_wait_seconds", self.step_wait_seconds, 5, 600)

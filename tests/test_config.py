@@ -124,6 +124,15 @@ BAD_CONFIGS = {
     "on-prem CA file that is not a certificate": (
         edited(r'^db_ca_certificate = .*$', 'db_ca_certificate = "dev.toml"'), "onprem.db_ca_certificate",
         "holds no PEM certificate"),
+    "unknown on-prem application mode": (
+        edited(r'^onprem_application = .*$', 'onprem_application = "follows-the-writer"'),
+        "cutover.onprem_application", "not one of legacy, follows-writer"),
+    "on-prem application role that is the controller": (
+        edited(r'^onprem_application_role = .*$', 'onprem_application_role = "payment_controller"'),
+        "cutover.onprem_application_role", "not an application role"),
+    "alarm period CloudWatch does not have": (
+        edited(r'^api_metric_period_seconds = .*$', 'api_metric_period_seconds = 20'),
+        "monitoring.api_metric_period_seconds", "not a CloudWatch alarm period"),
     "emulator that is not on this machine": (
         DEV + '\n[emulator]\nendpoint = "http://10.0.0.5:4566"\n',
         "emulator.endpoint", "not an emulator on this machine"),
@@ -152,6 +161,15 @@ def test_dev_config_loads_with_documented_values() -> None:
     assert config.network.nat_gateway_mode == "single"
     assert config.default_tags["Environment"] == "dev"
     assert (config.validation.full_every, config.validation.full_every_seconds) == ("1d", 86400)
+
+
+def test_the_on_prem_application_is_legacy_unless_config_says_it_follows_the_writer() -> None:
+    assert parse_config(edited(r'^onprem_application = .*$', '')).cutover.onprem_application == "legacy"
+    follows = parse_config(edited(r'^onprem_application = .*$', 'onprem_application = "follows-writer"'))
+    assert not follows.cutover.legacy
+    cutover = parse_config(DEV).cutover
+    assert cutover.fenced_roles == ("payment_app", "payment_onprem_app"), \
+        f"the on-prem application's role is not fenced with the application roles: {cutover.fenced_roles}"
 
 
 @pytest.mark.parametrize("phase,aws", [("legacy-sync", 0), ("canary", 10), ("split", 50), ("aws-primary", 100)])

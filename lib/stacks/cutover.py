@@ -183,7 +183,8 @@ class CutoverStack(BaseStack):
         machines = {
             "advance": (self.resource_name("advance"), "one phase forward, bake, roll back on an alarm",
                         advance_definition(traffic_arn=self.traffic.arn, validation_arn=validator,
-                                           rollback_arn=rollback, bake_checks=config.cutover.bake_minutes),
+                                           rollback_arn=rollback, bake_checks=config.cutover.bake_minutes,
+                                           onprem_application=config.cutover.onprem_application),
                         [self.traffic.arn, validator, rollback]),
             "cutover": (self.resource_name("cutover"), "the fenced data cutover, on-prem to Aurora",
                         cutover_definition(**arns), [self.steps.arn, self.traffic.arn, validator]),
@@ -205,7 +206,10 @@ def _controller_environment(config: Config, security: SecurityStack, database: D
     cutover = config.cutover
     return {
         "WRITER_PARAMETER": security.writer_parameter_name,
-        "APPLICATION_ROLES": ",".join(cutover.application_roles),
+        "APPLICATION_ROLES": ",".join(cutover.fenced_roles),
+        "ONPREM_APPLICATION": cutover.onprem_application,
+        **({"ONPREM_APPLICATION_ROLE": cutover.onprem_application_role} if cutover.onprem_application_role else {}),
+        "LEGACY_WINDOW_SECONDS": str(config.routing.ttl_seconds + cutover.legacy_margin_seconds),
         "REPLICATION_DRIVER": "dms",
         "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
         "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,

@@ -40,7 +40,11 @@ FENCE_BREACHED_METRIC = "CutoverStepFailedFenceBreached"
 
 PERIOD_SECONDS = 60
 # The alarms whose firing means clients on AWS are failing; the composite ORs them.
-ROLLBACK_ALARMS = ("alb-5xx", "alb-latency", "api-errors", "api-throttles")
+# The first two are the API's own high-resolution figures (10 s periods by config): they fire first.
+ROLLBACK_ALARMS = ("api-failures", "api-latency", "alb-5xx", "alb-latency", "api-errors", "api-throttles")
+# The API's high-resolution metrics (payment_api.handler, embedded metric format, dimension service).
+API_SERVER_ERROR_METRIC = "ServerError"
+API_LATENCY_METRIC = "RequestLatency"
 # The service name the validation Lambda's metrics carry (Powertools adds it as a dimension).
 VALIDATION_SERVICE = "validation"
 ROLLBACK_SERVICE = "rollback"
@@ -139,7 +143,22 @@ class MonitoringStack(BaseStack):
                 namespace="AWS/ApplicationELB", metric_name=name, dimensions=dims["alb"], period=PERIOD_SECONDS,
                 stat="Sum"))
 
+        api_period = thresholds.api_metric_period_seconds
         alarms = {
+            # The API's own figures, published at high resolution: a failing AWS side is detected in
+            # api_metric_period_seconds × evaluation_periods, where the ALB's and Lambda's
+            # 1-minute metrics need minutes. ServerError leaves out the writes a fence refused.
+            "api-failures": self._alarm(
+                "api-failures", f"Payment API answered {thresholds.api_failures} or more 5xx (fence refusals aside) in "
+                                f"each of {thresholds.evaluation_periods} periods of {api_period} s",
+                namespace=METRICS_NAMESPACE, metric=API_SERVER_ERROR_METRIC, dimensions={"service": API_SERVICE},
+                statistic="Sum", threshold=thresholds.api_failures, comparison="GreaterThanOrEqualToThreshold",
+                period=api_period),
+            "api-latency": self._alarm(
+                "api-latency", f"Payment API p95 latency above {thresholds.alb_p95_latency_seconds} s over "
+                               f"{api_period} s periods",
+                namespace=METRICS_NAMESPACE, metric=API_LATENCY_METRIC, dimensions={"service": API_SERVICE},
+                extended_statistic="p95", threshold=thresholds.alb_p95_latency_seconds * 1000, period=api_period),
             # The controller's own refusals are not failures: every write a fenced database refuses is
             # a 503 the API also counts as WriterFenced, subtracted here, so a cutover's fenced window
             # never rolls the cutover back (README, The cutover model).

@@ -4,11 +4,13 @@ Two controls, kept apart: the WRITER (which database accepts writes; the SSM wri
 and the WEIGHTS (where clients go; the weighted record pair). Traffic moves in phases with
 `advance`; the writer changes only in the fenced `cutover` and, after it, in the fenced `rollback`.
 
-    advance   status → refuse aws-primary before the data cutover → validation PASSED (live, with
+    advance   status → the phase must fit the writer (follows-writer: aws-primary after the data
+              cutover; legacy: aws-primary before it, nothing else after it) → validation PASSED (live, with
               settle-and-recheck) → no alarm active → weights of the next phase → bake: every
               interval, the alarms; an alarm → the rollback Lambda (the one emergency path: DNS, and a
               fenced writer rollback when AWS is the writer) → fail; the whole bake quiet → done.
-    cutover   preflight → checkpoint (a logical slot on each side) → validation PASSED on the
+    cutover   legacy gate (a legacy on-prem application: all traffic on AWS and its role idle for
+              the TTL + margin, read at run time) → preflight → checkpoint (a logical slot on each side) → validation PASSED on the
               live replica (every row, settle-and-recheck) → catch up (what was written meanwhile,
               compared; the checkpoint moved past it) → fence the old writer → replication
               caught up (marker measured on the target) → the rows changed since the checkpoint
@@ -158,12 +160,41 @@ def _writer_switch(step_arn: str, validation_arn: str, traffic_arn: str, source:
     }
 
 
+def _legacy_gate(step_arn: str, traffic_arn: str, source: str, target: str, *, start: str,
+                 next_state: str) -> dict[str, dict[str, Any]]:
+    """Before anything changes: the step function's legacy_gate, fed the routing as the traffic
+    function reads it now, until it answers settled (all traffic on `target`, and the on-prem
+    application's role quiet, for the TTL plus a margin). An on-prem application that follows the
+    writer (the step's ONPREM_APPLICATION) passes at the first check. One definition for both modes,
+    so the machine is the same whatever the config says; the step reads the mode at run time."""
+    return {
+        start: {"Type": "Pass", "Result": {"result": {"since": ""}}, "ResultPath": "$.gate",
+                "Next": "RoutingStatus"},
+        "RoutingStatus": _invoke(traffic_arn, {"action": "status"}, result="$.routing", next_state="LegacyGate",
+                                 catch="Failed"),
+        "LegacyGate": _invoke(step_arn, {"step": "legacy_gate", "from": source, "to": target,
+                                         "execution.$": "$$.Execution.Id", "weights.$": "$.routing.result.weights",
+                                         "since.$": "$.gate.result.since"},
+                              result="$.gate", next_state="LegacySettled?", catch="Failed",
+                              retry_errors=["DatabaseUnavailable"]),
+        "LegacySettled?": {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.gate.result.settled", "BooleanEquals": True, "Next": next_state}],
+            "Default": "LegacyWait",
+        },
+        "LegacyWait": {"Type": "Wait", "SecondsPath": "$.gate.result.wait_seconds", "Next": "RoutingStatus"},
+    }
+
+
 def cutover_definition(*, step_arn: str, validation_arn: str, traffic_arn: str) -> dict[str, Any]:
-    """The data cutover: on-prem → AWS."""
+    """The data cutover: on-prem → AWS, behind the legacy gate."""
     return {
         "Comment": "Data cutover: the writer moves from on-prem to Aurora behind a database fence",
-        "StartAt": "Preflight",
-        "States": _writer_switch(step_arn, validation_arn, traffic_arn, "onprem", "aws", start="Preflight"),
+        "StartAt": "OnpremApplication",
+        "States": {
+            **_legacy_gate(step_arn, traffic_arn, "onprem", "aws", start="OnpremApplication", next_state="Preflight"),
+            **_writer_switch(step_arn, validation_arn, traffic_arn, "onprem", "aws", start="Preflight"),
+        },
     }
 
 
@@ -183,10 +214,32 @@ def rollback_definition(*, step_arn: str, validation_arn: str, traffic_arn: str)
 
 
 def advance_definition(*, traffic_arn: str, validation_arn: str, rollback_arn: str, bake_checks: int,
-                       bake_interval_seconds: int = 60) -> dict[str, Any]:
+                       bake_interval_seconds: int = 60, onprem_application: str = "follows-writer") -> dict[str, Any]:
     """One phase forward. Input: {"phase": "canary"|"split"|"aws-primary"|"legacy-sync"}; optional
     "bake_checks" and "bake_interval_seconds" override the defaults given here: the bake lasts
-    bake_checks × bake_interval_seconds, the alarms read once per interval."""
+    bake_checks × bake_interval_seconds, the alarms read once per interval.
+
+    `onprem_application` "follows-writer": aws-primary needs Aurora as the writer (the data cutover
+    happens at split). "legacy": the other way round — aws-primary comes before the data cutover
+    (the AWS API writes to on-prem through the VPN meanwhile), and once Aurora is the writer no
+    phase may send clients back to the on-prem application, which cannot write then (only the
+    rollback does, and it moves the writer back)."""
+    if onprem_application == "legacy":
+        phase_check = {
+            "Type": "Choice",
+            "Choices": [{"And": [{"Not": {"Variable": "$.phase", "StringEquals": "aws-primary"}},
+                                 {"Variable": "$.status.result.writer.writer", "StringEquals": "aws"}],
+                         "Next": "OnpremApplicationFenced"}],
+            "Default": "Validate",
+        }
+    else:
+        phase_check = {
+            "Type": "Choice",
+            "Choices": [{"And": [{"Variable": "$.phase", "StringEquals": "aws-primary"},
+                                 {"Variable": "$.status.result.writer.writer", "StringEquals": "onprem"}],
+                         "Next": "CutoverFirst"}],
+            "Default": "Validate",
+        }
     return {
         "Comment": "Move traffic to a phase, then watch the alarms for the bake time; roll back on an alarm",
         "StartAt": "HasPhase?",
@@ -219,16 +272,15 @@ def advance_definition(*, traffic_arn: str, validation_arn: str, rollback_arn: s
                 "Next": "Status",
             },
             "Status": _invoke(traffic_arn, {"action": "status"}, result="$.status",
-                              next_state="AwsPrimaryNeedsWriter?"),
-            "AwsPrimaryNeedsWriter?": {
-                "Type": "Choice",
-                "Choices": [{"And": [{"Variable": "$.phase", "StringEquals": "aws-primary"},
-                                     {"Variable": "$.status.result.writer.writer", "StringEquals": "onprem"}],
-                             "Next": "CutoverFirst"}],
-                "Default": "Validate",
-            },
-            "CutoverFirst": {"Type": "Fail", "Error": "CutoverFirst",
-                             "Cause": "all traffic to AWS needs Aurora as the writer: run the data cutover first"},
+                              next_state="PhaseFitsWriter?"),
+            "PhaseFitsWriter?": phase_check,
+            **({"OnpremApplicationFenced": {
+                "Type": "Fail", "Error": "OnpremApplicationFenced",
+                "Cause": "the on-prem application is legacy and Aurora is the writer: clients sent to on-prem would "
+                         "fail; only the rollback (which moves the writer back) sends traffic there"}}
+               if onprem_application == "legacy" else {
+                "CutoverFirst": {"Type": "Fail", "Error": "CutoverFirst",
+                                 "Cause": "all traffic to AWS needs Aurora as the writer: run the data cutover first"}}),
             "Validate": _invoke(validation_arn, {}, result="$.validation", next_state="ValidationPassed?"),
             "ValidationPassed?": {
                 "Type": "Choice",

@@ -66,7 +66,7 @@ def test_step_function_in_the_vpc_as_the_controller_on_both_sides(synthesized):
     assert "controller" in json.dumps(function["vpc_config"]["security_group_ids"])
     assert "onprem-payment_controller" in env["ONPREM_DB_SECRET_ARN"]
     assert "aws-payment_controller" in env["AURORA_DB_SECRET_ARN"]
-    assert (env["REPLICATION_DRIVER"], env["APPLICATION_ROLES"]) == ("dms", "payment_app")
+    assert (env["REPLICATION_DRIVER"], env["APPLICATION_ROLES"]) == ("dms", "payment_app,payment_onprem_app")
     assert (env["FORWARD_SLOT_NAME"], env["FALLBACK_SLOT_NAME"]) == ("payment_dev_forward", "payment_dev_fallback")
     assert env["TABLES"] == "customers,payments,transactions,audit_log"
     assert function["timeout"] > int(env["WAIT_SECONDS"]), "an invocation must outlast its own wait"
@@ -103,7 +103,7 @@ def test_traffic_function_outside_the_vpc_moves_only_the_weighted_pair(synthesiz
     assert "vpc_config" not in function, "moving clients must not depend on the VPC"
     assert function["handler"] == "payment_rollback.traffic.lambda_handler"
     env = function["environment"]["variables"]
-    assert env["ROLLBACK_ALARM_NAMES"].count(",") == 3 and env["HEALTH_ALARM_REGION"] == "us-east-1"
+    assert env["ROLLBACK_ALARM_NAMES"].count(",") == 5 and env["HEALTH_ALARM_REGION"] == "us-east-1"
     statements = _statements(synthesized, "traffic")
     conditions = {c["variable"] for c in statements["WeightedPairOnly"]["condition"]}
     assert conditions == {"route53:ChangeResourceRecordSetsNormalizedRecordNames",
@@ -171,3 +171,25 @@ def test_the_step_bundle_carries_the_validation_engine(synthesized):
         names = set(bundle.namelist())
     assert {"payment_cutover/steps.py", "payment_validation/engine.py", "payment_validation/changes.py",
             "payment_validation/queries.py"} <= names
+
+
+def test_the_cutover_starts_with_the_legacy_gate_and_the_steps_know_the_mode(synthesized):
+    machines = _machines(synthesized)
+    cutover = json.loads(machines["payment-cutover-dev"]["definition"])
+    states = cutover["States"]
+    assert cutover["StartAt"] == "OnpremApplication" and states["OnpremApplication"]["Next"] == "RoutingStatus"
+    gate = states["LegacyGate"]["Parameters"]["Payload"]
+    assert gate["step"] == "legacy_gate" and gate["weights.$"] == "$.routing.result.weights", gate
+    assert states["LegacySettled?"]["Choices"][0]["Next"] == "Preflight"
+    assert states["LegacyWait"]["Next"] == "RoutingStatus", "the routing is read again at every check"
+    advance = json.loads(machines["payment-advance-dev"]["definition"])["States"]
+    assert "OnpremApplicationFenced" in advance and "CutoverFirst" not in advance, \
+        "dev's on-prem application is legacy: aws-primary comes before the data cutover"
+    functions = synthesized.resources("cutover", "aws_lambda_function")
+    controllers = [body for body in functions.values() if "LEGACY_WINDOW_SECONDS" in str(body)]
+    assert controllers, "no function of the cutover stack is told the legacy window"
+    environment = controllers[0]["environment"]["variables"]
+    assert environment["ONPREM_APPLICATION"] == "legacy"
+    assert environment["ONPREM_APPLICATION_ROLE"] == "payment_onprem_app"
+    assert environment["LEGACY_WINDOW_SECONDS"] == "90", "routing.ttl_seconds 60 + legacy_margin_seconds 30"
+    assert environment["APPLICATION_ROLES"] == "payment_app,payment_onprem_app"

@@ -138,7 +138,8 @@ def test_composite_alarm_covers_the_user_facing_alarms_and_reaches_the_rollback_
     (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
     members = set(re.findall(r'ALARM\("([^"]+)"\)', composite["alarm_rule"]))
     assert members == {f"${{aws_cloudwatch_metric_alarm.{name}.alarm_name}}"
-                       for name in ("alb-5xx", "alb-latency", "api-errors", "api-throttles")}
+                       for name in ("api-failures", "api-latency", "alb-5xx", "alb-latency", "api-errors",
+                                    "api-throttles")}
     assert "${aws_sns_topic.rollback-topic.arn}" in composite["alarm_actions"]
     for alarm in _alarms(synthesized).values():
         assert "${aws_sns_topic.rollback-topic.arn}" not in alarm["alarm_actions"], \
@@ -220,3 +221,14 @@ def test_the_writer_alarms_call_people_not_the_automatic_rollback(synthesized):
     (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
     for name in ("two-writers", "no-writer", "fence-unseen-onprem", "fence-unseen-aws", "fence-breached"):
         assert name not in composite["alarm_rule"], f"{name} would move traffic on its own"
+
+
+def test_the_apis_own_alarms_use_10_second_periods_of_its_high_resolution_metrics(synthesized):
+    alarms = _alarms(synthesized)
+    failures, latency = alarms["api-failures"], alarms["api-latency"]
+    for alarm in (failures, latency):
+        assert alarm["period"] == 10 and alarm["evaluation_periods"] == 3, alarm
+        assert alarm["namespace"] == "PaymentMigration" and alarm["dimensions"] == {"service": "payment-api"}, alarm
+    assert (failures["metric_name"], failures["statistic"], failures["threshold"]) == ("ServerError", "Sum", 3)
+    assert (latency["metric_name"], latency["extended_statistic"], latency["threshold"]) == (
+        "RequestLatency", "p95", 1000)

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 
 READ_ONLY_SQL_TRANSACTION = "25006"  # what a fenced side answers a well-behaved session
 SHORT_BAKE = {"bake_checks": 2, "bake_interval_seconds": 1}
+# The step function here follows-writer (no ONPREM_APPLICATION): its legacy gate passes at the first check.
+LEGACY_GATE_PASSED = ["OnpremApplication", "RoutingStatus", "LegacyGate", "LegacySettled?"]
 
 
 def seed(controller: Controller, payments: int = 5) -> str:
@@ -72,7 +74,7 @@ def test_the_cutover_moves_the_writer_to_aws_and_the_rollback_brings_it_back(con
 
     assert cutover.status == "SUCCEEDED", (cutover.error, cutover.cause, cutover.states_entered())
     assert cutover.states_entered() == [
-        "Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive", "ValidateLivePassed?", "CatchUp", "Fence",
+        *LEGACY_GATE_PASSED, "Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive", "ValidateLivePassed?", "CatchUp", "Fence",
         "WaitReplication", "Validate", "ValidatePassed?", "AdvanceSequences", "ValidateSequences",
         "ValidateSequencesPassed?", "SwitchReplication", "ProveFence", "Open", "SetWriter", "ReplicationAlarms",
         "MoveTraffic", "Done"]
@@ -123,7 +125,8 @@ def test_a_cutover_run_again_after_it_completed_changes_nothing(controller):
     again = controller.run("cutover")
 
     assert again.status == "SUCCEEDED", (again.error, again.cause)
-    assert again.states_entered() == ["Preflight", "AlreadySwitched?", "ReplicationAlarms", "MoveTraffic", "Done"]
+    assert again.states_entered() == [*LEGACY_GATE_PASSED, "Preflight", "AlreadySwitched?", "ReplicationAlarms",
+                                      "MoveTraffic", "Done"]
     preflight = again.result("Preflight")
     assert preflight["already_done"] is True and preflight["fenced_non_writer"] is False
     assert again.result("MoveTraffic")["changed"] is False
@@ -141,7 +144,8 @@ def test_a_validation_that_fails_aborts_the_cutover_and_reopens_onprem(controlle
     cutover = controller.run("cutover")
 
     assert (cutover.status, cutover.error) == ("FAILED", "CutoverFailed")
-    assert cutover.states_entered() == ["Preflight", "AlreadySwitched?", "Checkpoint", "ValidateLive",
+    assert cutover.states_entered() == [*LEGACY_GATE_PASSED, "Preflight", "AlreadySwitched?", "Checkpoint",
+                                        "ValidateLive",
                                         "ValidateLivePassed?", "ValidateLiveRefused", "Abort", "Failed"]
     report = cutover.result("ValidateLive")
     assert report["status"] == "FAILED" and report["tables"]["public.customers"]["mismatched_total"] == 1
@@ -248,7 +252,7 @@ def test_advance_to_aws_primary_needs_the_cutover_first(controller):
     advance = controller.run("advance", {"phase": "aws-primary", **SHORT_BAKE})
 
     assert (advance.status, advance.error) == ("FAILED", "CutoverFirst")
-    assert advance.states_entered()[-2:] == ["AwsPrimaryNeedsWriter?", "CutoverFirst"]
+    assert advance.states_entered()[-2:] == ["PhaseFitsWriter?", "CutoverFirst"]
     assert controller.weights() == {"onprem": 50, "aws": 50}
 
 

@@ -69,7 +69,7 @@ class Names:
 
     @property
     def child_alarm(self) -> str:
-        return self.resource("api-errors")
+        return self.resource("api-failures")
 
     @property
     def composite_alarm(self) -> str:
@@ -187,6 +187,8 @@ class Controls:
         """A child of the composite "cutover unhealthy" alarm goes to ALARM (SetAlarmState); moto has
         no composite alarm, so the composite's notification is published to the rollback topic here,
         in the shape CloudWatch gives it. moto's SNS delivers it to the subscribed rollback function."""
+        from lib.stacks.monitoring import ROLLBACK_ALARMS
+
         names = self.names
         child, composite = names.child_alarm, names.composite_alarm
         self.cloudwatch.set_alarm_state(AlarmName=child, StateValue="ALARM", StateReason=reason)
@@ -211,7 +213,7 @@ class Controls:
             "AlarmActions": [topic],
             "InsufficientDataActions": [],
             "AlarmRule": " OR ".join(f'ALARM("{self.names.resource(alarm)}")'
-                                     for alarm in ("alb-5xx", "alb-latency", "api-errors", "api-throttles")),
+                                     for alarm in ROLLBACK_ALARMS),
             "TriggeringChildren": [{"Arn": f"arn:aws:cloudwatch:{region}:{account}:alarm:{child}",
                                     "State": {"Value": "ALARM", "Timestamp": now}}],
         }

@@ -8,6 +8,13 @@ each with a new Idempotency-Key and retried with that same key and body until it
 after a 503 it waits the Retry-After it was given (capped low, so the measured pause is the
 system's, not the client's patience), after any other failure (a 5xx, an exception) a moment.
 Between payments it reads one of its acknowledged payments back now and then (GET /payments/{id}).
+
+With a `Routing`, each client resolves the service name before every request through its own
+caching stub resolver (lib/local/rehearsal/resolver.py: Route 53's weighted answer, kept for the
+record's TTL) and sends the request where the answer points: the AWS record to its API execution
+environment (in-process, as the ALB would invoke it), the on-prem record to the on-prem application
+(a real HTTP server on loopback). Every attempt is kept (when, where, what came back), so the
+report can say per client how long it went without a successful write and why requests failed.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import importlib
 import json
 import random
 import sys
+import http.client
 import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from lib.local.lambdas import FakeContext, thread_environ
@@ -71,6 +80,45 @@ def alb_event(method: str, path: str, body: dict | None = None, headers: Mapping
     }
 
 
+class FaultSwitch:
+    """The fault the rehearsal injects into the AWS API: while on, every request the API's handler
+    resolves fails inside it (its database access raises), which the handler answers 500."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def wrap(self, handler_module: Any) -> None:
+        real = handler_module.database
+        switch = self
+
+        def database():
+            if switch.on:
+                raise RuntimeError("injected fault: the AWS side of the payment API is failing")
+            return real()
+
+        handler_module.database = database
+
+
+@dataclass
+class Routing:
+    """Where the clients' requests go: the weighted records in the emulator's Route 53 (resolved
+    per client, cached for the TTL), the on-prem application's port, and the fault switch of the
+    AWS API."""
+
+    lookup: Any  # () -> list[WeightedRecord]
+    sides: dict[str, str]  # set identifier -> "onprem" | "aws"
+    onprem_port: int
+    fault: FaultSwitch = field(default_factory=FaultSwitch)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: float  # monotonic, when the answer came
+    side: str
+    write: bool
+    outcome: str  # "ok", or the cause of the failure: "<side> <status> <error code>" / "<side> exception <type>"
+
+
 class Ledger:
     """What every client was told, shared by the clients."""
 
@@ -113,7 +161,7 @@ class Ledger:
 
 class Client(threading.Thread):
     def __init__(self, index: int, environment: Mapping[str, str], customers: list[str], ledger: Ledger,
-                 interval: float, stop: threading.Event, function_name: str) -> None:
+                 interval: float, stop: threading.Event, function_name: str, routing: Routing | None = None) -> None:
         super().__init__(name=f"payment-client-{index}", daemon=True)
         self.index = index
         self.environment = dict(environment)
@@ -129,6 +177,14 @@ class Client(threading.Thread):
         handler.metrics.clear_metrics()
         self.handler = handler
         self.crashed: BaseException | None = None
+        self.routing = routing
+        self.attempts: list[Attempt] = []
+        self.resolver = None
+        if routing is not None:
+            from lib.local.rehearsal.resolver import CachingStub
+
+            routing.fault.wrap(handler)
+            self.resolver = CachingStub(routing.lookup, random.Random(1000 + index))
 
     def run(self) -> None:
         try:
@@ -162,14 +218,19 @@ class Client(threading.Thread):
                 if time.monotonic() - stopped_at > FINISH_SECONDS:
                     return False
             attempts += 1
+            side = self._side()
             try:
-                status, headers, answer = self._call("POST", "/payments", body, {"Idempotency-Key": key})
+                status, headers, answer = self._call("POST", "/payments", body, {"Idempotency-Key": key}, side=side)
             except Exception as error:  # noqa: BLE001 - a crashed invocation: Lambda answers the ALB 502
                 self.ledger.record("POST exception")
+                self.attempts.append(Attempt(time.monotonic(), side, True, f"{side} exception {type(error).__name__}"))
                 self.ledger.note("failures", {"key": key, "at": time.time(), "error": repr(error)[:300]})
                 time.sleep(ERROR_RETRY_SECONDS)
                 continue
             self.ledger.record(f"POST {status}")
+            self.attempts.append(Attempt(time.monotonic(), side, True, "ok" if status in (200, 201) else
+                                         f"{side} {status} {answer.get('error', '') if isinstance(answer, dict) else ''}"
+                                         .strip()))
             if status in (200, 201):
                 payment_id = answer["payment_id"]
                 self.ledger.acknowledge(Acknowledgement(key, payment_id, first, time.monotonic(), attempts, status))
@@ -190,7 +251,7 @@ class Client(threading.Thread):
 
     def _read(self, payment_id: str) -> None:
         try:
-            status, _, _ = self._call("GET", f"/payments/{payment_id}")
+            status, _, _ = self._call("GET", f"/payments/{payment_id}", side=self._side())
         except Exception:  # noqa: BLE001
             self.ledger.record("GET exception")
             return
@@ -198,8 +259,15 @@ class Client(threading.Thread):
         if status == 404:
             self.ledger.note("read_missing", payment_id)
 
+    def _side(self) -> str:
+        if self.resolver is None:
+            return "aws"
+        return self.routing.sides[self.resolver.resolve()]
+
     def _call(self, method: str, path: str, body: dict | None = None,
-              headers: Mapping[str, str] | None = None) -> tuple[int, dict, dict]:
+              headers: Mapping[str, str] | None = None, *, side: str = "aws") -> tuple[int, dict, dict]:
+        if side == "onprem":
+            return self._call_onprem(method, path, body, headers)
         result = self.handler.lambda_handler(alb_event(method, path, body, headers), FakeContext(self.function_name))
         answer_headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
         try:
@@ -209,11 +277,30 @@ class Client(threading.Thread):
         return result["statusCode"], answer_headers, answer
 
 
+    def _call_onprem(self, method: str, path: str, body: dict | None,
+                     headers: Mapping[str, str] | None) -> tuple[int, dict, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.routing.onprem_port, timeout=30)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            connection.request(method, path, body=payload, headers={
+                "Content-Type": "application/json", **dict(headers or {})})
+            response = connection.getresponse()
+            raw = response.read()
+            answer_headers = {name.lower(): value for name, value in response.getheaders()}
+            try:
+                answer = json.loads(raw or b"{}")
+            except ValueError:
+                answer = {"raw": raw[:200].decode(errors="replace")}
+            return response.status, answer_headers, answer
+        finally:
+            connection.close()
+
+
 class PaymentLoad:
     """`clients` callers sharing `rate` payments per second between them."""
 
     def __init__(self, environment: Mapping[str, str], customers: list[str], *, clients: int, rate: float,
-                 function_name: str) -> None:
+                 function_name: str, routing: Routing | None = None) -> None:
         # Before the API's modules are imported: payment_api.writer binds os.environ as a default
         # argument at import time, so it must already be the per-thread environment then.
         thread_environ()
@@ -221,7 +308,8 @@ class PaymentLoad:
         self.stop_event = threading.Event()
         self.rate = rate
         self.clients = [Client(index, environment, customers, self.ledger, clients / rate, self.stop_event,
-                               function_name) for index in range(clients)]
+                               function_name, routing) for index in range(clients)]
+        self.routing = routing
         self.started_at: float | None = None
         self.stopped_at: float | None = None
 

@@ -51,7 +51,8 @@ LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
 
 # What a rehearsal must meet: report.json records each figure against its bound.
 MAX_WRITE_PAUSE_SECONDS = 30.0
-MAX_ALARM_TO_ONPREM_SECONDS = 120.0  # the configured DNS TTL included
+MAX_ALARM_TO_ONPREM_SECONDS = 120.0  # fault → every client writing on on-prem: detection, action, follow
+MAX_CUTOVER_UNAVAILABLE_SECONDS = 5.0  # legacy mode: what any client sees at the data cutover
 MAX_REHEARSAL_SECONDS = 15 * 60.0
 MIN_WRITE_RATE = 2.0  # payments per second in every 10 s stretch outside the two switches: "a few"
 
@@ -139,6 +140,12 @@ class Rehearsal:
         self.shims: list[str] = []
         self.one_writer = None
         self._lambda_log: TextIO | None = None
+        self.onprem_app_secrets: dict[str, str] = {}
+        self.onprem_app_role = None
+        self.onprem_server = None
+        self.routing = None
+        self.resolver = None
+        self.fault_timing: dict = {}
         self._invocations_written = 0
 
     # ---- the run -------------------------------------------------------------------------------
@@ -186,10 +193,12 @@ class Rehearsal:
         for name in ("canary", "split"):
             with self.phase(name) as phase:
                 self._advance(phase, name)
-        with self.phase("data-cutover") as phase:
-            self._data_cutover(phase)
-        with self.phase("aws-primary") as phase:
-            self._advance(phase, "aws-primary")
+        # A legacy on-prem application never learns of the writer: all traffic goes to AWS first
+        # (the AWS API writes to on-prem meanwhile), and the cutover's gate waits out the TTL.
+        order = (("aws-primary", "data-cutover") if self.config.cutover.legacy else ("data-cutover", "aws-primary"))
+        for name in order:
+            with self.phase(name) as phase:
+                self._data_cutover(phase) if name == "data-cutover" else self._advance(phase, name)
         with self.phase("fault-and-rollback") as phase:
             self._fault_and_rollback(phase)
         with self.phase("on-prem-again") as phase:
@@ -380,6 +389,8 @@ class Rehearsal:
         self.say(f"    credentials of {len(databases.ROLES)} roles × 2 sides put into their secrets "
                  f"(+ {databases.SUBSCRIPTION_ADMIN}, the rehearsal's subscription manager)")
 
+        self._onprem_application_role(databases, controls)
+
         # The functions' output goes to lambdas.log from here on, as it would to CloudWatch Logs.
         self._lambda_log = open(self.work / "logs" / "lambdas.log", "a", buffering=1)
         sys.stdout = sys.stderr = self._lambda_log
@@ -428,6 +439,7 @@ class Rehearsal:
                  f"(Aurora at 127.0.0.1:{aws.port}, TLS verify-full, postgres-logical replication driver)")
 
         controls.bind(deployed[names.rollback])
+        self._start_onprem_application(names)
         # roles.sql leaves payment_app able to write on both sides: the side that is not the writer is
         # fenced before anything connects to it (README, runbook), then replication starts.
         fenced = controls.invoke(names.steps, {"step": "fence_non_writer"})
@@ -443,8 +455,9 @@ class Rehearsal:
                  f"streaming after {seconds:.1f} s")
         status = controls.invoke(names.steps, {"step": "status"})
         writer, weights = controls.writer(), controls.weights()
-        if writer["writer"] != "onprem" or status["fence"]["aws"] != {"payment_app": "fenced"} \
-                or status["fence"]["onprem"] != {"payment_app": "open"} \
+        roles = self.one_writer.roles
+        if writer["writer"] != "onprem" or status["fence"]["aws"] != {role: "fenced" for role in roles} \
+                or status["fence"]["onprem"] != {role: "open" for role in roles} \
                 or status["replication"]["forward"]["status"] != "running":
             raise RuntimeError(f"not the starting state: writer {writer}, fences {status['fence']}, replication "
                                f"{status['replication']}")
@@ -454,11 +467,70 @@ class Rehearsal:
         phase.detail = {"writer": writer, "weights": weights, "fence": status["fence"],
                         "forward_replication_seconds": round(seconds, 1), "full_copy_payments": copied}
 
+    def _onprem_application_role(self, databases, controls) -> None:
+        """The operator's step for an application role other than payment_app (schema/roles.sql's
+        header): the on-prem application's own login role on both servers, its writes only through
+        payment_writer, its reads as payment_app's; its credentials in its secrets."""
+        import secrets as tokens
+
+        from psycopg2 import sql
+
+        from lib.local.rehearsal.onprem_app import ROLE
+
+        role = self.config.cutover.onprem_application_role or ROLE
+        for side, server in self.servers.items():
+            password = tokens.token_urlsafe(24)
+            conn = server.admin()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (password,))
+                    cur.execute(sql.SQL("GRANT payment_writer TO {}").format(sql.Identifier(role)))
+                    cur.execute("SELECT DISTINCT table_schema, table_name, privilege_type FROM "
+                                "information_schema.role_table_grants WHERE grantee = 'payment_app'")
+                    for schema, table, privilege in cur.fetchall():
+                        cur.execute(sql.SQL("GRANT {} ON {}.{} TO {}").format(
+                            sql.SQL(privilege), sql.Identifier(schema), sql.Identifier(table), sql.Identifier(role)))
+                    cur.execute("SELECT nspname FROM pg_namespace WHERE has_schema_privilege('payment_app', oid, "
+                                "'USAGE') AND nspname NOT LIKE 'pg\\_%%' AND nspname <> 'information_schema'")
+                    for (schema,) in cur.fetchall():
+                        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema),
+                                                                                     sql.Identifier(role)))
+            finally:
+                conn.close()
+            server.passwords[role] = password
+            self.onprem_app_secrets[side] = controls.put_secret(controls.names.secret(side, role), server.secret(role),
+                                                                create=True)
+        self.onprem_app_role = role
+
+    def _start_onprem_application(self, names) -> None:
+        from lib.local.rehearsal import onprem_app
+        from lib.local.rehearsal.load import Routing
+        from lib.local.rehearsal.resolver import Route53Resolver
+
+        onprem = self.servers["onprem"]
+        if self.config.cutover.legacy:
+            application = onprem_app.LegacyApplication(lambda: onprem.connect(self.onprem_app_role, autocommit=False))
+        else:
+            application = onprem_app.FollowsWriterApplication(
+                {**self.api_environment, "ONPREM_DB_SECRET_ARN": self.onprem_app_secrets["onprem"],
+                 "AURORA_DB_SECRET_ARN": self.onprem_app_secrets["aws"]}, names.api)
+        self.onprem_server = onprem_app.OnPremServer(application).start()
+        record = self.controls.record
+        resolver = Route53Resolver(self.controls.route53, record["HOSTED_ZONE_ID"], record["RECORD_NAME"],
+                                   record["RECORD_TYPE"])
+        self.routing = Routing(lookup=resolver.records,
+                               sides={record["ONPREM_SET_IDENTIFIER"]: "onprem", record["AWS_SET_IDENTIFIER"]: "aws"},
+                               onprem_port=self.onprem_server.port)
+        self.resolver = resolver
+        self.say(f"    on-prem application ({self.config.cutover.onprem_application}) on 127.0.0.1:"
+                 f"{self.onprem_server.port} as role {self.onprem_app_role}; clients resolve "
+                 f"{record['RECORD_NAME']} from Route 53 (TTL {self.config.routing.ttl_seconds} s, cached per client)")
+
     def _start_load(self, phase: Phase) -> None:
         from lib.local.rehearsal.load import PaymentLoad
 
         self.load = PaymentLoad(self.api_environment, self.customers, clients=self.client_count, rate=self.rate,
-                                function_name=self.controls.names.api)
+                                function_name=self.controls.names.api, routing=self.routing)
         self.load.start()
         self._expect_payments(WARM_UP_PAYMENTS, "the load to start", timeout=60)
         phase.detail = {"weights": self.controls.weights(), "writer": self.controls.writer()["writer"]}
@@ -498,37 +570,82 @@ class Rehearsal:
                  f"writes {pause:.1f} s")
 
     def _fault_and_rollback(self, phase: Phase) -> None:
-        controls, names, lambdas = self.controls, self.controls.names, self.lambdas
-        seen_invocations = len(lambdas.invocations)
+        from lib.local.rehearsal import clients as seen
         from lib.local.rehearsal.watch import ControlsWatch
 
-        watch = ControlsWatch(controls)
+        controls, names, lambdas = self.controls, self.controls.names, self.lambdas
+        monitoring, ttl = self.config.monitoring, self.config.routing.ttl_seconds
+        seen_invocations = len(lambdas.invocations)
+        # The fault: the AWS API's handler starts failing every request (500).
         fault_at = time.monotonic()
+        self.routing.fault.on = True
+        self.say(f"    fault injected: the AWS API's handler fails every request; CloudWatch would put "
+                 f"{names.child_alarm} in ALARM after {monitoring.evaluation_periods} × "
+                 f"{monitoring.api_metric_period_seconds} s periods of ≥ {monitoring.api_failures} failures")
+        # Detection as configured (the emulator evaluates no alarm): the clients keep failing meanwhile.
+        while time.monotonic() < fault_at + monitoring.detection_seconds:
+            self._check_load()
+            time.sleep(0.2)
+        watch = ControlsWatch(controls)
+        alarm_at = time.monotonic()
         watch.start()
-        fault = controls.inject_fault("rehearsal: payment API errors injected")
+        fault = controls.inject_fault("rehearsal: the payment API's handler fails every request")
         self.say(f"    {fault['child_alarm']} set to ALARM; {fault['composite_alarm']} notification published to "
                  f"{fault['topic'].rsplit(':', 1)[-1]} (moto has no composite alarm)")
-        # The writer rollback the rollback function starts: follow it for the progress lines.
-        execution_arn = self._wait_for_writer_rollback(fault_at)
+        execution_arn = self._wait_for_writer_rollback(alarm_at)
         if execution_arn:
             description = controls.follow(execution_arn, timeout=ROLLBACK_TIMEOUT_SECONDS)
             self.say(f"    writer rollback {description['status']}")
         rollback = self._wait_for_invocation(names.rollback, seen_invocations, ROLLBACK_TIMEOUT_SECONDS)
         both_onprem = watch.wait(ROLLBACK_TIMEOUT_SECONDS)
         watch.stop()
-        done_at = max(watch.both_at or time.monotonic(), fault_at + (rollback.seconds if rollback else 0))
-        self.windows["rollback"] = (fault_at, done_at)
+        # Follow: every client writing on on-prem, through its own DNS cache.
+        clients = {client.name: client.attempts for client in self.load.clients}
+        deadline = time.monotonic() + ttl + 60
+        firsts = seen.first_onprem_write_after(clients, watch.weights_at or alarm_at)
+        while None in firsts.values() and time.monotonic() < deadline:
+            self._check_load()
+            time.sleep(0.2)
+            firsts = seen.first_onprem_write_after(clients, watch.weights_at or alarm_at)
+        self.routing.fault.on = False
         controls.clear_fault()
-        ttl = self.config.routing.ttl_seconds
+        done_at = max([watch.both_at or time.monotonic(), *(t for t in firsts.values() if t is not None)])
+        self.windows["rollback"] = (fault_at, done_at)
+        self.windows["rollback-alarm"] = (alarm_at, done_at)
+        errors = seen.server_errors([attempt for attempts in clients.values() for attempt in attempts])
+        period = monitoring.api_metric_period_seconds
+        fired = seen.alarm_periods(errors, fault_at, alarm_at + 0.001, period, monitoring.api_failures,
+                                   monitoring.evaluation_periods)
+        last_client = None if None in firsts.values() else max(firsts.values())
+        action = None if watch.both_at is None else watch.both_at - alarm_at
+        follow = None if last_client is None or watch.both_at is None else max(0.0, last_client - watch.both_at)
+        detection = float(monitoring.detection_seconds)
+        self.fault_timing = {
+            "detection": detection,
+            "action": None if action is None else round(action, 2),
+            "follow": None if follow is None else round(follow, 2),
+            "total": None if follow is None else round(detection + action + follow, 2),
+            "how": {
+                "detection": f"as configured, not measured (the emulator evaluates no alarm): the api-failures alarm "
+                             f"needs ≥ {monitoring.api_failures} ServerError in each of {monitoring.evaluation_periods} "
+                             f"consecutive {period}-s periods (monitoring.api_metric_period_seconds × "
+                             "evaluation_periods); the rehearsal lets the API fail that long before it raises the alarm",
+                "action": "measured: from the alarm (SetAlarmState + the composite's notification) until Route 53 "
+                          "answers on-prem 100 / AWS 0 and the writer parameter names on-prem",
+                "follow": "measured: from there until the last client's first successful write on on-prem, each "
+                          f"client resolving through its own cache (TTL {ttl} s)",
+            },
+            "alarm_condition_met_by_clients_after_seconds": round(fired[0] - fault_at, 2) if fired else None,
+            "routing_ttl_seconds": ttl,
+            "clients_first_onprem_write_after_alarm_seconds": {
+                name: None if at is None else round(at - alarm_at, 2) for name, at in firsts.items()},
+        }
         self.alarm = {
-            "measured": None if watch.both_at is None else round(watch.both_at - fault_at, 2),
-            "ttl": ttl,
-            "total": None if watch.both_at is None else round(watch.both_at - fault_at + ttl, 2),
-            "weights_onprem_after": None if watch.weights_at is None else round(watch.weights_at - fault_at, 2),
-            "writer_onprem_after": None if watch.writer_at is None else round(watch.writer_at - fault_at, 2),
-            "how": "from SetAlarmState on the child alarm until Route 53 answers on-prem 100 / AWS 0 AND the "
-                   "writer parameter names on-prem (polled every 0.2 s), plus the record's TTL: clients that "
-                   "cached the AWS answer follow within it",
+            "measured": self.fault_timing["action"], "ttl": ttl, "total": self.fault_timing["total"],
+            "weights_onprem_after": None if watch.weights_at is None else round(watch.weights_at - alarm_at, 2),
+            "writer_onprem_after": None if watch.writer_at is None else round(watch.writer_at - alarm_at, 2),
+            "how": "the fault (the AWS API failing) until every client wrote on on-prem: detection as configured + "
+                   "action and follow measured (fault_to_clients_onprem_seconds)",
         }
         result = rollback.result if rollback else None
         phase.detail = {"fault": fault, "rollback_function": {
@@ -536,7 +653,7 @@ class Rehearsal:
             "error": rollback.error if rollback else "no invocation", "seconds": rollback and round(rollback.seconds, 1),
             "actions": (result or {}).get("actions") if isinstance(result, dict) else None,
             "errors": (result or {}).get("errors") if isinstance(result, dict) else None},
-            "alarm_to_onprem_seconds": self.alarm, "writer_rollback_execution": execution_arn}
+            "fault_to_clients_onprem_seconds": self.fault_timing, "writer_rollback_execution": execution_arn}
         if rollback is None:
             raise RehearsalFailed(phase.name, f"the rollback function was not invoked within {ROLLBACK_TIMEOUT_SECONDS:.0f} s "
                                               "of the alarm notification (SNS → Lambda delivery)")
@@ -545,13 +662,15 @@ class Rehearsal:
         if not both_onprem:
             raise RehearsalFailed(phase.name, f"weights/writer not both on-prem {ROLLBACK_TIMEOUT_SECONDS:.0f} s after "
                                               f"the alarm: weights {controls.weights()}, writer {controls.writer()}")
+        if last_client is None:
+            raise RehearsalFailed(phase.name, f"not every client wrote on on-prem within TTL + 60 s: {firsts}")
         self._expect_payments(PAYMENTS_BETWEEN_PHASES, "payments on on-prem after the rollback")
-        pause = self._pause("rollback")
+        pause = self._pause("rollback-alarm")
         phase.detail["write_pause_seconds"] = round(pause, 2)
-        self.say(f"    rollback function ROLLED_BACK in {rollback.seconds:.1f} s; weights on-prem after "
-                 f"{self.alarm['weights_onprem_after']} s, writer on-prem after {self.alarm['writer_onprem_after']} s "
-                 f"→ alarm to 100 % on-prem {self.alarm['measured']} s + TTL {ttl} s = {self.alarm['total']} s; "
-                 f"longest gap in acknowledged writes {pause:.1f} s")
+        self.say(f"    rollback function ROLLED_BACK in {rollback.seconds:.1f} s; fault → every client on on-prem: "
+                 f"detection {detection:g} s (configured) + action {self.fault_timing['action']} s + follow "
+                 f"{self.fault_timing['follow']} s = {self.fault_timing['total']} s; alarm condition met by the "
+                 f"clients' failures after {self.fault_timing['alarm_condition_met_by_clients_after_seconds']} s")
 
     def _on_prem_again(self, phase: Phase) -> None:
         before = self.load.ledger.count()
@@ -567,6 +686,8 @@ class Rehearsal:
         controls, names = self.controls, self.controls.names
         self.load.stop()
         self._check_load(stopped=True)
+        if self.onprem_server is not None:
+            self.onprem_server.stop()
         self.one_writer.stop()
         writer = controls.writer()["writer"]
         final, replica = self.servers[writer], self.servers["aws" if writer == "onprem" else "onprem"]
@@ -587,7 +708,8 @@ class Rehearsal:
         self.say(f"    final: writer {self.final['writer']['writer']} (epoch {self.final['writer']['epoch']}), weights "
                  f"{self.final['weights']}, fences {status['fence']}, replication {self.final['replication']}, "
                  f"validation {self.final['final_validation']}")
-        expected = {"onprem": {"payment_app": "open"}, "aws": {"payment_app": "fenced"}}
+        roles = self.one_writer.roles
+        expected = {"onprem": {role: "open" for role in roles}, "aws": {role: "fenced" for role in roles}}
         if status["fence"] != expected or self.final["writer"]["writer"] != "onprem":
             raise RehearsalFailed(phase.name, f"not one writer on on-prem at the end: {self.final}")
         if validation.get("status") != "PASSED":

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from http import HTTPStatus
 from uuid import UUID
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import ALBResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 
 from payment_api import payments
@@ -50,6 +51,9 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Paym
 app = ALBResolver()
 
 _database: WriterDatabase | None = None
+SERVER_ERROR_METRIC = "ServerError"  # lib/stacks/monitoring.py alarms on these two
+LATENCY_METRIC = "RequestLatency"
+_fence_refusal = False  # this request was refused by a fence (one request at a time per environment)
 
 
 def database() -> WriterDatabase:
@@ -109,6 +113,8 @@ def get_payment(payment_id: str) -> Response:
 @app.exception_handler(PaymentApiError)
 def _domain_error(exc: PaymentApiError) -> Response:
     if isinstance(exc, WriterFenced):
+        global _fence_refusal
+        _fence_refusal = True
         metrics.add_metric(name="WriterFenced", unit=MetricUnit.Count, value=1)
         logger.info("write refused by a fenced database")
         return _json(exc.status, exc.to_body(), **{"Retry-After": str(exc.retry_after)})
@@ -153,7 +159,23 @@ def _unexpected_error(exc: Exception) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.APPLICATION_LOAD_BALANCER, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict, context) -> dict:
-    return app.resolve(event, context)
+    global _fence_refusal
+    _fence_refusal = False
+    started = time.perf_counter()
+    response = app.resolve(event, context)
+    _request_metrics(response.get("statusCode", 500), time.perf_counter() - started)
+    return response
+
+
+def _request_metrics(status: int, seconds: float) -> None:
+    """The API's own failure and latency figures, high-resolution (1 s in the embedded format), so
+    the rollback's alarms can use 10-second periods: the ALB's and Lambda's own metrics are
+    1-minute data. A write a fence refused is the cutover working, not a failure."""
+    failed = status >= 500 and not _fence_refusal
+    metrics.add_metric(name=SERVER_ERROR_METRIC, unit=MetricUnit.Count, value=1 if failed else 0,
+                       resolution=MetricResolution.High)
+    metrics.add_metric(name=LATENCY_METRIC, unit=MetricUnit.Milliseconds, value=round(seconds * 1000, 1),
+                       resolution=MetricResolution.High)
 
 
 def _idempotency_key() -> str:

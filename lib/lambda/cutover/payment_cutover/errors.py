@@ -64,3 +64,8 @@ class LeaseHeld(CutoverError):
 class LeaseLost(CutoverError):
     """This invocation's lease was taken over (a retried invoke, another execution, a rollback):
     it stops before its next change."""
+
+
+class RoutingNotSettled(CutoverError):
+    """A legacy on-prem application writes to its own database whoever is the writer: the data
+    cutover starts only with all traffic on the new writer's side. Nothing was changed."""

@@ -120,7 +120,10 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
             wait_seconds=request.options.get("timeout_seconds", settings.wait_seconds),
             holder=request.execution or "step-function", max_changed_rows=settings.max_changed_rows,
             count_rows=settings.count_rows, full_every_seconds=settings.full_every_seconds,
-            recheck_rounds=settings.recheck_rounds, recheck_seconds=settings.recheck_seconds)
+            recheck_rounds=settings.recheck_rounds, recheck_seconds=settings.recheck_seconds,
+            onprem_application=settings.onprem_application,
+            onprem_application_role=settings.onprem_application_role,
+            legacy_window_seconds=settings.legacy_window_seconds)
         if request.step == "status":
             result = steps.status(controller)
         elif request.step == "scheduled_validation":
@@ -131,6 +134,10 @@ def run_step(request: StepRequest, settings: Settings, clients: dict[str, Any]) 
         elif request.step == "validate_changes":
             result = steps.validate_changes(controller, request.source, request.target,
                                             live_validation=request.options.get("live_validation"))
+        elif request.step == "legacy_gate":
+            result = steps.legacy_gate(controller, request.source, request.target,
+                                       weights=request.options.get("weights", {}),
+                                       since=request.options.get("since") or None)
         elif request.step == "set_writer":
             reason = request.options.get("reason") or f"data cutover {request.source} → {request.target}"
             result = steps.set_writer(controller, request.source, request.target, reason)

@@ -22,6 +22,7 @@ MAX_CHANGED_ROWS = 100_000_000
 
 # step name → optional event keys besides step, from, to (with their JSON types)
 STEPS: dict[str, dict[str, type]] = {
+    "legacy_gate": {"weights": dict, "since": str},
     "preflight": {},
     "checkpoint": {},
     "catch_up": {},
@@ -63,6 +64,12 @@ class Settings:
     full_every_seconds: int = 86_400  # FULL_EVERY_SECONDS: the scheduled validation's full pass, at most this often
     recheck_rounds: int = 3  # RECHECK_ROUNDS, RECHECK_SECONDS: the scheduled validation's settle-and-recheck
     recheck_seconds: int = 5
+    # ONPREM_APPLICATION ("legacy" | "follows-writer"), ONPREM_APPLICATION_ROLE, LEGACY_WINDOW_SECONDS:
+    # the legacy gate (steps.legacy_gate). The cutover stack always sets them from config, whose
+    # default is legacy; unset, the gate passes (a function built for tests, not deployed).
+    onprem_application: str = "follows-writer"
+    onprem_application_role: str | None = None
+    legacy_window_seconds: int = 0
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -123,6 +130,10 @@ class Settings:
                       "fallback": identifiers("FALLBACK_SLOT_NAME", required("FALLBACK_SLOT_NAME"))[0]}
         if slot_names["forward"] == slot_names["fallback"]:
             raise ConfigurationError("configuration invalid: FORWARD_SLOT_NAME and FALLBACK_SLOT_NAME must differ")
+        onprem_application = optional("ONPREM_APPLICATION") or "follows-writer"
+        if onprem_application not in ("legacy", "follows-writer"):
+            raise ConfigurationError(f"configuration invalid: ONPREM_APPLICATION is {onprem_application!r}, not "
+                                     "legacy or follows-writer")
         return cls(
             writer_parameter=required("WRITER_PARAMETER"),
             roles=identifiers("APPLICATION_ROLES", environ.get("APPLICATION_ROLES", "").strip() or "payment_app"),
@@ -141,6 +152,10 @@ class Settings:
             full_every_seconds=number("FULL_EVERY_SECONDS", 86_400, 30 * 86_400),
             recheck_rounds=rounds("RECHECK_ROUNDS", 3, 20),
             recheck_seconds=number("RECHECK_SECONDS", 5, 300),
+            onprem_application=onprem_application,
+            onprem_application_role=(identifiers("ONPREM_APPLICATION_ROLE", optional("ONPREM_APPLICATION_ROLE"))[0]
+                                     if optional("ONPREM_APPLICATION_ROLE") else None),
+            legacy_window_seconds=rounds("LEGACY_WINDOW_SECONDS", 0, 3660),
         )
 
 

@@ -52,6 +52,7 @@ from payment_cutover import fence as fencing
 from payment_cutover.errors import (
     FenceIncomplete,
     ReplicationBehind,
+    RoutingNotSettled,
     ReplicationLoop,
     ReplicationNotRunning,
     SwitchPending,
@@ -60,6 +61,10 @@ from payment_cutover.errors import (
 from payment_cutover.replication import STARTING, ReplicationDriver
 from payment_cutover.sequences import advance_sequences as advance
 from payment_cutover.writer import set_writer as put_writer
+
+LEGACY = "legacy"
+FOLLOWS_WRITER = "follows-writer"
+LEGACY_CHECK_SECONDS = 5  # the gate reads the routing and the on-prem application's sessions this often
 
 
 @dataclass
@@ -80,6 +85,11 @@ class Controller:
     full_every_seconds: int = 86_400
     recheck_rounds: int = 3
     recheck_seconds: float = 5.0
+    # How the on-prem application finds the writer (legacy_gate): "legacy" (it does not) or
+    # "follows-writer"; its own database role, when it has one; the quiet window a legacy gate needs.
+    onprem_application: str = FOLLOWS_WRITER
+    onprem_application_role: str | None = None
+    legacy_window_seconds: float = 0.0
     lease: control.Lease | None = field(default=None, init=False)
 
     @property
@@ -107,6 +117,54 @@ def switching(c: Controller) -> Iterator[control.Lease]:
             yield c.lease
         finally:
             c.lease = None
+
+
+def legacy_gate(c: Controller, source: str, target: str, *, weights: Mapping[str, int], since: str | None) -> dict:
+    """Before a data cutover away from on-prem when the on-prem application is legacy (it writes to
+    its own database whoever is the writer): `weights` (the routing, read by the execution just
+    before) must send all traffic to `target`, and on `source` the on-prem application's role must
+    have had no session busy — in a transaction, running a statement, or finished one — for
+    legacy_window_seconds (the routing TTL plus a margin), counted from `since` (the first check of
+    this execution; "" for none). Returns `settled` and, when not yet, `wait_seconds` before the
+    next check. Any activity of the role moves the window's start past it; routing that is not all
+    on `target` fails (RoutingNotSettled): nothing was changed. pg_stat_activity shows sessions
+    that exist: a connection opened, used and closed between two checks is invisible, which is why
+    the routing, read at every check, must hold too. With "follows-writer" it passes at once."""
+    if c.onprem_application != LEGACY or source != ONPREM:
+        return {"settled": True, "onprem_application": c.onprem_application, "wait_seconds": 0}
+    if weights.get(target) != 100 or weights.get(source) != 0:
+        raise RoutingNotSettled(
+            f"the on-prem application is legacy: the data cutover runs only once all traffic goes to {target} "
+            f"(advance to aws-primary first, then wait {c.legacy_window_seconds:g} s); the weights are {dict(weights)}")
+    conn = c.databases[source]
+    with conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        now = cur.fetchone()[0]
+        start = now if not since else _timestamp(cur, since)
+        last, sessions = None, 0
+        if c.onprem_application_role:
+            # Any state but idle is activity now; an idle session's state_change is when its last
+            # statement ended. (The controller has pg_read_all_stats: other roles' rows are visible.)
+            cur.execute("SELECT count(*), max(CASE WHEN state = 'idle' THEN state_change ELSE now() END) "
+                        "FROM pg_stat_activity WHERE usename = %s AND backend_type = 'client backend'",
+                        (c.onprem_application_role,))
+            sessions, last = cur.fetchone()
+        if last is not None and last > start:
+            start = last
+        cur.execute("SELECT extract(epoch FROM %s::timestamptz - %s::timestamptz)::float8", (now, start))
+        quiet = max(0.0, cur.fetchone()[0])
+    remaining = c.legacy_window_seconds - quiet
+    return {"settled": remaining <= 0, "onprem_application": LEGACY, "since": start.isoformat(),
+            "quiet_seconds": round(quiet, 1), "window_seconds": c.legacy_window_seconds, "weights": dict(weights),
+            "role": c.onprem_application_role, "role_sessions": sessions,
+            "role_last_active": None if last is None else last.isoformat(),
+            "database_checked": c.onprem_application_role is not None,
+            "wait_seconds": 0 if remaining <= 0 else max(1, min(LEGACY_CHECK_SECONDS, int(remaining + 0.999)))}
+
+
+def _timestamp(cur: Any, text: str):
+    cur.execute("SELECT %s::timestamptz", (text,))
+    return cur.fetchone()[0]
 
 
 def preflight(c: Controller, source: str, target: str) -> dict:
