@@ -10,7 +10,7 @@ import pytest
 
 from payment_cutover import steps
 from payment_cutover.errors import RoutingNotSettled
-from payment_cutover.sides import AWS, ONPREM
+from payment_common.sides import AWS, ONPREM
 
 ALL_AWS = {"onprem": 0, "aws": 100}
 AN_HOUR_AGO = "2000-01-01T00:00:00+00:00"  # long before anything here ran
