@@ -71,6 +71,32 @@ fenced data would:
   live replica (the scheduled runs), the differing keys are settled by the recheck rounds, and row
   counts decide nothing (`count_rows` off).
 
+  How the named keys are compared. A batch of up to RECHECK_BATCH_KEYS keys is looked up by key on
+  each side, and the sides first compare the batch as a first pass compares a bucket: the number of
+  rows found and the exact sum (numeric, no wrap-around) of their 64-bit row hashes, which cover
+  every compared column and the key. Only a batch whose figures differ is read again key by key to
+  name its keys. This is as strong as reading every key's hash: a single differing key goes unseen
+  only if its two row hashes collide, exactly as when compared alone; several only if their hash
+  differences sum to exactly zero, a chance of the same order (about 2^-64) — and the full
+  comparison this argument stands in for rests on the same bucket figures. So the fenced comparison
+  keeps the strength it had with a hash per key.
+
+  What a scheduled run over the changes proves, and what it does not. With (A1), (A2) and (A4): every
+  row of the compared tables is equal on both sides up to the replication lag, settled by the
+  recheck rounds — a change the replication lost, applied wrongly or not yet (stopped), and a write
+  on the target to a key the source also changed that leaves the row different, all fail the run.
+  It does NOT see a write on the
+  target outside replication to a key the source left alone since the checkpoint (an extra row, an
+  edit, a deletion): that breaks (A4), which this run cannot check at O(changes) with the source's
+  slot alone — no target-side figure is both exact and cheap (its statistics counters are neither
+  transactional nor kept across a crash; its exact row counts cost O(rows)). It is caught by the
+  next full pass, at most `validation.full_every` later, which also restarts the checkpoint; and at
+  the cutover by the fenced comparison, whose slot on the target names every such write. What a run
+  costs: the slot's WAL since the checkpoint, decoded once (O(changes), though scattered updates
+  bring full-page images with them), the changed keys parsed, one count-and-sum per batch of keys
+  per side (an index lookup per key), the catalog (O(tables)) and the sequences (O(sequences)) —
+  no statement reads a table whole unless its changes cannot be enumerated.
+
 `validate_sequences` reads only the sequences (O(sequences): a catalog read and an index probe
 per owned column), for the check after the cutover advanced them.
 """
