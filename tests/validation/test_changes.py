@@ -156,3 +156,12 @@ def test_differences_among_many_changed_keys_are_named_on_simple_and_composite_k
     assert (audit_log["source_rows"], audit_log["target_rows"]) == (59, 60)
     assert transactions_result["mismatched"] == [{"payment_id": payment_id(3), "seq": 1}]
     assert result["tables"]["public.payments"]["status"] == "PASSED"
+
+
+def test_keys_sent_as_one_array_literal_arrive_as_they_were(connect, databases):
+    from payment_validation.queries import text_array
+
+    values = ['plain', 'it\'s', 'a "quoted" word', 'back\\slash', '{braces,comma}', ' spaced ', 'NULL', '', None]
+    with connect(databases.source).cursor() as cur:
+        cur.execute("SELECT %s::text[]", (text_array(values),))
+        assert cur.fetchone()[0] == values
