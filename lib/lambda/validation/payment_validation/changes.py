@@ -52,8 +52,8 @@ class TableChanges:
             match = leading(text)
             if match is not None:
                 groups = match.groups()
-                key = tuple(quoted.replace("''", "'") if quoted is not None else bare
-                            for quoted, bare in zip(groups[::2], groups[1::2]))
+                key = tuple([bare if quoted is None else quoted.replace("''", "'") if "'" in quoted else quoted
+                             for quoted, bare in zip(groups[::2], groups[1::2])])
                 if "null" not in key and "unchanged-toast-datum" not in key:
                     keys.add(key)
                     continue

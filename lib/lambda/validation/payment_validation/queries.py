@@ -332,6 +332,10 @@ def text_array(values: Sequence[str | None]) -> str:
         if value is None:
             return "NULL"
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if None not in values:
+        joined = '","'.join(values)
+        if '"' not in joined and "\\" not in joined:
+            return '{"' + joined + '"}' if values else "{}"
     return "{" + ",".join(element(value) for value in values) + "}"
 
 
