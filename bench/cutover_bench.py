@@ -263,6 +263,14 @@ def scheduled_validation(pair, rows: int) -> dict:
         assert report["status"] == "PASSED", report["message"]
         return read, time.perf_counter() - started - read, changes
 
+    with admin.cursor() as cur:
+        # what the slot read decodes (scattered updates write a full-page image per page they first
+        # touch after a checkpoint) beside what a full pass reads on each side
+        cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
+                    "WHERE slot_name = %s", (slot,))
+        wal_bytes = cur.fetchone()[0]
+        cur.execute("SELECT sum(pg_relation_size(relid))::bigint FROM pg_stat_user_tables WHERE schemaname = 'public'")
+        table_bytes = cur.fetchone()[0]
     # the first pass is the first to read the changed rows and their WAL since they were written (it
     # sets their hint bits, decodes WAL not in memory); the repeat shows what is left without that
     read_seconds, compare_seconds, changes = incremental_pass()
@@ -276,7 +284,8 @@ def scheduled_validation(pair, rows: int) -> dict:
                              "(SELECT count(*) FROM transactions) + (SELECT count(*) FROM audit_log)")
     count_seconds = time.perf_counter() - started
     figures = {"row_counts_seconds_one_side": round(count_seconds, 3), "full_seconds": round(full_seconds, 3),
-               "changed_rows": changes.rows, "incremental_seconds": round(incremental_seconds, 3),
+               "changed_rows": changes.rows, "wal_bytes_since_checkpoint": wal_bytes, "table_bytes": table_bytes,
+               "incremental_seconds": round(incremental_seconds, 3),
                "slot_read_seconds": round(read_seconds, 3), "compare_seconds": round(compare_seconds, 3),
                "ratio": round(incremental_seconds / full_seconds, 3),
                "repeat_seconds": round(repeat_read + repeat_compare, 3), "repeat_slot_read_seconds": round(repeat_read, 3),
@@ -284,7 +293,8 @@ def scheduled_validation(pair, rows: int) -> dict:
     print(f"  scheduled validation: full pass {full_seconds:.2f} s; {changes.rows:,} changed rows (1 %) since a "
           f"checkpoint {incremental_seconds:.2f} s (slot read {read_seconds:.2f} s, comparison {compare_seconds:.2f} s): "
           f"{figures['ratio']:.3f} of a full pass; the same again {figures['repeat_seconds']:.2f} s "
-          f"(slot read {repeat_read:.2f} s): {figures['repeat_ratio']:.3f}", flush=True)
+          f"(slot read {repeat_read:.2f} s): {figures['repeat_ratio']:.3f}; the slot decoded {wal_bytes / 2**20:.0f} MiB "
+          f"of WAL, the tables hold {table_bytes / 2**20:.0f} MiB a side", flush=True)
     return figures
 
 
