@@ -121,3 +121,48 @@ def test_sequences_alone_find_a_sequence_behind_its_column(connect, databases):
     assert "is behind column audit_id" in audit_log["message"]
     assert audit_log["source_rows"] is None, "content is not compared"
     assert result["scope"] == {"mode": "sequences"}
+
+
+def test_changed_keys_read_alike_whether_the_key_leads_the_tuple_or_not():
+    table = changed(
+        "table public.transactions: UPDATE: payment_id[uuid]:'a' seq[integer]:1 kind[text]:'x'",
+        # a quoted value that looks like the key columns, before them: never taken for them
+        "table public.transactions: UPDATE: note[text]:'payment_id[uuid]:''z'' seq[integer]:9' "
+        "payment_id[uuid]:'b' seq[integer]:2",
+        "table public.transactions: INSERT: payment_id[uuid]:'it''s' seq[integer]:3",
+        # a column named like the key's prefix between the key columns
+        "table public.transactions: INSERT: payment_id[uuid]:'c' seqx[integer]:7 seq[integer]:4",
+    ).tables["public.transactions"]
+
+    assert table.keys(("payment_id", "seq")) == {("a", "1"), ("b", "2"), ("it's", "3"), ("c", "4")}
+    assert table.keys(("seq", "payment_id")) == {("1", "a"), ("2", "b"), ("3", "it's"), ("4", "c")}
+    assert table.keys(("payment_id", "missing")) is None
+
+
+def test_differences_among_many_changed_keys_are_named_on_simple_and_composite_keys(connect, databases):
+    databases.on_target("INSERT INTO audit_log (audit_id, entity, entity_id, action) "
+                        "VALUES (9001, 'payment', 'x', 'created')")
+    databases.on_target("UPDATE transactions SET processor_ref = 'changed' WHERE payment_id = %s AND seq = 1",
+                        (payment_id(3),))
+    audit = [f"table public.audit_log: UPDATE: audit_id[bigint]:{i} action[text]:'x'" for i in (*range(1, 60), 9001)]
+    transactions = [f"table public.transactions: UPDATE: payment_id[uuid]:'{payment_id(i)}' seq[integer]:1"
+                    for i in range(1, 40)]
+
+    result = validate_changes(connect(databases.source), connect(databases.target), changed(*audit, *transactions),
+                              ValidationOptions(), count_rows=False).to_dict()
+
+    audit_log, transactions_result = result["tables"]["public.audit_log"], result["tables"]["public.transactions"]
+    assert audit_log["extra_in_target"] == [{"audit_id": 9001}]
+    assert (audit_log["source_rows"], audit_log["target_rows"]) == (59, 60)
+    assert transactions_result["mismatched"] == [{"payment_id": payment_id(3), "seq": 1}]
+    assert result["tables"]["public.payments"]["status"] == "PASSED"
+
+
+def test_keys_sent_as_one_array_literal_arrive_as_they_were(connect, databases):
+    from payment_validation.queries import text_array
+
+    values = ['plain', 'it\'s', 'a "quoted" word', 'back\\slash', '{braces,comma}', ' spaced ', 'NULL', '', None]
+    with connect(databases.source).cursor() as cur:
+        for sent in (values, ["plain", "it's", "{x,y}", " spaced "], []):
+            cur.execute("SELECT %s::text[]", (text_array(sent),))
+            assert cur.fetchone()[0] == sent

@@ -17,6 +17,8 @@ to the key column's type on both sides, so their formatting never decides a comp
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass, field
 
 from payment_common.wal import flush_wal
@@ -42,10 +44,21 @@ class TableChanges:
         return [parse_tuple(text) for text in self.tuples]
 
     def keys(self, key_columns: tuple[str, ...]) -> set[tuple] | None:
-        """The distinct keys of the changed rows; None when a row does not carry the whole key."""
+        """The distinct keys of the changed rows; None when a row does not carry the whole key.
+        A tuple that starts with the key columns, in key order (the usual table), is read with one
+        match; any other is parsed column by column."""
         wanted = frozenset(key_columns)
+        leading = _leading_key(key_columns).match
         keys = set()
         for text in self.tuples:
+            match = leading(text)
+            if match is not None:
+                groups = match.groups()
+                key = tuple([bare if quoted is None else quoted.replace("''", "'") if "'" in quoted else quoted
+                             for quoted, bare in zip(groups[::2], groups[1::2])])
+                if "null" not in key and "unchanged-toast-datum" not in key:
+                    keys.add(key)
+                    continue
             values = parse_tuple(text, wanted)
             if len(values) < len(wanted):
                 return None
@@ -149,40 +162,49 @@ def _collect(changes: Changes, data: str, max_rows: int) -> None:
         changes.rows += 1
 
 
+# One column of a test_decoding tuple: `name[type]:value`, the name quoted as quote_identifier
+# quotes it (doubled quotes inside), the type up to the first "]:" (array types end in "[]"), the
+# value quoted with doubled quotes inside or bare (a number, a boolean, null,
+# unchanged-toast-datum). Matched column by column from the tuple's start, never searched for: a
+# quoted value may contain text that looks like a column.
+_COLUMN = re.compile(r'''(?:"([^"]*(?:""[^"]*)*)"|([^\["]*))\[(?:[^\]]|\](?!:))*\]:(?:'([^']*(?:''[^']*)*)'|([^ ]*)) ?''', re.DOTALL)
+
+
+@functools.lru_cache(maxsize=256)
+def _leading_key(key_columns: tuple[str, ...]) -> re.Pattern:
+    """A tuple's first columns when they are `key_columns` in this order: (quoted, bare) value per
+    column. Anchored at the tuple's start, so a column name inside a quoted value never matches."""
+    def column(name: str) -> str:
+        printed = name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+        return re.escape(printed) + r"""\[(?:[^\]]|\](?!:))*\]:(?:'([^']*(?:''[^']*)*)'|([^ ']*))(?: |$)"""
+    return re.compile("".join(column(name) for name in key_columns), re.DOTALL)
+
+
 def parse_tuple(text: str, wanted: frozenset[str] | None = None) -> dict[str, str | None]:
     """{column: value text} of a test_decoding tuple `name[type]:value name[type]:value …`; a NULL
     is None; a TOASTed value left unchanged by an UPDATE is left out (keys are never TOASTed).
-    With `wanted`, only those columns, and the parsing stops once it has them all."""
+    With `wanted`, only those columns, and the parsing stops once it has them all (keys usually
+    come first: one match per key column)."""
     values: dict[str, str | None] = {}
     position, length = 0, len(text)
+    match_column = _COLUMN.match
     while position < length and (wanted is None or len(values) < len(wanted)):
-        name, position = _identifier(text, position, stop="[")
-        end_of_type = text.index("]:", position)
-        position = end_of_type + 2
-        if text.startswith("'", position):
-            value, position = _quoted(text, position, "'")
-        else:
-            end = text.find(" ", position)
-            end = length if end < 0 else end
-            value, position = text[position:end], end
-            if value == "null":
-                value = None
-            elif value == "unchanged-toast-datum":
-                position += 1
-                continue
+        column = match_column(text, position)
+        if column is None:
+            raise ValueError(f"not a test_decoding tuple at character {position}: {text[position:position + 80]!r}")
+        quoted_name, name, quoted_value, value = column.groups()
+        position = column.end()
+        if quoted_name is not None:
+            name = quoted_name.replace('""', '"')
+        if quoted_value is not None:
+            value = quoted_value.replace("''", "'")
+        elif value == "null":
+            value = None
+        elif value == "unchanged-toast-datum":
+            continue
         if wanted is None or name in wanted:
             values[name] = value
-        position += 1  # the space between columns
     return values
-
-
-def _identifier(text: str, position: int, *, stop: str) -> tuple[str, int]:
-    """An identifier as quote_identifier prints it, and the position after it (at `stop`)."""
-    if text.startswith('"', position):
-        name, position = _quoted(text, position, '"')
-        return name, position + 1
-    end = text.index(stop, position)
-    return text[position:end], end + 1
 
 
 def _quoted(text: str, position: int, quote: str) -> tuple[str, int]:

@@ -165,6 +165,29 @@ class TableQueries:
         index), whatever their number and wherever they are. Each key is one index probe (a lateral
         subquery the planner cannot flatten: OFFSET 0), never a scan of the table joined to the
         keys, which a planner may prefer for a few thousand keys and which costs O(rows)."""
+        return self._rows_of(keys, sql.SQL("found.*"), self._key_text())
+
+    def row_hash_sum_of(self, keys: Sequence[Key]) -> Query:
+        """(row count, sum of row hashes as text) of the rows with these keys: what a first pass's
+        bucket holds, for a set of keys — one row back, no key printed as text.
+
+        A one-column key is looked up as `key = ANY(array)`: one index scan that walks the sorted
+        array (about a quarter of the executor's work of a lateral probe per key, measured). The
+        array is a literal, so the planner knows its length: it scans the table instead only when
+        that is cheaper than the lookups, which bounds the cost by the keys' either way. A composite
+        key is looked up as `row_hashes_of` does (a row comparison with ANY is no index condition)."""
+        select = sql.SQL("count(*), sum(found.row_hash)::text")
+        if len(self._key_columns) > 1:
+            return self._rows_of(keys, select, None)
+        (column,) = self._key_columns
+        query = sql.SQL(
+            "SELECT {select} FROM (SELECT {row_hash} AS row_hash FROM {table}"
+            " WHERE {column} = ANY(CAST(%s::text[] AS {type}[])) OFFSET 0) AS found"
+        ).format(select=select, row_hash=self._row_hash(), table=self._table, column=self._column(column),
+                 type=_type(column))
+        return query, [text_array([key[0] for key in keys])]
+
+    def _rows_of(self, keys: Sequence[Key], select: sql.Composable, key_text: sql.Composable | None) -> Query:
         aliases = [sql.Identifier(f"k{i}") for i in range(len(self._key_columns))]
         # Equality in the column's own collation (the index's): for keys, deterministic collations
         # make it byte equality, and the literal's default collation yields to the column's.
@@ -172,15 +195,18 @@ class TableQueries:
             sql.SQL("{} = CAST(u.{} AS {})").format(self._column(column), alias, _type(column))
             for alias, column in zip(aliases, self._key_columns)
         )
+        columns = sql.SQL("{} AS row_hash").format(self._row_hash())
+        if key_text is not None:
+            columns = sql.SQL("{}, {}").format(key_text, columns)
         query = sql.SQL(
-            "SELECT found.* FROM unnest({arrays}) AS u({aliases}) CROSS JOIN LATERAL ("
-            " SELECT {key_text}, {row_hash} FROM {table} WHERE {matches} OFFSET 0) AS found"
+            "SELECT {select} FROM unnest({arrays}) AS u({aliases}) CROSS JOIN LATERAL ("
+            " SELECT {columns} FROM {table} WHERE {matches} OFFSET 0) AS found"
         ).format(
-            key_text=self._key_text(), row_hash=self._row_hash(), table=self._table, matches=matches,
+            select=select, columns=columns, table=self._table, matches=matches,
             arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in aliases),
             aliases=sql.SQL(", ").join(aliases),
         )
-        return query, [[key[i] for key in keys] for i in range(len(self._key_columns))]
+        return query, [text_array([key[i] for key in keys]) for i in range(len(self._key_columns))]
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -296,6 +322,21 @@ class TableQueries:
                 return self._column(column)
             return sql.SQL("{0}, pg_catalog.scale({0})").format(self._column(column))
         return sql.SQL('CAST({} AS text) COLLATE "C"').format(self._column(column))
+
+
+def text_array(values: Sequence[str | None]) -> str:
+    """A text[] as one literal in the array input syntax ('{"a","b"}'): the server reads it with
+    array_in, where a list sent as ARRAY['a', 'b'] is one expression per element to parse and fold
+    (measured: half the time of a lookup of 5,000 keys)."""
+    def element(value: str | None) -> str:
+        if value is None:
+            return "NULL"
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if None not in values:
+        joined = '","'.join(values)
+        if '"' not in joined and "\\" not in joined:
+            return '{"' + joined + '"}' if values else "{}"
+    return "{" + ",".join(element(value) for value in values) + "}"
 
 
 def _type(column: Column) -> sql.Composable:
