@@ -23,12 +23,12 @@ from lib.config import Config
 from lib.constructs.iam import allow
 from lib.constructs.python_function import FunctionPlacement, PythonFunction
 from lib.constructs.state_machine import StateMachine
+from lib.names import replication_slot_name
 from lib.stacks.access import database_environment, read_secrets_statements
 from lib.stacks.base import BaseStack
 from lib.stacks.compute import METRICS_NAMESPACE
-from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
-from lib.stacks.migration import MigrationStack, replication_slot_name
+from lib.stacks.migration import MigrationStack
 from lib.stacks.monitoring import STEP_SERVICE, MonitoringStack
 from lib.stacks.network import NetworkStack
 from lib.stacks.routing import RoutingStack
@@ -63,7 +63,7 @@ class CutoverStack(BaseStack):
         cutover = config.cutover
         task_arns = [migration.forward_task_arn, migration.forward_cdc_task_arn, migration.fallback_task_arn]
         return PythonFunction(
-            self, "steps", function_name=self.resource_name("cutover-steps"),
+            self, "steps", function_name=self.names.steps,
             description="Cutover controller steps: fence, replication marker, sequences, direction switch, writer",
             bundle=bundle, handler=STEP_HANDLER, memory_mb=256,
             # One invocation waits at most step_wait_seconds, then answers (a retry resumes).
@@ -96,7 +96,7 @@ class CutoverStack(BaseStack):
         health_alarms = [routing.health_alarm_names["aws"]]
         return PythonFunction(
             # Outside the VPC, like the rollback: moving clients must not depend on the network.
-            self, "traffic", function_name=self.resource_name("cutover-traffic"),
+            self, "traffic", function_name=self.names.traffic,
             description="Cutover controller: weights of the service name, alarms while a phase bakes",
             bundle=bundle, handler=TRAFFIC_HANDLER, memory_mb=256, timeout_seconds=60,
             placement=FunctionPlacement(**logs),
@@ -138,7 +138,7 @@ class CutoverStack(BaseStack):
         short timeout bounds the switch lease. It takes no lease and changes no fence."""
         validation = config.validation
         function = PythonFunction(
-            self, "validation-scheduler", function_name=self.resource_name("validation-scheduler"),
+            self, "validation-scheduler", function_name=self.names.validation_scheduler,
             description="Scheduled validation: a full pass at most every full_every, else what changed since",
             bundle=bundle, handler=STEP_HANDLER, memory_mb=validation.memory_mb,
             timeout_seconds=validation.timeout_seconds,
@@ -181,13 +181,13 @@ class CutoverStack(BaseStack):
         validator, rollback = validation.validator.arn, validation.rollback.arn
         arns = dict(step_arn=self.steps.arn, validation_arn=validator, traffic_arn=self.traffic.arn)
         machines = {
-            "advance": (self.resource_name("advance"), "one phase forward, bake, roll back on an alarm",
+            "advance": (self.names.advance, "one phase forward, bake, roll back on an alarm",
                         advance_definition(traffic_arn=self.traffic.arn, validation_arn=validator,
                                            rollback_arn=rollback, bake_checks=config.cutover.bake_minutes),
                         [self.traffic.arn, validator, rollback]),
-            "cutover": (self.resource_name("cutover"), "the fenced data cutover, on-prem to Aurora",
+            "cutover": (self.names.cutover, "the fenced data cutover, on-prem to Aurora",
                         cutover_definition(**arns), [self.steps.arn, self.traffic.arn, validator]),
-            "writer-rollback": (writer_rollback_state_machine_name(config.name),
+            "writer-rollback": (self.names.writer_rollback,
                                 "traffic to on-prem, then the writer back behind a fence",
                                 rollback_definition(**arns), [self.steps.arn, self.traffic.arn, validator]),
         }
@@ -210,8 +210,8 @@ def _controller_environment(config: Config, security: SecurityStack, database: D
         "DMS_FORWARD_TASK_ARN": migration.forward_task_arn,
         "DMS_FALLBACK_TASK_ARN": migration.fallback_task_arn,
         "DMS_FORWARD_CDC_TASK_ARN": migration.forward_cdc_task_arn,
-        "FORWARD_SLOT_NAME": replication_slot_name(config, "forward"),
-        "FALLBACK_SLOT_NAME": replication_slot_name(config, "fallback"),
+        "FORWARD_SLOT_NAME": replication_slot_name(config.name, "forward"),
+        "FALLBACK_SLOT_NAME": replication_slot_name(config.name, "fallback"),
         "SCHEMA": config.migration.schema,
         "TABLES": ",".join(config.migration.tables),
         "WAIT_SECONDS": str(cutover.step_wait_seconds),

@@ -18,7 +18,6 @@ from lib.constructs.state_machine import StateMachine
 from lib.stacks.base import BaseStack
 from lib.stacks.access import DB_SSLMODE, ONPREM_CA_PATH, read_secrets_statements
 from lib.stacks.compute import METRICS_NAMESPACE
-from lib.stacks.cutover_names import writer_rollback_state_machine_name
 from lib.stacks.database import DatabaseStack
 from lib.stacks.migration import MigrationStack
 from lib.stacks.monitoring import ROLLBACK_SERVICE, VALIDATION_SERVICE, MonitoringStack
@@ -51,7 +50,7 @@ class ValidationStack(BaseStack):
         secrets = security.database_secrets
         self.validator = PythonFunction(
             # The monitoring stack (upstream) alarms on this name's errors.
-            self, "validator", function_name=self.resource_name("validation"),
+            self, "validator", function_name=self.names.validation,
             description="Compares on-prem and Aurora row by row; PASSED / FAILED / ERROR",
             bundle=bundle, handler=VALIDATION_HANDLER, memory_mb=config.validation.memory_mb,
             timeout_seconds=config.validation.timeout_seconds,
@@ -85,12 +84,12 @@ class ValidationStack(BaseStack):
     def _rollback(self, config: Config, bundle: Path, security: SecurityStack, migration: MigrationStack,
                   routing: RoutingStack, monitoring: MonitoringStack) -> None:
         # The writer rollback (cutover stack, downstream) is started by its name: no cross-stack read.
-        machine = writer_rollback_state_machine_name(config.name)
+        machine = self.names.writer_rollback
         machine_arn = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{machine}"
         executions = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{machine}:*"
         # The controller's advance and cutover, also by name: a rollback stops the first and waits
         # for the second (never stopped mid-way: it could leave both sides fenced).
-        advance, cutover = self.resource_name("advance"), self.resource_name("cutover")
+        advance, cutover = self.names.advance, self.names.cutover
         advance_arn, cutover_arn = (f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{name}"
                                     for name in (advance, cutover))
         advance_executions, cutover_executions = (
@@ -98,7 +97,7 @@ class ValidationStack(BaseStack):
             for name in (advance, cutover))
         # Outside the VPC on purpose: the way back must not depend on the network it leaves.
         self.rollback = PythonFunction(
-            self, "rollback", function_name=self.resource_name("rollback"),
+            self, "rollback", function_name=self.names.rollback,
             description="All traffic back to on-prem in one Route 53 change; after the data cutover, the fenced "
                         "writer rollback too",
             bundle=bundle, handler=ROLLBACK_HANDLER, memory_mb=256, timeout_seconds=ROLLBACK_TIMEOUT_SECONDS,
@@ -166,7 +165,7 @@ class ValidationStack(BaseStack):
         """Tables beyond one invocation's 15 minutes: a plan step cuts them into key-range chunks,
         a distributed map validates validation.max_concurrency chunks at a time, a merge step
         joins the chunks' reports into one (lib/workflows/validation.py)."""
-        name = self.resource_name("validation")
+        name = self.names.validation
         # A distributed map runs its chunks as child executions of this state machine.
         own = f"arn:{self.partition}:states:{config.region}:{self.account_id}:stateMachine:{name}"
         children = f"arn:{self.partition}:states:{config.region}:{self.account_id}:execution:{name}/*:*"

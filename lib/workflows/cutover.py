@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.names import SIDES
 from lib.workflows.validation import LAMBDA_INVOKE, TRANSIENT_LAMBDA_ERRORS
 
-SIDES = ("onprem", "aws")
 DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "fallback"}
 # The validation Lambda's `direction`: its SOURCE_* database is on-prem, TARGET_* Aurora.
 VALIDATION_DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "reverse"}

@@ -35,7 +35,7 @@ import psycopg2
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"
 ROLES = ["payment_app"]
-SIDES = ("onprem", "aws")
+from lib.names import SIDES
 MACHINES = ("cutover", "rollback")
 # Each machine moves the writer from → to.
 DIRECTIONS = {"cutover": ("onprem", "aws"), "rollback": ("aws", "onprem")}
