@@ -68,8 +68,8 @@ def build_app(config: Config, *, outdir: str = "cdktf.out", bundles: dict[str, P
     routing = RoutingStack(app, config=config, network=network, load_balancer=load_balancer)
     monitoring = MonitoringStack(app, config=config, compute=compute, load_balancer=load_balancer,
                                  database=database, migration=migration)
-    validation = ValidationStack(app, config=config, bundles=bundles, network=network, security=security,
-                                 database=database, migration=migration, routing=routing, monitoring=monitoring)
+    validation = ValidationStack(app, config=config, bundle=bundles["validation"], network=network,
+                                 security=security, database=database)
     CutoverStack(app, config=config, bundles=bundles, network=network, security=security, database=database,
                  migration=migration, routing=routing, monitoring=monitoring, validation=validation)
     if config.emulator is not None:

@@ -74,7 +74,7 @@ SUPPRESSIONS: tuple[Suppression, ...] = (
                   "Code signing needs zips signed by an AWS Signer job from S3; the bundles are built "
                   "reproducibly by make synth and pinned by source_code_hash in the plan a reviewer approves")
       for area, function in (("compute", "api_function_*"), ("validation", "validator_function_*"),
-                             ("validation", "rollback_function_*"), ("cutover", "steps_function_*"),
+                             ("cutover", "rollback_function_*"), ("cutover", "steps_function_*"),
                              ("cutover", "traffic_function_*"), ("cutover", "validation-scheduler_function_*"))),
     Suppression("CKV_AWS_116", "compute", "api_function_*",
                 "The ALB invokes the payment API synchronously and returns its errors to the client: nothing "
@@ -90,7 +90,7 @@ SUPPRESSIONS: tuple[Suppression, ...] = (
     *(Suppression("CKV_AWS_117", area, function,
                   "Outside the VPC on purpose: moving traffic back must work when the VPC, its routes or its "
                   "endpoints are what failed; it calls only Route 53, SSM, Step Functions, CloudWatch and SNS")
-      for area, function in (("validation", "rollback_function_*"), ("cutover", "traffic_function_*"))),
+      for area, function in (("cutover", "rollback_function_*"), ("cutover", "traffic_function_*"))),
     *(Suppression("CKV2_AWS_57", "security", f"database-secrets_{side}-{role}_*",
                   "Rotated by the operator (README, 'Rotating a database credential'); the security stack's "
                   "daily check alarms when the value is older than security.secret_max_age_days")

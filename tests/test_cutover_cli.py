@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lib.cutover import cli, executions
-from lib.cutover.names import Names
+from lib.names import Names
 from tests.rollback.conftest import executing_state_machines, use_world  # noqa: F401 - fixture
 from tests.rollback.functions import in_process_functions
 from tests.rollback.world import ACCOUNT_ID, REGION, World, build_world, writer_document
@@ -83,12 +83,12 @@ def controller(aws, executing_state_machines, monkeypatch):  # noqa: F811 - the 
     world = build_world(aws_member="records")
     use_world(world, monkeypatch)
     with in_process_functions(monkeypatch) as functions:
-        functions.create(NAMES.traffic_function, traffic.lambda_handler, world.environment())
-        steps_arn = functions.create(NAMES.steps_function, steps_stand_in,
+        functions.create(NAMES.traffic, traffic.lambda_handler, world.environment())
+        steps_arn = functions.create(NAMES.steps, steps_stand_in,
                                      {"POWERTOOLS_METRICS_NAMESPACE": NAMESPACE})
-        validation_arn = functions.create(NAMES.validation_function, validation_stand_in, {
+        validation_arn = functions.create(NAMES.validation, validation_stand_in, {
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE, "POWERTOOLS_SERVICE_NAME": "validation"})
-        functions.create(NAMES.rollback_function, handler.lambda_handler, {
+        functions.create(NAMES.rollback, handler.lambda_handler, {
             **world.environment(), "WRITER_ROLLBACK_WAIT_SECONDS": "10",
             "ROLLBACK_STATE_MACHINE_ARN": machine_arn("writer-rollback"),
             "ADVANCE_STATE_MACHINE_ARN": machine_arn("advance"),
@@ -252,7 +252,7 @@ def test_status_from_the_scheduled_validation_metric(controller, capsys):
 
 def test_status_shows_what_it_read_and_names_what_it_could_not(controller, capsys):
     # No state machine: the cutover stack is not deployed.
-    controller.functions.lambdas.register(NAMES.steps_function, steps_failing, environment={})
+    controller.functions.lambdas.register(NAMES.steps, steps_failing, environment={})
 
     result = run("status")
     assert result.code == 1, result.out
@@ -260,7 +260,7 @@ def test_status_shows_what_it_read_and_names_what_it_could_not(controller, capsy
     screen = result.out
     assert "Traffic      canary        on-prem 90 / aws 10" in screen
     assert "Databases    unknown (see errors)" in screen
-    assert (f"Errors       databases: {NAMES.steps_function} failed: DatabaseUnavailable: on-prem did not answer "
+    assert (f"Errors       databases: {NAMES.steps} failed: DatabaseUnavailable: on-prem did not answer "
             "within 5 s") in screen
     assert f"executions: state machine {machine_arn('advance')} does not exist: is the cutover stack deployed" \
            in screen
@@ -276,7 +276,7 @@ def steps_failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def test_a_validation_that_could_not_be_read_is_unknown_not_none(controller, capsys):
     import boto3
 
-    boto3.client("lambda").delete_function(FunctionName=NAMES.validation_function)
+    boto3.client("lambda").delete_function(FunctionName=NAMES.validation)
 
     result = run("status")
     assert result.code == cli.NOT_SUCCEEDED, result.out
@@ -284,7 +284,7 @@ def test_a_validation_that_could_not_be_read_is_unknown_not_none(controller, cap
     (validation,) = [line for line in result.out.splitlines() if line.startswith("Validation")]
     assert validation == "Validation   unknown (see errors)", result.out
     assert "none found" not in result.out
-    assert f"validation: cannot read the configuration of {NAMES.validation_function}" in result.out
+    assert f"validation: cannot read the configuration of {NAMES.validation}" in result.out
 
 
 def without_aws_settings(env: pytest.MonkeyPatch, tmp_path) -> None:
@@ -315,7 +315,7 @@ def test_the_local_environment_reaches_its_emulator_without_being_told(controlle
     from lib.config import CONFIG_DIR
 
     local_names = Names("local")
-    controller.functions.create(local_names.traffic_function, lambda event, context: {
+    controller.functions.create(local_names.traffic, lambda event, context: {
         "weights": {"onprem": 100, "aws": 0}, "phase": "legacy-sync", "writer": None,
         "alarms": {"states": {}, "in_alarm": []}}, {})
     local = (CONFIG_DIR / "local.toml").read_text().replace(
@@ -332,7 +332,7 @@ def test_the_local_environment_reaches_its_emulator_without_being_told(controlle
     assert status["environment"] == "local"
     assert status["traffic"]["phase"] == "legacy-sync", status["errors"]
     assert not [error for error in status["errors"] if "credentials" in error.lower()], status["errors"]
-    assert f"databases: cannot invoke {local_names.steps_function}" in " ".join(status["errors"])
+    assert f"databases: cannot invoke {local_names.steps}" in " ".join(status["errors"])
     assert result.code == cli.NOT_SUCCEEDED, "the cutover stack is not deployed: parts are missing"
 
 
@@ -446,7 +446,7 @@ def test_rollback_invokes_the_lambda_and_prints_its_answer(controller, capsys):
     assert "  actions:" in lines
     assert any(line.startswith("    - Route 53: changed onprem=90/aws=10 to onprem=100/aws=0") for line in lines)
     assert controller.world.weights() == {"onprem": 100, "aws": 0}
-    (invocation,) = [i for i in controller.functions.lambdas.invocations if i.function_name == NAMES.rollback_function]
+    (invocation,) = [i for i in controller.functions.lambdas.invocations if i.function_name == NAMES.rollback]
     assert invocation.event == {"reason": "5xx on the AWS side", "dry_run": False}
 
 
@@ -491,13 +491,13 @@ def test_a_writer_rollback_that_failed_is_resumed_under_a_new_name(controller, c
 
 
 def test_a_rollback_function_that_raises_is_reported(controller, capsys):
-    controller.functions.lambdas.register(NAMES.rollback_function, steps_failing, environment={})
+    controller.functions.lambdas.register(NAMES.rollback, steps_failing, environment={})
 
     result = run("rollback", "--reason", "drill")
     assert result.code == cli.NOT_SUCCEEDED, result.out
 
     assert capsys.readouterr().err.strip() == (
-        f"{NAMES.rollback_function} failed: DatabaseUnavailable: on-prem did not answer within 5 s")
+        f"{NAMES.rollback} failed: DatabaseUnavailable: on-prem did not answer within 5 s")
 
 
 # -- usage -----------------------------------------------------------------------------------------
@@ -539,8 +539,8 @@ def test_names_are_the_stacks(synthesized):
     machines = {m["name"] for stack in synthesized.stacks.values()
                 for m in stack.get("resource", {}).get("aws_sfn_state_machine", {}).values()}
 
-    assert {NAMES.traffic_function, NAMES.steps_function, NAMES.rollback_function,
-            NAMES.validation_function} <= functions
+    assert {NAMES.traffic, NAMES.steps, NAMES.rollback,
+            NAMES.validation} <= functions
     assert set(NAMES.machines.values()) <= machines
 
 
@@ -568,7 +568,7 @@ def test_status_reads_both_databases_through_the_real_step_function(controller, 
     pair = shared_pair(servers)
     steps.aws_clients.cache_clear()
     environment = cutover_environment(pair, "/payment-migration/test/writer", boto3.client("secretsmanager"))
-    controller.functions.lambdas.register(NAMES.steps_function, steps.lambda_handler, environment=environment)
+    controller.functions.lambdas.register(NAMES.steps, steps.lambda_handler, environment=environment)
     try:
         result = run("status", "--json")
     finally:

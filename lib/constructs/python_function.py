@@ -10,7 +10,7 @@ from pathlib import Path
 
 from constructs import Construct
 
-from lib.cdk import AssetType, TerraformAsset
+from lib.cdk import AssetType, TerraformAsset, TerraformStack
 from lib.cdk.aws.cloudwatch_log_group import CloudwatchLogGroup
 from lib.cdk.aws.data_aws_iam_policy_document import DataAwsIamPolicyDocumentStatement
 from lib.cdk.aws.iam_role import IamRole
@@ -48,7 +48,7 @@ class PythonFunction(Construct):
         super().__init__(scope, id_)
         if not bundle.is_file():
             raise FileNotFoundError(f"{function_name}: bundle {bundle} is missing (build it with `make synth`)")
-        asset = TerraformAsset(self, "bundle", path=str(bundle), type=AssetType.FILE)
+        asset = _asset(scope, bundle)
 
         self.log_group = CloudwatchLogGroup(self, "logs", name=f"/aws/lambda/{function_name}",
                                             kms_key_id=placement.logs_key_arn,
@@ -114,3 +114,12 @@ class PythonFunction(Construct):
         )
         self.function_name = self.function.function_name
         self.arn = self.function.arn
+
+
+def _asset(scope: Construct, bundle: Path) -> TerraformAsset:
+    """One asset per zip and stack: the functions that run the same zip (the steps and the
+    validation scheduler; the traffic and rollback functions) share its one upload."""
+    stack = TerraformStack.of(scope)
+    asset_id = f"bundle-{bundle.stem}"
+    existing = stack.node.try_find_child(asset_id)
+    return existing if existing is not None else TerraformAsset(stack, asset_id, path=str(bundle), type=AssetType.FILE)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from constructs import Construct
 
 from lib.cdk.aws.secretsmanager_secret import SecretsmanagerSecret
-from lib.config import SIDES
+from lib.names import SIDES, secret_name
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,6 @@ class DatabaseCredentials(Construct):
     def names_and_arns(self) -> list[tuple[str, str]]:
         """Every secret's name and ARN, on-prem's first."""
         return list(self._names_and_arns)
-
-
-def secret_name(env_name: str, side: str, role: str) -> str:
-    """`payment-migration/<env>/<side>/<role>`: what the README's runbook puts values into."""
-    return f"payment-migration/{env_name}/{side}/{role}"
 
 
 def secret_names(env_name: str) -> dict[tuple[str, str], str]:

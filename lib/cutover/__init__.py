@@ -9,5 +9,5 @@
 The environment comes from PAYMENT_MIGRATION_ENV (default dev), its config from lib.config; AWS
 from boto3's default credentials, or, for an environment with an [emulator] section (local), the
 emulator's endpoint and test credentials. Everything it touches is found by the names the stacks
-give (lib.cutover.names).
+give (lib.names).
 """

@@ -31,7 +31,7 @@ from lib.config import PHASE_WEIGHTS, ConfigError, load_config
 from lib.cutover import executions, status
 from lib.cutover.aws import Aws, CliError, FunctionFailed
 from lib.cutover.executions import Refused
-from lib.cutover.names import MACHINES, Names
+from lib.names import MACHINES, Names
 
 OK, NOT_SUCCEEDED, USAGE, REFUSED, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 4, 130
 ROLLBACK_DONE = ("ROLLED_BACK", "ALREADY_ROLLED_BACK", "DRY_RUN")
@@ -139,7 +139,7 @@ def _run(aws: Aws, names: Names, machine: str, name: str, execution_input: dict[
 
 
 def _rollback(aws: Aws, names: Names, reason: str, dry_run: bool, as_json: bool, out: TextIO) -> int:
-    answer = aws.invoke(names.rollback_function, {"reason": reason, "dry_run": dry_run})
+    answer = aws.invoke(names.rollback, {"reason": reason, "dry_run": dry_run})
     out.write(json.dumps(answer, indent=2) + "\n" if as_json else render_rollback(answer))
     return OK if answer.get("status") in ROLLBACK_DONE else NOT_SUCCEEDED
 

@@ -19,10 +19,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lib.config import SIDES
+from lib.names import SIDES
 from lib.cutover.aws import Aws, CliError
 from lib.cutover.executions import describe, history, list_executions, parse_json
-from lib.cutover.names import MACHINES, Names
+from lib.names import MACHINES, SIDES, Names
 
 RECENT_EXECUTIONS = 5
 # Each side is the source of one direction, whose slot lives there.
@@ -45,8 +45,8 @@ def gather(aws: Aws, names: Names, *, now: datetime | None = None) -> dict[str, 
             status["errors"].append(f"{key}: {error}")
         return status[key]
 
-    traffic = part("traffic", lambda: aws.invoke(names.traffic_function, {"action": "status"}))
-    databases = part("databases", lambda: aws.invoke(names.steps_function, {"step": "status"}))
+    traffic = part("traffic", lambda: aws.invoke(names.traffic, {"action": "status"}))
+    databases = part("databases", lambda: aws.invoke(names.steps, {"step": "status"}))
     status["writer"] = (traffic or {}).get("writer") or (databases or {}).get("writer")
     part("slot_metrics", lambda: _slot_metrics(aws, names, now))
     executions = part("executions", lambda: _executions(aws, names))
@@ -109,7 +109,7 @@ def _validation_in(events: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _validation_metric(aws: Aws, names: Names, now: datetime) -> dict[str, Any] | None:
-    environment = aws.function_environment(names.validation_function)
+    environment = aws.function_environment(names.validation)
     namespace, service = environment.get("POWERTOOLS_METRICS_NAMESPACE"), environment.get("POWERTOOLS_SERVICE_NAME")
     if not namespace or not service:
         return None
@@ -123,9 +123,9 @@ def _validation_metric(aws: Aws, names: Names, now: datetime) -> dict[str, Any] 
 
 
 def _slot_metrics(aws: Aws, names: Names, now: datetime) -> dict[str, dict[str, Any]]:
-    namespace = aws.function_environment(names.steps_function).get("POWERTOOLS_METRICS_NAMESPACE")
+    namespace = aws.function_environment(names.steps).get("POWERTOOLS_METRICS_NAMESPACE")
     if not namespace:
-        raise CliError(f"{names.steps_function} has no POWERTOOLS_METRICS_NAMESPACE: where its metrics go is unknown")
+        raise CliError(f"{names.steps} has no POWERTOOLS_METRICS_NAMESPACE: where its metrics go is unknown")
     metrics: dict[str, dict[str, Any]] = {}
     for side in SIDES:
         metrics[side] = {}

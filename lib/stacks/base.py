@@ -12,6 +12,7 @@ from lib.cdk.aws.data_aws_partition import DataAwsPartition
 from lib.cdk.aws.provider import AwsProvider, AwsProviderDefaultTags
 from lib.config import Config
 from lib.local import wiring
+from lib.names import Names
 
 # The S3 backend's lock file (`use_lockfile`) needs Terraform 1.10.
 REQUIRED_TERRAFORM_VERSION = ">= 1.10.0"
@@ -24,6 +25,7 @@ class BaseStack(TerraformStack):
         super().__init__(scope, f"{area}-{config.name}")
         self.area = area
         self.env_name = config.name
+        self.names = Names(config.name)
         self.region = config.region
         Aspects.of(self).add(SecureDefaults())
         self._tags = {**config.default_tags, "Stack": area}
@@ -54,8 +56,8 @@ class BaseStack(TerraformStack):
         return self._us_east_1
 
     def resource_name(self, suffix: str) -> str:
-        """Names AWS resources `payment-<suffix>-<env>`: unique per environment in one account."""
-        return f"payment-{suffix}-{self.env_name}"
+        """Names AWS resources `payment-<suffix>-<env>` (lib/names.py)."""
+        return self.names.resource(suffix)
 
     @property
     def account_id(self) -> str:

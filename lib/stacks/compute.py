@@ -31,7 +31,7 @@ class ComputeStack(BaseStack):
         super().__init__(scope, "compute", config=config)
         compute = config.compute
         self.api = PythonFunction(
-            self, "api", function_name=self.resource_name("api"),
+            self, "api", function_name=self.names.api,
             description="Payment API behind the ALB: health, create payment (idempotent), get payment",
             bundle=bundle, handler=API_HANDLER, runtime=compute.runtime, memory_mb=compute.memory_mb,
             timeout_seconds=compute.timeout_seconds, reserved_concurrency=compute.reserved_concurrency,

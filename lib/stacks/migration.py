@@ -24,6 +24,7 @@ from lib.cdk.aws.iam_role_policy import IamRolePolicy
 from lib.config import Config
 from lib.dms_settings import CONTROL_SCHEMA, table_mappings, task_settings
 from lib.constructs.iam import allow, assume_role_policy, policy_document
+from lib.names import replication_slot_name
 from lib.stacks.account import DMS_ACCOUNT_ROLES
 from lib.stacks.base import BaseStack
 from lib.stacks.database import DatabaseStack
@@ -80,7 +81,7 @@ class MigrationStack(BaseStack):
                 database_name=database_name, secrets_manager_arn=secrets.arn(side, f"dms_{kind}"),
                 secrets_manager_access_role_arn=access_role.arn, ssl_mode="verify-full",
                 certificate_arn=certificates[side].certificate_arn, kms_key_arn=data_key,
-                postgres_settings=self._postgres_settings(kind, slot_name=replication_slot_name(config, direction)))
+                postgres_settings=self._postgres_settings(kind, slot_name=replication_slot_name(config.name, direction)))
 
         onprem_db, aurora_db = config.onprem.db_name, database.database_name
         onprem_source = endpoint("onprem-source", "onprem", "source", onprem_db, "forward")
@@ -151,9 +152,3 @@ class MigrationStack(BaseStack):
                                              [f"secretsmanager.{config.region}.amazonaws.com"])]),
                       ]).json)
         return role
-
-
-def replication_slot_name(config: Config, direction: str) -> str:
-    """The logical slot of a direction on its source: payment_<env>_forward on on-prem,
-    payment_<env>_fallback on Aurora (the step Lambda gets the same names)."""
-    return f"payment_{config.name.replace('-', '_')}_{direction}"

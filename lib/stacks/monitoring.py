@@ -82,7 +82,7 @@ class MonitoringStack(BaseStack):
         # The cutover controller watches these while a phase bakes (the composite is their OR).
         self.rollback_alarm_names = [alarm.alarm_name for alarm in rollback_alarms]
         self.cutover_unhealthy = CloudwatchCompositeAlarm(
-            self, "cutover-unhealthy", alarm_name=self.resource_name("cutover-unhealthy"),
+            self, "cutover-unhealthy", alarm_name=self.names.composite_alarm,
             alarm_description="The AWS side is failing its users: roll traffic back to on-prem",
             alarm_rule=" OR ".join(f'ALARM("{alarm.alarm_name}")' for alarm in rollback_alarms),
             alarm_actions=[self.alarm_topic.arn, self.rollback_topic.arn], ok_actions=[self.alarm_topic.arn],
@@ -206,7 +206,7 @@ class MonitoringStack(BaseStack):
         # A validation run that crashed or timed out emits no ValidationFailed at all.
         alarms["validation-errors"] = self._alarm(
             "validation-errors", "The validation Lambda crashed or timed out: no comparison result",
-            namespace="AWS/Lambda", metric="Errors", dimensions={"FunctionName": self.resource_name("validation")},
+            namespace="AWS/Lambda", metric="Errors", dimensions={"FunctionName": self.names.validation},
             statistic="Sum", threshold=1, comparison="GreaterThanOrEqualToThreshold", periods=1, period=300)
         # A rollback that did not complete (FAILED: traffic not shifted; PARTIAL: a follow-up failed;
         # NO_WRITER: traffic on-prem, but on-prem, the writer, is fenced) needs a human at once,

@@ -212,15 +212,11 @@ class SecurityStack(BaseStack):
         reader, naming on-prem; from then on only the cutover controller changes it, so Terraform
         ignores its value. It holds no secret: a side's name, an epoch, when and why."""
         self.writer_parameter = SsmParameter(
-            self, "writer", name=writer_parameter_name(config.name), type="String", tier="Standard",
+            self, "writer", name=self.names.writer_parameter, type="String", tier="Standard",
             description="The database that accepts payment writes; changed only by the cutover controller",
             value=json.dumps({"writer": "onprem", "epoch": 0, "changed_at": "",
                               "reason": "initial: on-prem is the system of record"}),
             lifecycle=TerraformResourceLifecycle(ignore_changes=["value"]))
         self.writer_parameter_name = self.writer_parameter.name
         self.writer_parameter_arn = self.writer_parameter.arn
-
-
-def writer_parameter_name(env_name: str) -> str:
-    return f"/payment-migration/{env_name}/writer"
 

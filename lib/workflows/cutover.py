@@ -35,8 +35,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lib.names import SIDES
 from lib.workflows.validation import LAMBDA_INVOKE, TRANSIENT_LAMBDA_ERRORS
-from lib.config import SIDES
+from lib.names import SIDES
 
 DIRECTION = {("onprem", "aws"): "forward", ("aws", "onprem"): "fallback"}
 # The validation Lambda's `direction`: forward compares Aurora (target) with on-prem (source).

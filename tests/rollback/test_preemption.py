@@ -315,7 +315,7 @@ def test_dry_run_stops_nothing_and_waits_for_nothing(world, invoke, start_execut
 
 
 def test_no_controller_state_machine_yet_is_not_an_error(world, invoke):
-    """Before the cutover stack is deployed (it is downstream of the rollback's stack)."""
+    """The controller's state machines are absent (an emulator world without them, or removed)."""
     answer = invoke({"reason": "drill"})
 
     assert (answer["status"], answer["errors"]) == ("ROLLED_BACK", [])

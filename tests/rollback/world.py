@@ -410,7 +410,7 @@ class FakeLambdaContext:
     )
     aws_request_id: str = "6f1c2d3e-0000-4000-8000-000000000001"
 
-    remaining_millis: int = 180_000  # the rollback function's timeout in the validation stack
+    remaining_millis: int = 180_000  # within the rollback function's timeout (lib/stacks/cutover.py)
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_millis

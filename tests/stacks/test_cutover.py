@@ -1,10 +1,13 @@
-"""cutover stack: the controller's state machines and the two functions they call."""
+"""cutover stack: the controller's state machines, the functions they call, and the rollback
+function (manual and automatic)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+
+from tests.support.configs import edited
 
 
 def _functions(synthesized):
@@ -19,6 +22,17 @@ def _statements(synthesized, prefix):
 
 def _machines(synthesized):
     return {m["name"]: m for m in synthesized.resources("cutover", "aws_sfn_state_machine").values()}
+
+
+def _machine_arn(synthesized, name):
+    """The reference to state machine `name`'s ARN attribute in this stack."""
+    (address,) = [address for address, machine in synthesized.resources("cutover", "aws_sfn_state_machine").items()
+                  if machine["name"] == name]
+    return f"${{aws_sfn_state_machine.{address}.arn}}"
+
+
+def _executions_of(machine_arn):
+    return f'${{join("", [replace({machine_arn[2:-1]}, ":stateMachine:", ":execution:"), ":*"])}}'
 
 
 def test_three_state_machines_logged_and_traced(synthesized):
@@ -193,3 +207,113 @@ def test_the_cutover_starts_with_the_legacy_gate_and_the_steps_know_the_mode(syn
     assert environment["ONPREM_APPLICATION_ROLE"] == "payment_onprem_app"
     assert environment["LEGACY_WINDOW_SECONDS"] == "90", "routing.ttl_seconds 60 + legacy_margin_seconds 30"
     assert environment["APPLICATION_ROLES"] == "payment_app,payment_onprem_app"
+
+
+def test_rollback_lambda_environment_is_exactly_the_contract(synthesized):
+    function = _functions(synthesized)["payment-rollback-dev"]
+    env = function["environment"]["variables"]
+    assert set(env) == {"HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER",
+                        "AWS_SET_IDENTIFIER", "WRITER_PARAMETER", "ROLLBACK_STATE_MACHINE_ARN",
+                        "ADVANCE_STATE_MACHINE_ARN", "CUTOVER_STATE_MACHINE_ARN",
+                        "WRITER_ROLLBACK_WAIT_SECONDS", "SNS_TOPIC_ARN",
+                        "DMS_FORWARD_TASK_ARN", "DMS_FORWARD_CDC_TASK_ARN", "DMS_FALLBACK_TASK_ARN",
+                        "FENCE_METRICS_NAMESPACE",
+                        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    assert (env["RECORD_NAME"], env["RECORD_TYPE"]) == ("api.payments-dev.example.com", "CNAME")
+    assert (env["ONPREM_SET_IDENTIFIER"], env["AWS_SET_IDENTIFIER"]) == ("onprem", "aws")
+    # The writer rollback it starts and the cutover it waits for: this stack's state machines.
+    assert env["ROLLBACK_STATE_MACHINE_ARN"] == _machine_arn(synthesized, "payment-writer-rollback-dev")
+    assert env["CUTOVER_STATE_MACHINE_ARN"] == _machine_arn(synthesized, "payment-cutover-dev")
+    # The advance machine invokes this function, so this function knows it by name (no cycle).
+    assert env["ADVANCE_STATE_MACHINE_ARN"].endswith(":stateMachine:payment-advance-dev")
+    assert int(env["WRITER_ROLLBACK_WAIT_SECONDS"]) < function["timeout"]
+    assert "alarms-topic" in env["SNS_TOPIC_ARN"]
+    # Whether the on-prem writer accepts writes: the three DMS tasks (the migration stack's), and the
+    # namespace the cutover controller's publish_metrics step puts each side's Fenced measurement in.
+    for name, task in (("DMS_FORWARD_TASK_ARN", "forward"), ("DMS_FORWARD_CDC_TASK_ARN", "forward-cdc"),
+                       ("DMS_FALLBACK_TASK_ARN", "fallback")):
+        assert "remote_state" in env[name], f"{name} is not read from the migration stack: {env[name]}"
+        assert f"aws_dms_replication_task{task}replication_task_arn" in env[name].replace(".", ""), (
+            f"{name} is not the {task} task's ARN: {env[name]}")
+    assert env["FENCE_METRICS_NAMESPACE"] == "PaymentMigration"
+    assert "vpc_config" not in function, "the rollback must not depend on the VPC"
+
+
+def test_rollback_role_is_scoped_to_exact_arns(synthesized):
+    statements = _statements(synthesized, "rollback")
+    change = statements["WeightedPairOnly"]
+    assert change["actions"] == ["route53:ChangeResourceRecordSets"]
+    assert change["resources"][0].startswith("arn:${data.aws_partition.partition.partition}:route53:::hostedzone/")
+    # Only the weighted pair, only UPSERT: never NS, CAA or the certificate's validation record.
+    conditions = {c["variable"]: c["values"] for c in change["condition"]}
+    assert conditions == {"route53:ChangeResourceRecordSetsNormalizedRecordNames": ["api.payments-dev.example.com"],
+                          "route53:ChangeResourceRecordSetsRecordTypes": ["CNAME"],
+                          "route53:ChangeResourceRecordSetsActions": ["UPSERT"]}
+    writer_rollback, cutover = (_machine_arn(synthesized, name)
+                                for name in ("payment-writer-rollback-dev", "payment-cutover-dev"))
+    assert statements["StartWriterRollback"]["resources"] == [writer_rollback]
+    assert statements["WatchWriterRollback"]["resources"] == [_executions_of(writer_rollback)]
+    listing = statements["FindControllerExecutions"]
+    assert listing["actions"] == ["states:ListExecutions"]
+    assert listing["resources"][0].endswith(":stateMachine:payment-advance-dev")
+    assert listing["resources"][1:] == [cutover]
+    # An advance may be stopped; a cutover only watched: it is never stopped mid-way.
+    stop_advance = statements["StopAdvance"]
+    assert sorted(stop_advance["actions"]) == ["states:DescribeExecution", "states:GetExecutionHistory",
+                                               "states:StopExecution"]
+    assert [arn.rsplit(":", 3)[-3:] for arn in stop_advance["resources"]] == [["execution", "payment-advance-dev", "*"]]
+    assert statements["WatchCutover"]["actions"] == ["states:DescribeExecution"]
+    assert statements["WatchCutover"]["resources"] == [_executions_of(cutover)]
+    assert not [sid for sid, s in statements.items()
+                if "states:StopExecution" in s["actions"] and any(cutover[2:-1] in r for r in s["resources"])]
+    assert "alarms-topic" in statements["Notify"]["resources"][0]
+    # It reads the replication direction and the fence measurements, and changes neither.
+    assert statements["ReadReplicationDirection"]["actions"] == ["dms:DescribeReplicationTasks"]
+    assert statements["ReadFenceMeasurements"]["actions"] == ["cloudwatch:GetMetricData"]
+    assert not [sid for sid, s in statements.items()
+                if any(action.startswith("dms:") and action != "dms:DescribeReplicationTasks" for action in s["actions"])]
+    assert not [sid for sid, s in statements.items() if "cloudwatch:PutMetricData" in s["actions"]]
+    # Neither DescribeReplicationTasks nor GetMetricData supports a resource-level permission.
+    wildcard = {sid for sid, s in statements.items() if "*" in s["resources"]}
+    assert wildcard == {"UnscopableReads", "ReadReplicationDirection", "ReadFenceMeasurements"}, (
+        f"wildcard resources beyond the unscopable: {wildcard}")
+
+
+def test_composite_alarm_reaches_the_rollback_lambda(synthesized):
+    (subscription,) = synthesized.resources("cutover", "aws_sns_topic_subscription").values()
+    assert subscription["protocol"] == "lambda"
+    assert "rollback-topic" in subscription["topic_arn"]
+    assert subscription["endpoint"].startswith("${aws_lambda_function.rollback")
+    permission = synthesized.resources("cutover", "aws_lambda_permission")["rollback-from-alarm"]
+    assert permission["principal"] == "sns.amazonaws.com" and "rollback-topic" in permission["source_arn"]
+    (composite,) = synthesized.resources("monitoring", "aws_cloudwatch_composite_alarm").values()
+    assert "${aws_sns_topic.rollback-topic.arn}" in composite["alarm_actions"]
+
+
+def test_automatic_rollback_can_be_switched_off(synthesize):
+    variant = synthesize(edited(r"^automatic_rollback = true.*$", "automatic_rollback = false"))
+    assert not variant.resources("cutover", "aws_sns_topic_subscription")
+    assert "rollback-from-alarm" not in variant.resources("cutover", "aws_lambda_permission")
+    assert any(f["function_name"] == "payment-rollback-dev"
+               for f in variant.resources("cutover", "aws_lambda_function").values())
+
+
+
+
+def test_the_rollback_dead_letters_alarm(synthesized):
+    alarm = synthesized.resources("cutover", "aws_cloudwatch_metric_alarm")["rollback-dead-letters"]
+    assert alarm["alarm_name"] == "payment-rollback-dead-letters-dev"
+    assert "rollback_dead-letters" in alarm["dimensions"]["QueueName"]
+    assert "alarms-topic" in alarm["alarm_actions"][0]
+
+
+def test_one_zip_for_the_traffic_and_rollback_functions_one_wiring_of_the_weighted_pair(synthesized):
+    functions = _functions(synthesized)
+    traffic, rollback = functions["payment-cutover-traffic-dev"], functions["payment-rollback-dev"]
+    assert traffic["filename"] == rollback["filename"]
+    pair = ("HOSTED_ZONE_ID", "RECORD_NAME", "RECORD_TYPE", "ONPREM_SET_IDENTIFIER", "AWS_SET_IDENTIFIER",
+            "WRITER_PARAMETER")
+    assert ({key: traffic["environment"]["variables"][key] for key in pair}
+            == {key: rollback["environment"]["variables"][key] for key in pair})
+    for sid in ("ReadRecords", "WeightedPairOnly", "ChangeStatus", "ReadWriter"):
+        assert _statements(synthesized, "traffic")[sid] == _statements(synthesized, "rollback")[sid], sid

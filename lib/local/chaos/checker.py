@@ -33,8 +33,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from lib.config import SIDES
-
+from lib.names import SIDES
 ACKNOWLEDGED = (200, 201)
 # An answer that says nothing was stored: the request was refused before anything committed.
 CANNOT_WRITE = ("fenced", "down")

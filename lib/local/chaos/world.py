@@ -32,7 +32,7 @@ from typing import Any, Callable
 import boto3
 import psycopg2
 
-from lib.config import SIDES
+from lib.names import SIDES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAMBDA_ROOT = REPO_ROOT / "lib" / "lambda"

@@ -7,80 +7,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lib.config import Config
 from lib.cutover.executions import history as execution_history
+from lib.names import Names
 
 
 class ControlError(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Names:
-    """What the stacks call things in one environment (BaseStack.resource_name: payment-<x>-<env>)."""
-
-    env: str
-
-    def resource(self, suffix: str) -> str:
-        return f"payment-{suffix}-{self.env}"
-
-    @property
-    def api(self) -> str:
-        return self.resource("api")
-
-    @property
-    def validation(self) -> str:
-        return self.resource("validation")
-
-    @property
-    def rollback(self) -> str:
-        return self.resource("rollback")
-
-    @property
-    def steps(self) -> str:
-        return self.resource("cutover-steps")
-
-    @property
-    def traffic(self) -> str:
-        return self.resource("cutover-traffic")
-
-    @property
-    def functions(self) -> tuple[str, ...]:
-        return (self.api, self.validation, self.rollback, self.steps, self.traffic)
-
-    @property
-    def advance(self) -> str:
-        return self.resource("advance")
-
-    @property
-    def cutover(self) -> str:
-        return self.resource("cutover")
-
-    @property
-    def writer_rollback(self) -> str:
-        from lib.stacks.cutover_names import writer_rollback_state_machine_name
-
-        return writer_rollback_state_machine_name(self.env)
-
-    @property
-    def child_alarm(self) -> str:
-        return self.resource("api-failures")
-
-    @property
-    def composite_alarm(self) -> str:
-        return self.resource("cutover-unhealthy")
-
-    @property
-    def rollback_topic(self) -> str:
-        return self.resource("rollback")
-
-    def secret(self, side: str, role: str) -> str:
-        return f"payment-migration/{self.env}/{side}/{role}"
 
 
 class Controls:
