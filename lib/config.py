@@ -37,9 +37,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _IAM_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# The two sides of the migration as every stack and tool names them (the Lambda functions' own
-# definition, in their zips: payment_common.sides).
-SIDES = ("onprem", "aws")
 PHASE_WEIGHTS = {"legacy-sync": 0, "canary": 10, "split": 50, "aws-primary": 100}
 # Aurora PostgreSQL majors AWS supports today (standard support); older majors are refused.
 SUPPORTED_AURORA_MAJORS = (13, 14, 15, 16, 17)
