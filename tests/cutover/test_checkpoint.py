@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import uuid
 
+from lib.local.postgres.replication import add_customer
 from payment_cutover import steps
 from payment_cutover.sides import AWS, ONPREM
 from payment_validation import ValidationOptions, validate
 from payment_validation.changes import read_changes
-from tests.support.replication import add_customer
 
 INSERT_PAYMENT = """INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash)
                     VALUES (%s, %s, %s, 'EUR', %s, 'h')"""

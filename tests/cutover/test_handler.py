@@ -9,7 +9,7 @@ import pytest
 
 from payment_cutover.errors import ConfigurationError, InvalidEvent, WriterMismatch
 from tests.cutover.conftest import invoke
-from tests.support.replication import LambdaContext
+from tests.support.handlers import LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
