@@ -225,11 +225,6 @@ def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None =
     overrides SETTINGS. `app_user`, unless None, is made a LOGIN CREATEDB role with a generated
     password (`app_connect`, `create_database`)."""
     ca = ca or session_ca()
-    if port is None:
-        port = free_port()
-    elif not port_is_free(port):
-        raise PostgresSetupError(f"port {port} on 127.0.0.1 is in use: the {name} server cannot listen there "
-                                 "(another run? `ss -ltnp` shows who holds it)")
     if root is None:
         root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     else:
@@ -237,6 +232,11 @@ def start_postgres(root: Path | None = None, extra_conf: dict[str, str] | None =
         if root.exists():
             stop_leftover(root)
             shutil.rmtree(root)
+    if port is None:
+        port = free_port()
+    elif not port_is_free(port):
+        raise PostgresSetupError(f"port {port} on 127.0.0.1 is in use: the {name} server cannot listen there "
+                                 "(another run? `ss -ltnp` shows who holds it)")
     data, run = root / "data", root / "run"
     run.mkdir(parents=True, exist_ok=True)
     as_user = _run_as()
