@@ -44,14 +44,8 @@ import boto3  # noqa: E402
 import psycopg2  # noqa: E402
 
 from tests.support.moto_server import MotoServer  # noqa: E402
-from tests.support.replication import (  # noqa: E402
-    AWS,
-    ONPREM,
-    acquire_servers,
-    create_writer_parameter,
-    release_servers,
-    shared_pair,
-)
+from lib.local.postgres.replication import AWS, ONPREM, acquire_servers, release_servers, shared_pair  # noqa: E402
+from tests.support.handlers import create_writer_parameter  # noqa: E402
 
 OUTPUT = ROOT / "build" / "bench" / "cutover.json"
 # The live validation's settle-and-recheck: local replication lags milliseconds.

@@ -29,14 +29,8 @@ import boto3  # noqa: E402
 import psycopg2  # noqa: E402
 
 from tests.support.moto_server import MotoServer  # noqa: E402
-from tests.support.replication import (  # noqa: E402
-    AWS,
-    ONPREM,
-    acquire_servers,
-    create_writer_parameter,
-    release_servers,
-    shared_pair,
-)
+from lib.local.postgres.replication import AWS, ONPREM, acquire_servers, release_servers, shared_pair  # noqa: E402
+from tests.support.handlers import create_writer_parameter  # noqa: E402
 
 AUDIT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', %s, 'created')"
 

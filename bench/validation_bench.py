@@ -7,7 +7,7 @@ Targets: at 10,000,000 rows with one difference the engine takes <= 1.25 x the f
         [--sizes 1000000,30000000] [--repeat 3] [--chunk-rows 2500000] [--concurrency 10]
         [--threads 2] [--key-order time|random]
 
-Starts its own PostgreSQL server (tests/support/postgres.py), generates a payments table (the
+Starts its own PostgreSQL server (lib/local/postgres/server.py), generates a payments table (the
 reference schema's columns) inside PostgreSQL with generate_series, showing progress, and copies it
 as targets (CREATE DATABASE … TEMPLATE): one with one row's amount changed, one with 1 % of the
 rows' amounts changed. Then, on the same data in the same run:
@@ -59,7 +59,7 @@ import psycopg2  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
 if TYPE_CHECKING:
-    from tests.support.postgres import PostgresServer
+    from lib.local.postgres.server import PostgresServer
 
 CHUNK_ROWS = 500_000
 TARGET_FLOOR_RATIO = 1.25
@@ -133,7 +133,7 @@ def main() -> int:
         log(f"reladiff not found at {args.reladiff}: create it with `make .venv-bench/.installed`")
         return 2
 
-    from tests.support.postgres import start_postgres  # not in the measured child: it starts faster
+    from lib.local.postgres.server import start_postgres  # not in the measured child: it starts faster
 
     log("starting PostgreSQL")
     server = start_postgres(extra_conf={

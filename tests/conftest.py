@@ -23,13 +23,13 @@ if str(ROOT) not in sys.path:
 if (ROOT / "node_modules" / ".bin" / "node").exists():
     os.environ.setdefault("JSII_NODE", str(ROOT / "node_modules" / ".bin" / "node"))
 
+from lib.local.postgres.server import PostgresServer, start_postgres  # noqa: E402
 from tests.support.moto_server import MotoServer  # noqa: E402
-from tests.support.postgres import PostgresServer, start_postgres  # noqa: E402
 
 
 # The fixtures that start a server, and the marker a test using one (directly or through another
 # fixture) gets, so that `make test-fast` can leave it out. Each name means the same kind of server
-# wherever it is defined: `servers` is always the replicated pair of tests/support/replication.py,
+# wherever it is defined: `servers` is always the replicated pair of lib/local/postgres/replication.py,
 # `emulator` always a moto server in this process. A module that starts a server another way marks
 # itself.
 SERVER_FIXTURES = {

@@ -549,8 +549,8 @@ def test_names_are_the_stacks(synthesized):
 
 @pytest.fixture(scope="module")
 def servers():
-    """The two PostgreSQL servers of this process (tests/support/replication.py), shared."""
-    from tests.support.replication import acquire_servers, release_servers
+    """The two PostgreSQL servers of this process (lib/local/postgres/replication.py), shared."""
+    from lib.local.postgres.replication import acquire_servers, release_servers
 
     yield acquire_servers()
     release_servers()
@@ -563,7 +563,7 @@ def test_status_reads_both_databases_through_the_real_step_function(controller, 
     import boto3
     from payment_cutover import handler as steps
 
-    from tests.support.replication import cutover_environment, shared_pair
+    from lib.local.postgres.replication import cutover_environment, shared_pair
 
     pair = shared_pair(servers)
     steps.aws_clients.cache_clear()

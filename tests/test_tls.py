@@ -1,5 +1,5 @@
 """Verified TLS on real PostgreSQL servers: the test servers present certificates from the session's
-test CA (tests/support/tls.py) and are reached with sslmode=verify-full; a name the certificate does
+test CA (lib/local/postgres/tls.py) and are reached with sslmode=verify-full; a name the certificate does
 not carry, a certificate from another CA, and the RDS bundle against a non-RDS server are refused,
 also through the Lambdas' own connection code. The Lambdas default to verify-full with the RDS CA
 bundle their zips carry (lib/certs/), which covers every configured region."""
@@ -18,8 +18,8 @@ import psycopg2
 import pytest
 
 from lib import bundler
-from tests.support.postgres import PostgresServer, start_postgres
-from tests.support.tls import CertificateAuthority
+from lib.local.postgres.server import PostgresServer, start_postgres
+from lib.local.postgres.tls import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[1]
 ELSEWHERE = "payments-db.elsewhere.test"

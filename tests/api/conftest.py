@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from tests.support.postgres import PostgresServer
-from tests.support.replication import acquire_servers, release_servers, shared_pair
+from lib.local.postgres.replication import acquire_servers, release_servers, shared_pair
+from lib.local.postgres.server import PostgresServer
 
 
 @dataclass

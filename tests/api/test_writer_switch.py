@@ -8,8 +8,9 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from lib.local.postgres.replication import add_customer, api_environment
 from payment_cutover import steps
-from tests.support.replication import PaymentApi, add_customer, api_environment, create_writer_parameter
+from tests.support.handlers import PaymentApi, create_writer_parameter
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 WRITER_PARAMETER = "/payment-migration/test/writer"

@@ -9,16 +9,15 @@ import json
 import boto3
 import pytest
 
-from tests.support.replication import (
-    LambdaContext,
+from lib.local.postgres.replication import (
     ReplicatedPair,
     acquire_servers,
     add_customer,
-    create_writer_parameter,
     cutover_environment,
     release_servers,
     shared_pair,
 )
+from tests.support.handlers import LambdaContext, create_writer_parameter
 
 WRITER_PARAMETER = "/payment-migration/test/writer"
 

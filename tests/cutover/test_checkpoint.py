@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 
 from payment_common.sides import AWS, ONPREM
+from lib.local.postgres.replication import add_customer
 from payment_cutover import steps
 from payment_validation import ValidationOptions, validate
 from payment_validation.changes import read_changes
-from tests.support.replication import add_customer
 
 INSERT_PAYMENT = """INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash)
                     VALUES (%s, %s, %s, 'EUR', %s, 'h')"""

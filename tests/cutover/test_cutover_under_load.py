@@ -10,8 +10,9 @@ import time
 import boto3
 import pytest
 
+from lib.local.postgres.replication import add_customer, api_environment
 from tests.cutover.test_steps import run_cutover
-from tests.support.replication import PaymentApi, add_customer, api_environment
+from tests.support.handlers import PaymentApi
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 RETRY_SECONDS = 0.02  # the load client retries a 503 at once, so the measured pause is the database's

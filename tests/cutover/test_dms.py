@@ -21,13 +21,14 @@ import pytest
 
 from payment_common.errors import ConfigurationError
 from payment_common.sides import FALLBACK, FORWARD
+from lib.local.postgres.replication import SCHEMA, TABLES, prepare_database, reset_database
 from payment_cutover import fence, slots, steps
 from payment_cutover.dms import FORWARD_CDC, STATUSES, DmsReplication, _state
 from payment_cutover.errors import ReplicationBehind, ReplicationNotRunning
 from payment_cutover.replication import RUNNING, STOPPED
-from tests.support.moto_server import FAKE_CREDENTIALS
 from tests.support.emulator_process import emulator_process
-from tests.support.replication import SCHEMA, TABLES, create_writer_parameter, prepare_database, reset_database
+from tests.support.handlers import create_writer_parameter
+from tests.support.moto_server import FAKE_CREDENTIALS
 
 
 @pytest.fixture(scope="module")

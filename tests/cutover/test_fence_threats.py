@@ -20,7 +20,7 @@ from payment_common.writer import read_writer
 from payment_cutover import control, fence, steps
 from payment_cutover.errors import FenceBreached, FenceIncomplete, LeaseHeld, LeaseLost, SwitchPending
 from payment_cutover.writer import set_writer as put_writer
-from tests.support.replication import create_writer_parameter
+from tests.support.handlers import create_writer_parameter
 
 AUDIT = "INSERT INTO audit_log (entity, entity_id, action) VALUES ('payment', %s, 'created')"
 
@@ -209,7 +209,7 @@ def test_roles_sql_takes_execute_from_public_so_the_function_path_closes(pair, c
 
 
 def steps_roles_sql() -> str:
-    from tests.support.replication import ROLES_SQL
+    from lib.local.postgres.replication import ROLES_SQL
 
     return ROLES_SQL.read_text()
 

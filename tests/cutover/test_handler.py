@@ -10,7 +10,7 @@ import pytest
 from payment_common.errors import ConfigurationError
 from payment_cutover.errors import InvalidEvent, WriterMismatch
 from tests.cutover.conftest import invoke
-from tests.support.replication import LambdaContext
+from tests.support.handlers import LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 

@@ -9,11 +9,11 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
+from lib.local.postgres.replication import ROLES_SQL, add_customer, prepare_database, reset_database
 from payment_api import payments
 from payment_api.models import PaymentRequest
 from payment_cutover import fence
 from payment_cutover.errors import FenceIncomplete
-from tests.support.replication import ROLES_SQL, add_customer, prepare_database, reset_database
 
 
 @pytest.fixture(scope="module")

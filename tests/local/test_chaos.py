@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import _pg_bin
+from lib.local.postgres.server import pg_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_one_trial_is_run_and_judged(tmp_path):
-    _pg_bin("initdb")  # the servers' binaries, or a clear error
+    pg_binary("initdb")  # the servers' binaries, or a clear error
     environment = {**os.environ, "CHAOS_OUT": str(tmp_path), "CHAOS_FAULTS": "answer-lost", "CHAOS_STATES": "Fence",
                    "CHAOS_MACHINES": "cutover", "CHAOS_RATE": "60", "PAYMENT_MIGRATION_ENV": "local"}
     process = subprocess.run([sys.executable, "-m", "lib.local.chaos"], cwd=REPO_ROOT, env=environment,

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from lib.config import load_config
-from lib.local.rehearsal.databases import free_port, pg_binary
+from lib.local.postgres.server import free_port, pg_binary
 from lib.terraform import REPO_ROOT
 
 # A rehearsal run: its own PostgreSQL servers and moto server, in a child process.

@@ -2,7 +2,7 @@
 interpreter, with the real step handlers behind their Task states.
 
 One Emulator (a moto server in this process, execution of state machines switched on) per module,
-and the two PostgreSQL servers of tests/support/replication.py joined by logical replication (on-prem
+and the two PostgreSQL servers of lib/local/postgres/replication.py joined by logical replication (on-prem
 → aws running). Once per module, `deployed` builds what the stacks leave behind — the routing and
 monitoring world of tests/rollback/world.py (weighted pair, alarms, writer parameter, alarm topic with
 a queue subscribed), the four Lambda functions (a dummy zip; their environment as the stacks set it)
@@ -40,6 +40,13 @@ import psycopg2
 import pytest
 
 from lib.cutover.executions import history as execution_history
+from lib.local.postgres.replication import (
+    ReplicatedPair,
+    acquire_servers,
+    cutover_environment,
+    release_servers,
+    shared_pair,
+)
 from lib.workflows.cutover import advance_definition, cutover_definition, rollback_definition
 from tests.rollback.world import (
     ADVANCE_MACHINE_NAME,
@@ -52,13 +59,6 @@ from tests.rollback.world import (
     WRITER_PARAMETER,
     World,
     build_world,
-)
-from tests.support.replication import (
-    ReplicatedPair,
-    acquire_servers,
-    cutover_environment,
-    release_servers,
-    shared_pair,
 )
 
 ACCOUNT_ID = "123456789012"

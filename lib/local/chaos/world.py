@@ -1,7 +1,7 @@
 """The world the trials run in, without Terraform, made once and reset in place between trials:
 
-- the two PostgreSQL servers of tests/support/replication.py (on-prem and "Aurora") joined by
-  logical replication, its session pair reset in place (`ReplicatedPair.reset`), commits synchronous
+- the two PostgreSQL servers of lib/local/postgres/replication.py (on-prem and "Aurora") joined by
+  logical replication, its pair reset in place (`ReplicatedPair.reset`), commits synchronous
   (`synchronous_commit = on`: a server crash must not lose an acknowledged commit);
 - a moto server executing state machines (lib.local.emulator), holding what the routing,
   monitoring and cutover stacks leave behind (tests/rollback/world.py: the weighted pair, the alarms,
@@ -11,9 +11,8 @@
   conftest.py registers them), each wrapped so a fault can be injected when a given Task state
   invokes it.
 
-This module imports the tests' PostgreSQL and emulator harness (tests/support, tests/rollback/world.py,
-tests/workflows/conftest.py) rather than a third copy of it: one harness serves the tests, the
-rehearsal and the fault matrix.
+The PostgreSQL harness is the one the tests and the rehearsal use (lib/local/postgres); the emulator
+world is still the tests' (tests/rollback/world.py, tests/workflows/conftest.py) rather than a copy.
 """
 
 from __future__ import annotations
@@ -182,13 +181,10 @@ class World:
         check_synthesized(synthesized)
         self.log(f"==> the state machines equal those synthesized in {shown(synthesized)}, "
                  "ARNs aside")
-        from tests.support.replication import acquire_servers, shared_pair
+        from lib.local.postgres.replication import replicated_pair, start_servers
 
-        self.servers = acquire_servers()
-        for server in self.servers.values():
-            server.postgres.admin_execute("ALTER SYSTEM SET synchronous_commit = on")
-            server.postgres.admin_execute("SELECT pg_reload_conf()")
-        self.pair = shared_pair(self.servers)
+        self.servers = start_servers({"synchronous_commit": "on"})
+        self.pair = replicated_pair(self.servers, name="chaos")
         self._start_emulator()
         self._deploy()
         self.log(f"==> world ready in {time.monotonic() - started:.1f} s: on-prem :{self.server('onprem').port}, "
@@ -212,9 +208,9 @@ class World:
         self.validation_handler = importlib.reload(importlib.import_module("payment_validation.handler"))
 
     def _deploy(self) -> None:
+        from lib.local.postgres.replication import api_environment, cutover_environment
         from lib.workflows.cutover import cutover_definition, rollback_definition
         from tests.rollback.world import CUTOVER_MACHINE_NAME, WRITER_PARAMETER, build_world
-        from tests.support.replication import api_environment, cutover_environment
         from tests.workflows import conftest as workflows
 
         self.world = build_world(onprem_weight=50, aws_weight=50, aws_member="records")
@@ -279,12 +275,12 @@ class World:
         return run
 
     def stop(self) -> None:
-        from tests.support.replication import release_servers
+        from lib.local.postgres.replication import stop_servers
 
         self._stop_running()
         self.pair.close_connections()
         self.emulator.stop()
-        release_servers()
+        stop_servers(self.servers)
 
     # -- what faults and the runner use ----------------------------------------------------------------
 
@@ -296,10 +292,7 @@ class World:
         on the unix socket) or a role of schema/roles.sql (TLS and password, as an application)."""
         db = self.pair.sides[side]
         if role == "postgres":
-            conn = psycopg2.connect(host=db.postgres.socket_dir, port=db.postgres.port, user="postgres",
-                                    dbname=db.dbname, connect_timeout=timeout)
-            conn.autocommit = True
-            return conn
+            return db.postgres.admin_connect(db.dbname, timeout=timeout)
         return db.connect(role, application_name="chaos")
 
     def source_target(self) -> tuple[str, str]:

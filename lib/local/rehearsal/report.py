@@ -99,7 +99,7 @@ def finish(rehearsal: Any) -> dict:
     report = _report(rehearsal, counted, problems)
     (work / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     for server in rehearsal.servers.values():
-        attempt(f"stopping the {server.side} server", server.remove_data)
+        attempt(f"stopping the {server.side} server", server.postgres.remove_data)
     if rehearsal.emulator is not None:
         attempt("stopping the emulator", rehearsal.emulator.stop)
     _summary(rehearsal, report, say)

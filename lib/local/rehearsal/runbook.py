@@ -35,7 +35,6 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -164,7 +163,7 @@ class Rehearsal:
         return 0 if report["result"] == "PASSED" else 1
 
     def _run(self) -> None:
-        from lib.local.rehearsal import databases
+        from lib.local.postgres import replication
 
         # Each Lambda folder is the root of its zip: its package (payment_api, payment_cutover, …) is
         # imported from there, as the tests do.
@@ -187,7 +186,7 @@ class Rehearsal:
         if database_errors:
             raise RehearsalFailed("databases", f"{type(database_errors[0]).__name__}: {database_errors[0]}")
         with self.phase("wiring") as phase:
-            self._wire(phase, databases)
+            self._wire(phase, replication)
         with self.phase("legacy-sync") as phase:
             self._start_load(phase)
         for name in ("canary", "split"):
@@ -240,7 +239,7 @@ class Rehearsal:
 
     # ---- steps -----------------------------------------------------------------------------------
     def _preflight(self) -> None:
-        from lib.local.rehearsal.databases import Server, pg_binary, port_is_free
+        from lib.local.postgres.server import pg_binary, port_is_free, stop_leftover
         from lib.terraform import terraform_binary
 
         terraform_binary()
@@ -250,8 +249,7 @@ class Rehearsal:
             raise RuntimeError("openssl is not on the PATH (the servers' TLS certificates)")
         # A server an interrupted run left behind holds the on-prem port: stop it first.
         for side in ("onprem", "aws"):
-            leftover = Server(side=side, root=self.work / "postgres" / side, port=0, dbname="", ca=None)  # type: ignore[arg-type]
-            leftover.stop(mode="immediate")
+            stop_leftover(self.work / "postgres" / side)
         busy = [f"{what} port {port}" for what, port in (("emulator", self.config.emulator.port),
                                                          ("on-prem PostgreSQL", self.config.onprem.db_port))
                 if not port_is_free(port)]
@@ -271,15 +269,10 @@ class Rehearsal:
         phase = Phase("databases", time.monotonic(), _now_iso())
         self.phases.append(phase)
         try:
-            ca = databases.CertificateAuthority.create(self.work / "tls")
-            self.ca = ca
-            aws_port = databases.free_port()
-            plan = {"onprem": (self.config.onprem.db_port, self.config.onprem.db_name),
-                    "aws": (aws_port, self.config.database.database_name)}
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                futures = {side: pool.submit(databases.start_server, side, self.work / "postgres" / side, port,
-                                             dbname, ca) for side, (port, dbname) in plan.items()}
-                self.servers = {side: future.result() for side, future in futures.items()}
+            self.ca, self.servers = databases.start_databases(
+                self.work, self.config.onprem.db_port,
+                {"onprem": self.config.onprem.db_name, "aws": self.config.database.database_name})
+            aws_port = self.servers["aws"].port
             onprem = self.servers["onprem"]
             self.customers = databases.seed_customers(onprem, CUSTOMERS)
             self.legacy_keys = databases.seed_legacy_payments(onprem, self.customers, LEGACY_PAYMENTS)

@@ -1,9 +1,10 @@
-"""A certificate authority made for one test session (openssl), and server certificates it signs, so
-the test servers are verified as Aurora is: sslmode=verify-full against a CA file.
+"""A certificate authority made for one run (openssl), and server certificates it signs, so the local
+servers are verified as Aurora is: sslmode=verify-full against a CA file.
 
-The session's CA lives in a temporary directory removed when the process exits. Its certificate is
-world-readable (the directory too): a subscriber's server process, running as another user, verifies
-its publisher with it. Keys are EC P-256: quick to make on a loaded machine.
+`session_ca()` is the process's CA, in a temporary directory removed when the process exits; a run
+that keeps its files (the rehearsal) makes its own with `CertificateAuthority.create`. A CA's
+certificate is world-readable (its directory too): a subscriber's server process, running as another
+user, verifies its publisher with it. Keys are EC P-256: quick to make on a loaded machine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-# What a test server's certificate names: how tests reach it (by address or by name).
+# What a server's certificate names: how clients reach it (by address or by name).
 SERVER_NAMES = ("127.0.0.1", "localhost")
 DAYS = "2"
 KEY_OPTIONS = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -52,7 +53,7 @@ class CertificateAuthority:
         return self.directory / "ca.key"
 
     @classmethod
-    def create(cls, directory: Path, name: str = "payment-migration test CA") -> CertificateAuthority:
+    def create(cls, directory: Path, name: str = "payment-migration local CA") -> CertificateAuthority:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         os.chmod(directory, 0o755)
@@ -91,10 +92,10 @@ _session: dict[str, CertificateAuthority] = {}
 
 
 def session_ca() -> CertificateAuthority:
-    """This process's test CA, made on first use (thread-safe: servers start side by side)."""
+    """This process's CA, made on first use (thread-safe: servers start side by side)."""
     with _lock:
         if "ca" not in _session:
-            directory = Path(tempfile.mkdtemp(prefix="pgtest-ca-"))
+            directory = Path(tempfile.mkdtemp(prefix="pg-ca-"))
             atexit.register(shutil.rmtree, directory, ignore_errors=True)
             _session["ca"] = CertificateAuthority.create(directory)
         return _session["ca"]

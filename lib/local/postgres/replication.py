@@ -1,17 +1,21 @@
 """Two real PostgreSQL servers playing on-prem and Aurora, joined by PostgreSQL logical replication
-standing in for the DMS tasks: the world the cutover steps (and the rehearsal) run in.
+standing in for the DMS tasks: the world the cutover steps, the rehearsal and the fault matrix run in.
 
-Each server has a template database (the reference schema, schema/roles.sql, the publication of the
-payment tables and the marker table) from which every test database is cloned (CREATE DATABASE ...
-TEMPLATE: a tenth of a second), and a password for every role of roles.sql (generated here, per
-server). A replicated pair runs the forward direction (a subscription on "aws" from "onprem"); one
-pair is kept for a whole test session and put back to that state before each test (`reset`:
-subscriptions and slots re-made, tables truncated, fences lifted, roles.sql re-applied), which costs
-a fraction of making new databases and syncing them.
+Each server has a template database (the reference schema, owned by a NOLOGIN role; schema/roles.sql;
+the publication of the payment tables and the marker table) from which every payment database is
+cloned (CREATE DATABASE ... TEMPLATE: a tenth of a second), a password for every role of roles.sql
+(generated here, per server), and `subscription_admin`, a superuser the controller's
+postgres-logical driver manages subscriptions as (PostgreSQL 15 lets only a superuser manage them;
+on AWS, DMS tasks replace them).
+
+A replicated pair runs the forward direction (a subscription on "aws" from "onprem"). The tests keep
+one pair for a whole session and put it back to that state before each test (`reset`: subscriptions
+and slots re-made, tables truncated, fences lifted, roles.sql re-applied), which costs a fraction of
+making new databases and syncing them. The rehearsal fills on-prem first and starts the forward
+direction with a full copy (`start_forward_replication`), as the forward DMS task does.
 
 Role membership (payment_writer, which the fence revokes) is cluster-wide: whatever prepares a
-database for a test also puts the application roles' membership back (`open_roles`).
-Subscriptions are managed as the superuser (unix socket): PostgreSQL 15 allows nothing else.
+database also puts the application roles' membership back (`open_roles`).
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from tests.support.postgres import PostgresServer, start_postgres
+from lib.local.postgres.server import PostgresServer, PostgresSetupError, start_postgres
+from lib.local.postgres.tls import CertificateAuthority
 
-ROLES_SQL = Path(__file__).resolve().parents[2] / "schema" / "roles.sql"
+ROLES_SQL = Path(__file__).resolve().parents[3] / "schema" / "roles.sql"
+# The roles of schema/roles.sql, each with a secret per side on AWS (lib/constructs/secrets.py).
 ROLES = ("payment_app", "payment_validator", "dms_source", "dms_target", "payment_controller")
+SUBSCRIPTION_ADMIN = "subscription_admin"  # PostgreSQL 15 lets only a superuser manage subscriptions
 SCHEMA = "public"
 TABLES = ["customers", "payments", "transactions", "audit_log"]
 PUBLICATION = "payment_migration"
@@ -46,8 +53,8 @@ LOGICAL_CONF = {
     "wal_receiver_status_interval": "1",
     # a logical replication worker that could not start is retried after this (default 5 s)
     "wal_retrieve_retry_interval": "200ms",
-    # commits are asynchronous here (synchronous_commit = off) and a walsender sends only flushed
-    # WAL: flush every 10 ms rather than 200, or each marker waits up to 0.2 s for nothing
+    # where commits are asynchronous (the servers' default, synchronous_commit = off) a walsender
+    # sends only flushed WAL: flush every 10 ms rather than 200, or each marker waits up to 0.2 s
     "wal_writer_delay": "10ms",
     # XA / JTA transaction managers prepare transactions; the fence must meet them
     "max_prepared_transactions": "10",
@@ -64,10 +71,12 @@ _names = itertools.count(1)
 
 @dataclass
 class Server:
-    """A running server, the passwords of the roles of roles.sql on it, and its template database."""
+    """A running server, the passwords of the roles of roles.sql (and of subscription_admin) on it,
+    and its template database."""
 
     postgres: PostgresServer
-    passwords: dict[str, str] = field(default_factory=lambda: {role: secrets.token_urlsafe(18) for role in ROLES})
+    passwords: dict[str, str] = field(default_factory=lambda: {
+        role: secrets.token_urlsafe(18) for role in (*ROLES, SUBSCRIPTION_ADMIN)})
 
     def prepare_template(self) -> None:
         """The template every test database is cloned from: schema, roles.sql, publication; the
@@ -85,6 +94,7 @@ class Server:
                   END LOOP;
                 END $$""", dbname=TEMPLATE)
         self.postgres.admin_execute(ROLES_SQL.read_text(), dbname=TEMPLATE)
+        self.postgres.admin_execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER").format(sql.Identifier(SUBSCRIPTION_ADMIN)))
         for role, password in self.passwords.items():
             self.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(role)), (password,))
         admin = self.postgres.admin_connect(TEMPLATE)
@@ -106,22 +116,29 @@ class Server:
         return self._fingerprint
 
 
-def start_servers() -> dict[str, Server]:
-    """Both servers, started side by side (initdb and a TLS key each: seconds), templates ready."""
-    def start(_side: str) -> Server:
-        server = Server(start_postgres(extra_conf=LOGICAL_CONF))
+def start_servers(settings: dict[str, str] | None = None, *, ca: CertificateAuthority | None = None,
+                  roots: dict[str, Path] | None = None, ports: dict[str, int] | None = None) -> dict[str, Server]:
+    """Both servers, started side by side (initdb and a TLS key each: seconds), templates ready.
+    `settings` add to LOGICAL_CONF; `ca`, `roots` (per side) and `ports` (per side) default to
+    the process's CA, temporary directories and free ports."""
+    roots, ports = roots or {}, ports or {}
+
+    def start(side: str) -> Server:
+        server = Server(start_postgres(roots.get(side), {**LOGICAL_CONF, **(settings or {})}, ca=ca,
+                                       port=ports.get(side), name=side))
         server.prepare_template()
         return server
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        started = dict(zip((ONPREM, AWS), pool.map(start, (ONPREM, AWS))))
+        futures = {side: pool.submit(start, side) for side in (ONPREM, AWS)}
+        started = {side: future.result() for side, future in futures.items()}
     return started
 
 
 def stop_servers(servers: dict[str, Server]) -> None:
     """Throwaway servers: stopped at once (no shutdown checkpoint), side by side, then removed."""
     def remove(server: Server) -> None:
-        server.postgres._pg_ctl("-w", "-m", "immediate", "stop", check=False)
+        server.postgres.stop(mode="immediate")
         server.postgres.remove()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -176,6 +193,8 @@ def open_roles(postgres: PostgresServer) -> None:
 
 @dataclass
 class SideDatabase:
+    """One side's payment database (on its server), reached as the roles of roles.sql or the superuser."""
+
     side: str
     server: Server
     dbname: str
@@ -183,6 +202,18 @@ class SideDatabase:
     @property
     def postgres(self) -> PostgresServer:
         return self.server.postgres
+
+    @property
+    def host(self) -> str:
+        return self.postgres.host
+
+    @property
+    def port(self) -> int:
+        return self.postgres.port
+
+    def secret(self, role: str) -> dict[str, object]:
+        """The value of this side's Secrets Manager secret for `role` (lib/constructs/secrets.py)."""
+        return {"username": role, "password": self.server.passwords[role], "host": self.host, "port": self.port}
 
     def connect(self, role: str, *, autocommit: bool = True, application_name: str = "test"):
         """A verified TLS + password connection as one of the roles of roles.sql (as an application would)."""
@@ -399,21 +430,26 @@ class ReplicatedPair:
             db.postgres.admin_execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                                       "WHERE database = %s AND NOT active", (db.dbname,))
 
-    def _start_forward(self) -> None:
-        """Forward replication from a new slot, streaming. The databases start empty (clones of the
-        template, or truncated), so there is nothing to copy."""
+    def _start_forward(self, *, copy_data: bool = False, timeout: float = 15.0) -> None:
+        """Forward replication from a new slot, streaming. Without `copy_data` the databases must
+        start alike (clones of the template, or truncated): nothing is copied."""
         from payment_cutover.postgres_logical import subscribe
         from payment_common.sides import FORWARD
 
         admin = self.aws.admin()
         try:
             subscribe(admin, self.slot_names["forward"], self.onprem.conninfo("dms_source"), PUBLICATION,
-                      copy_data=False, create_slot=True)
+                      copy_data=copy_data, create_slot=True)
         finally:
             admin.close()
         driver = self.driver()
-        self.wait_until(lambda: driver.state(FORWARD).running, "forward replication to stream")
-        self.close_connections()
+        try:
+            self.wait_until(lambda: driver.state(FORWARD).running, "forward replication to stream", timeout)
+        except AssertionError as error:
+            raise PostgresSetupError(f"{error}: {driver.state(FORWARD).detail} (logs: {self.aws.postgres.log}, "
+                                     f"{self.onprem.postgres.log})") from None
+        finally:
+            self.close_connections()
 
 
 def replicated_pair(servers: dict[str, Server], *, name: str | None = None) -> ReplicatedPair:
@@ -424,6 +460,18 @@ def replicated_pair(servers: dict[str, Server], *, name: str | None = None) -> R
     pair = ReplicatedPair(sides=sides, slot_names={"forward": f"{name}_forward", "fallback": f"{name}_fallback"})
     pair._start_forward()
     return pair
+
+
+def start_forward_replication(onprem: SideDatabase, aws: SideDatabase, slot_name: str, *,
+                              timeout_seconds: float = 120.0) -> float:
+    """The forward direction as the operator starts the forward DMS task once (full load, then
+    changes): a subscription on aws that copies every table, then streams from its slot on onprem.
+    Returns the seconds until it streams."""
+    started = time.monotonic()
+    pair = ReplicatedPair(sides={ONPREM: onprem, AWS: aws},
+                          slot_names={"forward": slot_name, "fallback": f"{slot_name}_unused"})
+    pair._start_forward(copy_data=True, timeout=timeout_seconds)
+    return time.monotonic() - started
 
 
 def end_sessions(db: SideDatabase) -> None:
@@ -477,16 +525,6 @@ def add_customer(db: SideDatabase, external_ref: str = "onprem-1") -> str:
     return customer
 
 
-def create_writer_parameter(ssm, name: str, writer: str = ONPREM) -> str:
-    ssm.put_parameter(Name=name, Type="String", Overwrite=True,
-                      Value=json.dumps({"writer": writer, "epoch": 0, "changed_at": "2026-01-01T00:00:00+00:00",
-                                        "reason": "initial"}))
-    return name
-
-
-SUBSCRIPTION_ADMIN = "subscription_admin"  # PostgreSQL 15 lets only a superuser manage subscriptions
-
-
 def _secret(secretsmanager, name: str, username: str, password: str) -> str:
     return secretsmanager.create_secret(Name=f"{name}-{secrets.token_hex(4)}",
                                         SecretString=json.dumps({"username": username, "password": password}))["ARN"]
@@ -502,12 +540,6 @@ def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmana
            "POWERTOOLS_METRICS_NAMESPACE": "PaymentMigrationTest"}
     for side, prefix in ((ONPREM, "ONPREM_DB_"), (AWS, "AURORA_DB_")):
         db = pair.sides[side]
-        admin_password = secrets.token_urlsafe(18)
-        db.postgres.admin_execute(sql.SQL("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) "
-                                          "THEN CREATE ROLE {role} LOGIN SUPERUSER; END IF; END $$").format(
-            name=sql.Literal(SUBSCRIPTION_ADMIN), role=sql.Identifier(SUBSCRIPTION_ADMIN)))
-        db.postgres.admin_execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(SUBSCRIPTION_ADMIN)),
-                                  (admin_password,))
         passwords = db.server.passwords
         env.update({
             f"{prefix}HOST": db.postgres.host, f"{prefix}PORT": str(db.postgres.port), f"{prefix}NAME": db.dbname,
@@ -517,7 +549,7 @@ def cutover_environment(pair: ReplicatedPair, writer_parameter: str, secretsmana
             f"{prefix}REPLICATION_SECRET_ARN": _secret(secretsmanager, f"{side}-dms-source", "dms_source",
                                                        passwords["dms_source"]),
             f"{prefix}SUBSCRIPTION_SECRET_ARN": _secret(secretsmanager, f"{side}-subscriptions", SUBSCRIPTION_ADMIN,
-                                                        admin_password),
+                                                        passwords[SUBSCRIPTION_ADMIN]),
         })
     return env
 
@@ -534,53 +566,3 @@ def api_environment(pair: ReplicatedPair, writer_parameter: str, secretsmanager,
                     f"{prefix}SECRET_ARN": _secret(secretsmanager, f"{side}-payment-app", "payment_app",
                                                    db.server.passwords["payment_app"])})
     return env
-
-
-def alb_event(method: str, path: str, body: dict | None = None, headers: dict[str, str] | None = None) -> dict:
-    """An event as an ALB sends it to the payment API."""
-    return {
-        "requestContext": {"elb": {"targetGroupArn":
-                                   "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/payment-api/0"}},
-        "httpMethod": method, "path": path, "queryStringParameters": {},
-        "headers": {"host": "payments.test", "content-type": "application/json",
-                    **{name.lower(): value for name, value in (headers or {}).items()}},
-        "body": json.dumps(body) if body is not None else "", "isBase64Encoded": False,
-    }
-
-
-class LambdaContext:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:test"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
-
-class PaymentApi:
-    """The real payment API handler (payment_api.handler) in this process, called with ALB events.
-    Environment from api_environment() must be set before the first call."""
-
-    def __init__(self) -> None:
-        from payment_api import handler
-
-        self.handler = handler
-        self.reset()
-
-    def reset(self) -> None:
-        if self.handler._database is not None:
-            self.handler._database.close()
-        self.handler._database = None
-        self.handler.metrics.clear_metrics()
-
-    def create(self, customer_id: str, key: str, amount: str = "10.00") -> tuple[int, dict, dict]:
-        return self.call("POST", "/payments", {"customer_id": customer_id, "amount": amount, "currency": "EUR"},
-                         {"Idempotency-Key": key})
-
-    def call(self, method: str, path: str, body: dict | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
-        result = self.handler.lambda_handler(alb_event(method, path, body, headers), LambdaContext())
-        headers = {name.lower(): value for name, value in (result.get("headers") or {}).items()}
-        return result["statusCode"], headers, json.loads(result["body"])
