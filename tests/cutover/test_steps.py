@@ -260,6 +260,58 @@ def test_abort_before_the_switch_reopens_the_old_writer(pair, controller):
     assert result["fence"] == {ONPREM: {"payment_app": "open"}, AWS: {"payment_app": "fenced"}}
 
 
+def test_reopening_ends_the_sessions_that_began_fenced(pair, controller, customer):
+    """A session takes its read-only default when it starts: one that connected during the fence would
+    refuse every write after the abort reopened the side, unless it is ended (and its client reconnects)."""
+    insert = ("INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash) "
+              "VALUES (gen_random_uuid(), %s, 1.00, 'EUR', %s, 'h')")
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    during = pair.connection(ONPREM, "payment_app")
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction), during.cursor() as cur:
+        cur.execute(insert, (customer, "during-fence"))
+
+    assert steps.abort(controller, ONPREM, AWS)["reopened"] == ONPREM
+
+    with pytest.raises(psycopg2.OperationalError), during.cursor() as cur:
+        cur.execute(insert, (customer, "same-session"))
+    with pair.connection(ONPREM, "payment_app").cursor() as cur:
+        cur.execute(insert, (customer, "new-session"))
+    assert pair.onprem.scalar("SELECT count(*) FROM payments WHERE idempotency_key = 'new-session'") == 1
+
+
+@pytest.mark.parametrize("stopped_at", ["disabled", "detached", "dropped"])
+def test_abort_of_a_switch_that_died_stopping_the_old_direction_restarts_it(pair, controller, ssm, writer_parameter,
+                                                                             customer, stopped_at):
+    """The switch died inside drop_subscription, after DISABLE, after detaching the slot, or after the
+    DROP, before it recorded or dropped the slot: the abort reopens on-prem and starts the old
+    direction again from its slot, so on-prem's writes reach aws and the next run can switch."""
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    name = pair.slot_names["forward"]
+    with controller.driver.admin[AWS].cursor() as cur:
+        cur.execute(f'ALTER SUBSCRIPTION "{name}" DISABLE')
+        if stopped_at in ("detached", "dropped"):
+            cur.execute(f'ALTER SUBSCRIPTION "{name}" SET (slot_name = NONE)')
+        if stopped_at == "dropped":
+            cur.execute(f'DROP SUBSCRIPTION "{name}"')
+    assert not controller.driver.state(FORWARD).active
+
+    result = steps.abort(controller, ONPREM, AWS)
+
+    assert result["reopened"] == ONPREM and result["restarted"], result
+    assert controller.driver.state(FORWARD).running
+    with pair.connection(ONPREM, "payment_app").cursor() as cur:  # autocommit
+        cur.execute("INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash) "
+                    "VALUES (gen_random_uuid(), %s, 1.00, 'EUR', 'after-abort', 'h')", (customer,))
+    pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM payments WHERE idempotency_key = 'after-abort'") == 1,
+                    "the payment written after the abort to reach aws")
+    assert steps.preflight(controller, ONPREM, AWS)["already_done"] is False
+    run_cutover(controller, ONPREM, AWS)
+    assert read_writer(ssm, writer_parameter).writer == AWS
+
+
 def test_abort_after_the_switch_started_leaves_both_fenced_and_a_rerun_finishes(pair, controller, ssm,
                                                                                  writer_parameter):
     steps.preflight(controller, ONPREM, AWS)
