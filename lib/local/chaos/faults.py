@@ -373,6 +373,7 @@ class AlarmRollback:
             try:
                 answer = world.lambdas.invoke(world.function_names["rollback"], event)
                 self.answers.append({"attempt": attempt, "status": answer.get("status"),
+                                     "writer_rollback": answer.get("writer_rollback"),
                                      "errors": answer.get("errors", [])[:3]})
                 return
             except Exception as error:  # noqa: BLE001 - Lambda retries an asynchronous invocation that raised

@@ -213,6 +213,11 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
                                                           (injection.errors if injection else [])],
         "executions": executions, "writer": writer, "fence": fence, "validation": validation_status,
     }
+    if fired and getattr(trial.fault, "answers", None):
+        entry["notes"].append(f"the rollback function answered: {trial.fault.answers}")
+    if entry["clean_payments_per_second"] < LOAD_TARGET_PER_SECOND:
+        entry["notes"].append(f"the load reached {entry['clean_payments_per_second']} payments/s in its clean "
+                              f"seconds, under the {LOAD_TARGET_PER_SECOND:g} targeted")
     _write_trial_files(directory, requests, rows[writer["writer"]], samples, world.extra_requests, entry,
                        verdict.to_dict())
     if outcome != "ok":  # the servers' logs since the world started, for whoever reads the finding
@@ -220,11 +225,6 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
             log = world.server(side).root / "server.log"
             if log.exists():
                 (directory / f"server-{side}.log").write_bytes(log.read_bytes()[-2_000_000:])
-    if fired and getattr(trial.fault, "answers", None):
-        entry["notes"].append(f"fault's rollback invocations: {trial.fault.answers}")
-    if entry["clean_payments_per_second"] < LOAD_TARGET_PER_SECOND:
-        entry["notes"].append(f"the load reached {entry['clean_payments_per_second']} payments/s in its clean "
-                              f"seconds, under the {LOAD_TARGET_PER_SECOND:g} targeted")
     carried = {"trial": trial.id, "fault": trial.fault.name, "state": trial.state, "customers": customers,
                "requests": requests, "start_epoch": start_epoch} \
         if outcome == "ok" and writer["writer"] == "aws" and trial.machine == "cutover" else None
