@@ -312,6 +312,25 @@ def test_abort_of_a_switch_that_died_stopping_the_old_direction_restarts_it(pair
     assert read_writer(ssm, writer_parameter).writer == AWS
 
 
+def test_a_switch_that_died_between_recording_and_dropping_the_old_slot_is_finished_by_a_rerun(
+        pair, controller, ssm, writer_parameter):
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    controller.driver.stop(FORWARD, timeout_seconds=5)
+    onprem = controller.databases[ONPREM]
+    control.update_fence(onprem, control.current_fence(onprem, ONPREM), old_slot_dropped=True)
+    # ... and died before slots.drop_slot: the old slot is still there
+    assert steps.abort(controller, ONPREM, AWS)["reopened"] is None
+
+    outcome = run_cutover(controller, ONPREM, AWS)
+
+    assert outcome["preflight"]["switch_started"] is True
+    assert read_writer(ssm, writer_parameter).writer == AWS
+    assert controller.driver.state(FALLBACK).running
+    assert steps.status(controller)["slots"][ONPREM] is None, "the old slot was left on on-prem"
+
+
 def test_abort_after_the_switch_started_leaves_both_fenced_and_a_rerun_finishes(pair, controller, ssm,
                                                                                  writer_parameter):
     steps.preflight(controller, ONPREM, AWS)

@@ -598,11 +598,13 @@ def _switch_started(c: Controller, old: Direction) -> bool:
     new = old.reverse
     if c.driver.state(new).active or slots.slot_info(c.databases[new.source], c.driver.slot_name(new)) is not None:
         return True
-    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is not None:
-        return False
+    # the switch records the drop before it drops the slot: a run that died in between left the
+    # slot, and the switch has begun all the same (the abort did not reopen the old writer)
     record = control.current_fence(c.databases[old.source], old.source)
     if record is not None and record.old_slot_dropped:
         return True
+    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is not None:
+        return False
     raise ReplicationNotRunning(
         f"the slot of {old} is gone from {old.source} and no switch dropped it (a failover to a server without "
         f"logical slots, or dropped by hand): changes on {old.source} may be missing on {old.target}; compare "
