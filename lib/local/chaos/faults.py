@@ -122,7 +122,7 @@ class CrashAfterEachChange:
     crashed."""
 
     name: str = "crash-after-each-change"
-    states: tuple[str, ...] = ("Fence", "SwitchReplication")
+    states: tuple[str, ...] = ("SwitchReplication",)
     every_state: tuple[str, ...] = MUTATING_STEP_STATES
     machines: tuple[str, ...] | None = ("cutover",)
     hold_seconds: float = 0.0
