@@ -260,6 +260,77 @@ def test_abort_before_the_switch_reopens_the_old_writer(pair, controller):
     assert result["fence"] == {ONPREM: {"payment_app": "open"}, AWS: {"payment_app": "fenced"}}
 
 
+def test_reopening_ends_the_sessions_that_began_fenced(pair, controller, customer):
+    """A session takes its read-only default when it starts: one that connected during the fence would
+    refuse every write after the abort reopened the side, unless it is ended (and its client reconnects)."""
+    insert = ("INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash) "
+              "VALUES (gen_random_uuid(), %s, 1.00, 'EUR', %s, 'h')")
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    during = pair.connection(ONPREM, "payment_app")
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction), during.cursor() as cur:
+        cur.execute(insert, (customer, "during-fence"))
+
+    assert steps.abort(controller, ONPREM, AWS)["reopened"] == ONPREM
+
+    with pytest.raises(psycopg2.OperationalError), during.cursor() as cur:
+        cur.execute(insert, (customer, "same-session"))
+    with pair.connection(ONPREM, "payment_app").cursor() as cur:
+        cur.execute(insert, (customer, "new-session"))
+    assert pair.onprem.scalar("SELECT count(*) FROM payments WHERE idempotency_key = 'new-session'") == 1
+
+
+@pytest.mark.parametrize("stopped_at", ["disabled", "detached", "dropped"])
+def test_abort_of_a_switch_that_died_stopping_the_old_direction_restarts_it(pair, controller, ssm, writer_parameter,
+                                                                             customer, stopped_at):
+    """The switch died inside drop_subscription, after DISABLE, after detaching the slot, or after the
+    DROP, before it recorded or dropped the slot: the abort reopens on-prem and starts the old
+    direction again from its slot, so on-prem's writes reach aws and the next run can switch."""
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    name = pair.slot_names["forward"]
+    with controller.driver.admin[AWS].cursor() as cur:
+        cur.execute(f'ALTER SUBSCRIPTION "{name}" DISABLE')
+        if stopped_at in ("detached", "dropped"):
+            cur.execute(f'ALTER SUBSCRIPTION "{name}" SET (slot_name = NONE)')
+        if stopped_at == "dropped":
+            cur.execute(f'DROP SUBSCRIPTION "{name}"')
+    assert not controller.driver.state(FORWARD).active
+
+    result = steps.abort(controller, ONPREM, AWS)
+
+    assert result["reopened"] == ONPREM and result["restarted"], result
+    assert controller.driver.state(FORWARD).running
+    with pair.connection(ONPREM, "payment_app").cursor() as cur:  # autocommit
+        cur.execute("INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, request_hash) "
+                    "VALUES (gen_random_uuid(), %s, 1.00, 'EUR', 'after-abort', 'h')", (customer,))
+    pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM payments WHERE idempotency_key = 'after-abort'") == 1,
+                    "the payment written after the abort to reach aws")
+    assert steps.preflight(controller, ONPREM, AWS)["already_done"] is False
+    run_cutover(controller, ONPREM, AWS)
+    assert read_writer(ssm, writer_parameter).writer == AWS
+
+
+def test_a_switch_that_died_between_recording_and_dropping_the_old_slot_is_finished_by_a_rerun(
+        pair, controller, ssm, writer_parameter):
+    steps.preflight(controller, ONPREM, AWS)
+    steps.fence(controller, ONPREM, AWS)
+    steps.wait_replication(controller, ONPREM, AWS)
+    controller.driver.stop(FORWARD, timeout_seconds=5)
+    onprem = controller.databases[ONPREM]
+    control.update_fence(onprem, control.current_fence(onprem, ONPREM), old_slot_dropped=True)
+    # ... and died before slots.drop_slot: the old slot is still there
+    assert steps.abort(controller, ONPREM, AWS)["reopened"] is None
+
+    outcome = run_cutover(controller, ONPREM, AWS)
+
+    assert outcome["preflight"]["switch_started"] is True
+    assert read_writer(ssm, writer_parameter).writer == AWS
+    assert controller.driver.state(FALLBACK).running
+    assert steps.status(controller)["slots"][ONPREM] is None, "the old slot was left on on-prem"
+
+
 def test_abort_after_the_switch_started_leaves_both_fenced_and_a_rerun_finishes(pair, controller, ssm,
                                                                                  writer_parameter):
     steps.preflight(controller, ONPREM, AWS)

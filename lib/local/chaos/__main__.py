@@ -5,6 +5,7 @@ Environment:
   CHAOS_FAULTS     comma-separated fault names: run only these
   CHAOS_STATES     comma-separated Task state names: only these
   CHAOS_MACHINES   cutover, rollback or both (default both)
+  CHAOS_FULL       1: the fault kinds that sample their states (alarm-rollback, link-*) at every state
   CHAOS_TRIAL      one trial id as report.json names it (e.g. 007-answer-lost-cutover-Fence): run it again
   CHAOS_RATE       payments per second in total (default 150), from CHAOS_PROCESSES processes (default 4)
   CHAOS_OUT        where report.json and trials/ go (default build/chaos)
@@ -93,7 +94,8 @@ def main() -> int:
                     pass
             entries.append(entry)
             print(f"    {entry['outcome']}: acknowledged {entry['acknowledged']}"
-                  f" ({entry.get('payments_per_second', 0)}/s), lost {entry['lost']}, duplicated {entry['duplicated']},"
+                  f" ({entry.get('clean_payments_per_second', 0)}/s in {entry.get('clean_seconds', 0)} clean s,"
+                  f" {entry.get('offered_per_second', 0)}/s offered), lost {entry['lost']}, duplicated {entry['duplicated']},"
                   f" two-writer samples {entry['two_writer_samples']}, interleaved {entry['interleaved_commits']},"
                   f" no writer {entry['no_writer_seconds']} s, recovery runs {entry['recovery_executions']},"
                   f" {entry.get('seconds', '?')} s"
@@ -107,7 +109,9 @@ def main() -> int:
     print(f"==> {report['totals']['trials']} trials in {report['seconds']:.0f} s: {report['totals']['outcomes']};"
           f" lost {report['totals']['lost']}, duplicated {report['totals']['duplicated']}, two-writer samples"
           f" {report['totals']['two_writer_samples']}, interleaved {report['totals']['interleaved_commits']};"
-          f" worst no-writer {report['totals']['worst_no_writer_seconds']} s — build/chaos/report.json", flush=True)
+          f" worst no-writer {report['totals']['worst_no_writer_seconds']} s; load: at least"
+          f" {report['totals']['load']['min_clean_payments_per_second']} payments/s in clean seconds from"
+          f" {report['totals']['load']['min_processes']} processes — build/chaos/report.json", flush=True)
     return 0 if all(entry["outcome"] in ("ok", "not-reached") for entry in entries) else 1
 
 

@@ -208,6 +208,7 @@ class Load:
         for pipe in self.pipes:
             pipe.recv()
         self.rate = rate
+        self.process_count = processes
 
     def start(self, directory: Path, trial: str, customers: list[str], seed: int) -> list[Path]:
         logs = []

@@ -31,6 +31,8 @@ from lib.local.chaos.load import Load, read_log
 from lib.local.chaos.world import DIRECTIONS, FenceSampler, Injection, World
 
 WARM_UP_SECONDS = 0.5
+LOAD_TARGET_PER_SECOND = 100.0  # what every trial's load must reach when nothing refuses it
+EPOCHS_PER_TRIAL = 10  # each trial's writer epochs start at index × this: never a name the last one used
 AFTER_SECONDS = 0.5  # the load goes on this long after recovery: the new writer must take writes
 RECOVERY_ATTEMPTS = 3
 CUSTOMERS = 10
@@ -65,10 +67,15 @@ def matrix(faults: list[Any], *, only_faults: set[str] | None = None, only_state
         if only_faults and fault.name not in only_faults:
             continue
         applies = getattr(fault, "states", None)
+        fault_machines = getattr(fault, "machines", None)
         for state in machines["rollback"]:  # a superset of the cutover's, in order
             if (applies is not None and state not in applies) or (only_states and state not in only_states):
                 continue
             for machine, states in machines.items():
+                if fault_machines is not None and machine not in fault_machines:
+                    continue
+                if getattr(fault, "trials", None) and (machine, state) not in fault.trials:
+                    continue
                 if state in states and not (only_machines and machine not in only_machines):
                     index += 1
                     trials.append(Trial(index, fault, machine, state))
@@ -87,19 +94,21 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
                  and (carry["fault"], carry["state"]) == (trial.fault.name, trial.state))
     notes: list[str] = []
     if continued:
-        customers, earlier = carry["customers"], carry["requests"]
+        customers, earlier, start_epoch = carry["customers"], carry["requests"], carry["start_epoch"]
         world.injection, world.extra_requests = None, []
         notes.append(f"continues from {carry['trial']} (its history included)")
     else:
         rng = random.Random(f"{seed}-{trial.id}")
         customers = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(CUSTOMERS)]
         earlier = []
-        world.reset(customers)
+        start_epoch = trial.index * EPOCHS_PER_TRIAL
+        world.reset(customers, epoch=start_epoch)
     world.customers = customers
     sampler = FenceSampler(world)
     sampler.start()
     logs = load.start(directory, f"t{trial.index:03d}", customers, seed)
     load_started = time.monotonic()
+    load_window = [time.time(), None]
     time.sleep(WARM_UP_SECONDS)
     executions: list[dict[str, Any]] = []
     injection = None
@@ -126,10 +135,13 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
             while not injection.healed.is_set() and time.monotonic() < deadline:
                 time.sleep(0.05)
         injection.heal()
-        world.injection = None
+        if not getattr(trial.fault, "every_invocation", False):  # else it goes on into the recovery
+            world.injection = None
+        # a fault that ran the runbook's recovery itself (the rollback an alarm triggered, resumed)
+        executions += list(getattr(trial.fault, "recovery", None) or [])
         status = first["status"]
         attempts = 0
-        while status != "SUCCEEDED" and attempts < RECOVERY_ATTEMPTS:
+        while status != "SUCCEEDED" and attempts < getattr(trial.fault, "recovery_attempts", RECOVERY_ATTEMPTS):
             attempts += 1
             time.sleep(0.5)
             again = world.wait_execution(world.start_execution(trial.machine, execution_input))
@@ -142,6 +154,7 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         world.injection = None
         if injection is not None:
             injection.heal()
+        load_window[1] = time.time()
         totals = load.stop()
         load_seconds = time.monotonic() - load_started
         samples = sampler.stop()
@@ -161,13 +174,15 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
     requests = earlier + own
     recovery = executions[-1]["status"] if executions else None
     verdict = check(requests, rows, final_writer=writer["writer"], commits=commits, samples=samples,
-                    writer_changes=int(writer["epoch"]), final={"writer": writer["writer"], "fence": fence,
+                    writer_changes=int(writer["epoch"]) - start_epoch,
+                    final={"writer": writer["writer"], "fence": fence,
                                                                  "validation": validation_status,
                                                                  "execution": recovery})
-    expected_writer = DIRECTIONS[trial.machine][1]
+    expected_writer = getattr(trial.fault, "expected_writer", None) or DIRECTIONS[trial.machine][1]
     if writer["writer"] != expected_writer:
         verdict.liveness.append(f"the writer is {writer['writer']} after recovery, not {expected_writer}")
-    fired = injection is not None and injection.fired.is_set()
+    # a fault may say it did not get to do its harm (a crash waiting for a change that never came)
+    fired = injection is not None and injection.fired.is_set() and getattr(trial.fault, "reached", True)
     if not verdict.safe:
         outcome = "violation"
     elif not verdict.live:
@@ -192,11 +207,17 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         # the load's rate while a side was open to it
         "payments_per_second": round(sum(1 for r in own if r.get("status") in (200, 201))
                                      / max(0.1, load_seconds - verdict.no_writer_seconds), 1),
+        **load_rate(own, *load_window, processes=load.process_count),
         "seconds": round(seconds, 1),
         "findings": verdict.findings(), "notes": notes + [f"fault: {error}" for error in
                                                           (injection.errors if injection else [])],
         "executions": executions, "writer": writer, "fence": fence, "validation": validation_status,
     }
+    if fired and getattr(trial.fault, "answers", None):
+        entry["notes"].append(f"the rollback function answered: {trial.fault.answers}")
+    if entry["clean_payments_per_second"] < LOAD_TARGET_PER_SECOND:
+        entry["notes"].append(f"the load reached {entry['clean_payments_per_second']} payments/s in its clean "
+                              f"seconds, under the {LOAD_TARGET_PER_SECOND:g} targeted")
     _write_trial_files(directory, requests, rows[writer["writer"]], samples, world.extra_requests, entry,
                        verdict.to_dict())
     if outcome != "ok":  # the servers' logs since the world started, for whoever reads the finding
@@ -205,9 +226,28 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
             if log.exists():
                 (directory / f"server-{side}.log").write_bytes(log.read_bytes()[-2_000_000:])
     carried = {"trial": trial.id, "fault": trial.fault.name, "state": trial.state, "customers": customers,
-               "requests": requests} \
+               "requests": requests, "start_epoch": start_epoch} \
         if outcome == "ok" and writer["writer"] == "aws" and trial.machine == "cutover" else None
     return entry, carried
+
+
+def load_rate(requests: list[dict[str, Any]], started: float, ended: float, *, processes: int) -> dict[str, Any]:
+    """The load as measured from the clients' own logs: `offered_per_second`, new payments begun per
+    second of load; `clean_payments_per_second`, payments acknowledged per second over the whole
+    seconds in which every answer was an acknowledgement (what the load pushes when nothing refuses
+    it: the fault's window and the fenced pause excluded), and how many such seconds there were."""
+    seconds = max(0.1, ended - started)
+    keys = {r["key"] for r in requests}
+    bins: dict[int, list[bool]] = defaultdict(list)
+    for r in requests:
+        at = float(r.get("answered") or r["sent"])
+        if started <= at < ended:
+            bins[int(at - started)].append(r.get("status") in (200, 201))
+    whole = int(seconds)
+    clean = [sum(answers) for second, answers in bins.items() if second < whole and answers and all(answers)]
+    return {"offered_per_second": round(len(keys) / seconds, 1),
+            "clean_payments_per_second": round(sum(clean) / len(clean), 1) if clean else 0.0,
+            "clean_seconds": len(clean), "load_processes": processes}
 
 
 def _write_trial_files(directory: Path, requests, final_rows, samples, fault_requests, entry, verdict) -> None:
@@ -236,7 +276,12 @@ def totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
         summary["needed_recovery"] += int(entry["recovery_executions"] > 0)
     overall = {name: sum(entry[name] for entry in entries) for name in
                ("lost", "duplicated", "two_writer_samples", "interleaved_commits", "acknowledged")}
+    rates = [e["clean_payments_per_second"] for e in entries if "clean_payments_per_second" in e]
     return {"trials": len(entries),
+            "load": {"target_per_second": LOAD_TARGET_PER_SECOND,
+                     "min_clean_payments_per_second": min(rates, default=0.0),
+                     "trials_below_target": sum(1 for rate in rates if rate < LOAD_TARGET_PER_SECOND),
+                     "min_processes": min((e.get("load_processes", 0) for e in entries), default=0)},
             "outcomes": {outcome: sum(1 for e in entries if e["outcome"] == outcome)
                          for outcome in sorted({e["outcome"] for e in entries})},
             **overall, "recovered": sum(1 for e in entries if e["recovered"]),

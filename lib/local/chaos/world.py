@@ -82,6 +82,7 @@ class Injection:
     world: World
     fired: threading.Event = field(default_factory=threading.Event)
     healed: threading.Event = field(default_factory=threading.Event)
+    heal_finished: threading.Event = field(default_factory=threading.Event)
     fired_at: float | None = None
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -93,7 +94,8 @@ class Injection:
             if fire:
                 self.fired.set()
         if not fire:
-            return handler(event, context)
+            again = state == self.state and getattr(self.fault, "every_invocation", False)
+            return self.fault.around(self.world, handler, event, context) if again else handler(event, context)
         self.fired_at = time.time()
         self.world.log(f"    fault {self.fault.name} injected at {state}")
         try:
@@ -110,15 +112,21 @@ class Injection:
         time.sleep(float(getattr(self.fault, "hold_seconds", 2.0)))
         self.heal()
 
-    def heal(self) -> None:
+    def heal(self, timeout: float = EXECUTION_TIMEOUT_SECONDS + 30) -> None:
+        """Heals the fault once; a second caller waits until the first one's heal has ended (a heal
+        may take a while: the rollback an alarm triggered, for one)."""
         with self._lock:
-            if self.healed.is_set():
-                return
+            healing = self.healed.is_set()
             self.healed.set()
+        if healing:
+            self.heal_finished.wait(timeout)
+            return
         try:
             self.fault.heal(self.world)
         except Exception as error:  # noqa: BLE001
             self.errors.append(f"heal: {error!r}")
+        finally:
+            self.heal_finished.set()
 
 
 class FenceSampler(threading.Thread):
@@ -186,6 +194,7 @@ class World:
         self.servers = start_servers({"synchronous_commit": "on"})
         self.pair = replicated_pair(self.servers, name="chaos")
         self._start_emulator()
+        self._start_proxies()
         self._deploy()
         self.log(f"==> world ready in {time.monotonic() - started:.1f} s: on-prem :{self.server('onprem').port}, "
                  f"aws :{self.server('aws').port}, moto {self.emulator.endpoint}")
@@ -207,6 +216,21 @@ class World:
         # its Secrets Manager client is made at import: imported again with this endpoint
         self.validation_handler = importlib.reload(importlib.import_module("payment_validation.handler"))
 
+    def _start_proxies(self) -> None:
+        """The link to on-prem and the AWS APIs as the handlers and the payment API reach them
+        (lib/local/chaos/proxy.py): passing everything through until a fault says otherwise."""
+        from lib.local.chaos.proxy import ApiProxy, LinkProxy
+
+        onprem = self.server("onprem")
+        self.link = LinkProxy(onprem.host, onprem.port)
+        self.api_proxy = ApiProxy(self.emulator.endpoint)
+
+    def _through_proxies(self, environment: dict[str, str], *port_variables: str) -> dict[str, str]:
+        """`environment` with on-prem's port (each of `port_variables`) at the link proxy and every
+        AWS call through the API proxy."""
+        return {**environment, **{name: str(self.link.port) for name in port_variables},
+                "AWS_ENDPOINT_URL": self.api_proxy.url}
+
     def _deploy(self) -> None:
         from lib.local.postgres.replication import api_environment, cutover_environment
         from lib.workflows.cutover import cutover_definition, rollback_definition
@@ -226,6 +250,11 @@ class World:
             "step": self.step_environment,
             "validation": workflows._validation_environment(self.pair, secretsmanager, self.step_environment),
             "traffic": self.world.environment(), "rollback": self.world.environment()}
+        # every handler reaches on-prem over the link and AWS through the API proxy
+        self.step_environment = environments["step"] = self._through_proxies(self.step_environment, "ONPREM_DB_PORT")
+        environments["validation"] = self._through_proxies(environments["validation"], "SOURCE_DB_PORT")
+        environments["traffic"] = self._through_proxies(environments["traffic"])
+        environments["rollback"] = self._through_proxies(environments["rollback"])
         handlers = {"step": "payment_cutover.handler.lambda_handler",
                     "validation": "payment_validation.handler.lambda_handler",
                     "traffic": "payment_rollback.traffic.lambda_handler",
@@ -240,9 +269,10 @@ class World:
             "rollback": self.world.create_rollback_machine(rollback_definition(**arns)),
         }
         self.stepfunctions = boto3.client("stepfunctions")
-        self.api_environment = {**api_environment(self.pair, WRITER_PARAMETER, secretsmanager, cache_seconds=0.5),
-                                **self.emulator.environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-                                "POWERTOOLS_METRICS_DISABLED": "true"}
+        self.api_environment = self._through_proxies(
+            {**api_environment(self.pair, WRITER_PARAMETER, secretsmanager, cache_seconds=0.5),
+             **self.emulator.environment, "POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"},
+            "ONPREM_DB_PORT")
         self._register_handlers()
 
     def _register_handlers(self, **step_overrides: str) -> None:
@@ -279,6 +309,9 @@ class World:
 
         self._stop_running()
         self.pair.close_connections()
+        for proxy in (getattr(self, "link", None), getattr(self, "api_proxy", None)):
+            if proxy is not None:
+                proxy.close()
         self.emulator.stop()
         stop_servers(self.servers)
 
@@ -344,15 +377,19 @@ class World:
 
     # -- between trials ----------------------------------------------------------------------------------
 
-    def reset(self, customers: list[str]) -> None:
-        """Back to where a data cutover starts: the pair reset in place (forward replication running,
-        tables empty), on-prem the writer (epoch 0), aws fenced, weights 50/50, alarms OK; then the
-        customers on on-prem, replicated to aws."""
+    def reset(self, customers: list[str], epoch: int = 0) -> None:
+        """Back to where a data cutover starts: the link up and the AWS APIs answering, the pair reset
+        in place (forward replication running, tables empty), on-prem the writer (at `epoch`: the
+        rollback function names its writer rollback after the epoch, and an execution's name is never
+        reused, so each trial starts at an epoch of its own), aws fenced, weights 50/50, alarms OK;
+        then the customers on on-prem, replicated to aws."""
         from tests.rollback.world import FALLBACK_ALARM_NAMES, FORWARD_ALARM_NAMES, ROLLBACK_ALARM_NAMES
 
         self._stop_running()
         self.injection = None
         self.extra_requests = []
+        self.link.set("up")
+        self.api_proxy.set(None)
         for side in SIDES:  # a fault may have left a server down
             server = self.server(side)
             try:
@@ -360,7 +397,7 @@ class World:
             except psycopg2.Error:
                 server.start()
         self.pair.reset()
-        self.world.set_writer("onprem", 0)
+        self.world.set_writer("onprem", epoch)
         self.world.set_weights(onprem=50, aws=50)
         names = (*ROLLBACK_ALARM_NAMES, *FORWARD_ALARM_NAMES, *FALLBACK_ALARM_NAMES)
         self.world.cloudwatch.enable_alarm_actions(AlarmNames=list(names))

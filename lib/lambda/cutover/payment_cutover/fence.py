@@ -298,8 +298,12 @@ def fence(conn, roles: list[str], *, deadline_seconds: float = 10.0,
 
 def open_side(conn, roles: list[str], *, members: Sequence[str] = ()) -> dict[str, str]:
     """Lift the fence: GRANT payment_writer back to the application roles and to `members` (whom the
-    fence of this side revoked it from), then RESET the read-only default the fence set. Idempotent."""
+    fence of this side revoked it from), then RESET the read-only default the fence set. A session
+    keeps the defaults it started with for its whole life, so one of these roles that connected while
+    the side was fenced would go on refusing every write: when the side was not open, their sessions
+    are ended, and their clients reconnect to an open side. Idempotent."""
     details = fence_details(conn, roles)
+    was_open = all(detail.state == OPEN for detail in details.values())
     others = [member for member in members if member not in details and _role_exists(conn, member)]
     with conn.cursor() as cur:
         for role in [*roles, *others]:
@@ -314,9 +318,15 @@ def open_side(conn, roles: list[str], *, members: Sequence[str] = ()) -> dict[st
                   AND c.entry = 'default_transaction_read_only=on' AND r.rolcanlogin
                   AND {_reaches(conn, "r.oid", "%s::regrole")} AND r.rolname <> ALL(%s)""",
             (WRITER_GROUP, [*roles, *_exempt(conn)]))
-        for role in [*roles, *(row[0] for row in cur.fetchall())]:
+        reopened = [*roles, *(row[0] for row in cur.fetchall())]
+        for role in reopened:
             cur.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET default_transaction_read_only").format(
                 sql.Identifier(role), sql.Identifier(_database(conn))))
+        if not was_open:
+            cur.execute("""SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                           WHERE datname = current_database() AND pid <> pg_backend_pid()
+                             AND usename = ANY(%s) AND usename <> ALL(%s)""",
+                        ([*reopened, *others], _exempt(conn)))
     after = fence_details(conn, roles)
     still = [detail for detail in after.values() if detail.state != OPEN]
     if still:

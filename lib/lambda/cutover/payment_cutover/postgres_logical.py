@@ -51,11 +51,20 @@ def create_publication(admin_conn, name: str, schema: str, tables: list[str]) ->
 
 def subscribe(admin_conn, name: str, publisher_conninfo: str, publication: str, *, copy_data: bool,
               create_slot: bool) -> None:
-    """Create the subscription `name` (slot `name` on the publisher) if it does not exist."""
+    """Create the subscription `name` (slot `name` on the publisher) if it does not exist. One that
+    exists but was left disabled (a drop_subscription that stopped half-way) is attached to its slot
+    again and enabled: it goes on from where its slot is."""
     with admin_conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_subscription WHERE subname = %s AND subdbid = "
+        cur.execute("SELECT subenabled, subslotname FROM pg_subscription WHERE subname = %s AND subdbid = "
                     "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
-        if cur.fetchone():
+        row = cur.fetchone()
+        if row is not None:
+            enabled, slot = row
+            if slot is None:
+                cur.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = {})").format(
+                    sql.Identifier(name), sql.Literal(name)))
+            if not enabled:
+                cur.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
             return
         cur.execute(sql.SQL(
             "CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION {publication} "

@@ -555,9 +555,12 @@ def set_writer(c: Controller, source: str, target: str, reason: str) -> dict:
 def abort(c: Controller, source: str, target: str) -> dict:
     """The Catch path. Reopens `source` (still the writer) only while the switch has not begun to take
     the old direction apart — its slot still there, the new direction neither running nor made, and
-    the fence record not saying the slot was dropped — and keeps `target` fenced. Otherwise it
-    changes nothing and says so (run the execution again to finish it). Needs the switch lease:
-    held by another execution, it changes nothing (LeaseHeld)."""
+    the fence record not saying the slot was dropped — and keeps `target` fenced. A switch that
+    failed while stopping the old direction (its subscription or task stopped, the slot kept) has it
+    started again from that slot, so what `source` takes once reopened reaches `target` and the next
+    run's preflight finds it running. Otherwise it changes nothing and says so (run the execution
+    again to finish it). Needs the switch lease: held by another execution, it changes nothing
+    (LeaseHeld)."""
     old = Direction(source, target)
     with switching(c) as lease:
         # what changed since the checkpoint matters to no one once this switch is given up (a new
@@ -575,9 +578,14 @@ def abort(c: Controller, source: str, target: str) -> dict:
                                       members=fence_record.revoked if fence_record else ())
             if fence_record is not None:
                 control.release_fence(c.databases[source], fence_record)
+            restarted = None
+            if not c.driver.state(old).active:
+                start_lsn = (slots.slot_info(c.databases[source], c.driver.slot_name(old)) or {}).get(
+                    "confirmed_flush_lsn")
+                restarted = c.driver.start(old, start_lsn=start_lsn, timeout_seconds=c.wait_seconds)
             control.release_lease(c.databases[ONPREM], lease)
             return {"reopened": source, "roles": roles, "old_direction": c.driver.state(old).to_dict(),
-                    "fence": _fence_states(c)}
+                    "restarted": restarted, "fence": _fence_states(c)}
         control.release_lease(c.databases[ONPREM], lease)
     return {"reopened": None, "writer": record.to_dict(), "fence": _fence_states(c), "replication": _states(c),
             "message": f"nothing reopened ({why}): run the execution again to finish the cutover to {target}"}
@@ -649,11 +657,13 @@ def _switch_started(c: Controller, old: Direction) -> bool:
     new = old.reverse
     if c.driver.state(new).active or slots.slot_info(c.databases[new.source], c.driver.slot_name(new)) is not None:
         return True
-    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is not None:
-        return False
+    # the switch records the drop before it drops the slot: a run that died in between left the
+    # slot, and the switch has begun all the same (the abort did not reopen the old writer)
     record = control.current_fence(c.databases[old.source], old.source)
     if record is not None and record.old_slot_dropped:
         return True
+    if slots.slot_info(c.databases[old.source], c.driver.slot_name(old)) is not None:
+        return False
     raise ReplicationNotRunning(
         f"the slot of {old} is gone from {old.source} and no switch dropped it (a failover to a server without "
         f"logical slots, or dropped by hand): changes on {old.source} may be missing on {old.target}; compare "
