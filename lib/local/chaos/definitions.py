@@ -7,8 +7,8 @@ definition must hold a Terraform reference, the same reference wherever the buil
 ARN; everything else must be equal. A difference stops the run before any trial.
 
 The synthesized stack is looked for in cdktf.out (`make synth`) and in build/deploy-local/cdktf.out
-(what `make deploy-local` and `make rehearse` synthesize); if neither holds it, the environment is
-synthesized into build/chaos/cdktf.out.
+(what `make deploy-local` and `make rehearse` synthesize), if it is newer than the code and config;
+if neither holds a current one, the environment is synthesized into build/chaos/cdktf.out.
 """
 
 from __future__ import annotations
@@ -31,9 +31,14 @@ class DefinitionMismatch(Exception):
 
 
 def synthesized_stack(env: str, work: Path) -> Path:
+    """The cutover stack's JSON as synthesized from the code and config as they are now: a synthesis
+    older than any file it is made from is passed over (it would compare today's definitions with
+    yesterday's), and when none is current the environment is synthesized into `work`."""
+    sources = max(path.stat().st_mtime for pattern in ("lib/**/*.py", "config/*.toml", "main.py", "cdktf.json")
+                  for path in REPO_ROOT.glob(pattern))
     for root in (REPO_ROOT / "cdktf.out", REPO_ROOT / "build" / "deploy-local" / "cdktf.out", work / "cdktf.out"):
         path = root / "stacks" / f"cutover-{env}" / "cdk.tf.json"
-        if path.is_file():
+        if path.is_file() and path.stat().st_mtime >= sources:
             return path
     from lib.local.deploy import synthesize
 
