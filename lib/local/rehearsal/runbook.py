@@ -490,7 +490,7 @@ class Rehearsal:
                                                                                      sql.Identifier(role)))
             finally:
                 conn.close()
-            server.passwords[role] = password
+            server.server.passwords[role] = password
             self.onprem_app_secrets[side] = controls.put_secret(controls.names.secret(side, role), server.secret(role),
                                                                 create=True)
         self.onprem_app_role = role
