@@ -68,6 +68,18 @@ def describe(stepfunctions: Any, execution_arn: str) -> dict[str, Any]:
         raise AwsUnavailable(f"Step Functions DescribeExecution: {describe_aws_error(error)}") from error
 
 
+def find(stepfunctions: Any, execution_arn: str) -> dict[str, Any] | None:
+    """The execution, or None when there is none by that ARN (a name not started yet)."""
+    try:
+        return stepfunctions.describe_execution(executionArn=execution_arn)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return None
+        raise AwsUnavailable(f"Step Functions DescribeExecution: {describe_aws_error(error)}") from error
+    except BotoCoreError as error:
+        raise AwsUnavailable(f"Step Functions DescribeExecution: {describe_aws_error(error)}") from error
+
+
 def stop(stepfunctions: Any, execution_arn: str, *, error: str, cause: str) -> bool:
     """Stop the execution; False when it had ended on its own already (nothing left to stop)."""
     try:

@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from payment_common.aws import worst_case_call_seconds
 from payment_common.errors import AwsUnavailable, MigrationError
 from payment_common.sides import ONPREM
+from payment_common.stepfunctions import find as find_execution
 from payment_common.writer import WriterRecord, read_writer
 from payment_rollback import SERVICE_NAME
 from payment_rollback.clients import (
@@ -56,7 +57,6 @@ from payment_rollback.writer_rollback import (
     SUCCEEDED,
     execution_arn,
     execution_name,
-    find_execution,
     start_or_join,
     wait_for,
 )

@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from payment_common.errors import AwsUnavailable
+from payment_common.stepfunctions import find as find_execution
 from payment_rollback.errors import describe_error
 
 RUNNING_STATUSES = frozenset({"RUNNING", "PENDING_REDRIVE"})
@@ -39,15 +40,6 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
 
 
-def find_execution(stepfunctions: Any, arn: str) -> dict[str, Any] | None:
-    try:
-        return stepfunctions.describe_execution(executionArn=arn)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
-            return None
-        raise AwsUnavailable(f"Step Functions: {describe_error(error)}") from error
-    except BotoCoreError as error:
-        raise AwsUnavailable(f"Step Functions DescribeExecution: {describe_error(error)}") from error
 
 
 def start_or_join(
