@@ -233,6 +233,8 @@ BEGIN
         EXECUTE 'GRANT payment_app TO payment_controller WITH ADMIN OPTION, INHERIT FALSE, SET FALSE';
         -- the PostgreSQL logical replication stand-in: the controller manages its subscriptions
         EXECUTE 'GRANT pg_create_subscription TO payment_controller';
+        -- how far a subscription applied, read before it is dropped (postgres_logical.stop)
+        EXECUTE 'GRANT EXECUTE ON FUNCTION pg_replication_origin_progress(text, boolean) TO payment_controller';
         EXECUTE format('GRANT CREATE ON DATABASE %I TO payment_controller', current_database());
     END IF;
 END $$;

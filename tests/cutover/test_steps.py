@@ -312,6 +312,40 @@ def test_abort_of_a_switch_that_died_stopping_the_old_direction_restarts_it(pair
     assert read_writer(ssm, writer_parameter).writer == AWS
 
 
+def test_a_direction_stopped_and_made_again_on_its_slot_resumes_after_what_the_target_applied(pair, controller,
+                                                                                                customer):
+    """The apply worker reports what it applied only once its commits are flushed, so the slot's
+    confirmed position can be older than what the target holds. A subscription dropped and made again
+    on that slot (the abort restarting a switch that crashed after the drop) would be sent those
+    transactions again, and the first INSERT among them stops its apply for good (duplicate key).
+    The WAL writer held back on aws keeps the applied payment unflushed there while the stop begins."""
+    admin = controller.driver.admin[AWS]
+
+    def set_wal_writer_delay(value: str) -> None:
+        with admin.cursor() as cur:
+            cur.execute(f"ALTER SYSTEM SET wal_writer_delay = '{value}'")
+            cur.execute("SELECT pg_reload_conf()")
+
+    def pay(key: str) -> None:
+        with pair.connection(ONPREM, "payment_app").cursor() as cur:  # autocommit
+            cur.execute("INSERT INTO payments (payment_id, customer_id, amount, currency, idempotency_key, "
+                        "request_hash) VALUES (gen_random_uuid(), %s, 1.00, 'EUR', %s, 'h')", (customer, key))
+        pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM payments WHERE idempotency_key = %s",
+                                                (key,)) == 1, f"payment {key} to reach aws")
+
+    set_wal_writer_delay("2s")  # the apply worker, waiting for its flush, also wakes only this often
+    try:
+        time.sleep(0.3)  # the WAL writer takes the new delay on its next round
+        pay("applied-before-the-stop")
+        controller.driver.stop(FORWARD, timeout_seconds=10)
+    finally:
+        set_wal_writer_delay("200ms")
+    controller.driver.start(FORWARD, start_lsn=None, timeout_seconds=10)
+
+    pay("written-after-the-restart")
+    assert pair.aws.scalar("SELECT count(*) FROM payments WHERE idempotency_key = 'applied-before-the-stop'") == 1
+
+
 def test_a_switch_that_died_between_recording_and_dropping_the_old_slot_is_finished_by_a_rerun(
         pair, controller, ssm, writer_parameter):
     steps.preflight(controller, ONPREM, AWS)

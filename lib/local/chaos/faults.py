@@ -32,7 +32,8 @@ LAMBDA_TASK_STATES = ("TrafficToOnprem", "Preflight", "Checkpoint", "ValidateLiv
 # A statement that changes something, but not the switch's own lease bookkeeping (every step takes the
 # lease first: crashing there would test only that).
 _MUTATING = re.compile(r"^\s*(INSERT|UPDATE|DELETE|ALTER|GRANT|REVOKE|CREATE|DROP|TRUNCATE|COMMENT)\b"
-                       r"|pg_(create|drop)_\w*slot|pg_terminate_backend|setval\(|pg_replication_origin",
+                       r"|pg_(create|drop)_\w*slot|pg_replication_slot_advance|pg_terminate_backend|setval\("
+                       r"|pg_replication_origin_(create|drop|advance|session)",
                        re.IGNORECASE)
 _LEASE = re.compile(r"cutover_lease", re.IGNORECASE)
 

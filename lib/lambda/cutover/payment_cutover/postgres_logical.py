@@ -9,7 +9,8 @@ source); starting one creates the subscription on an existing slot with copy_dat
 replicates from the slot's position, and waits until the publisher streams to it.
 
 Subscriptions are managed over `admin` connections: on PostgreSQL 15 and older only a superuser may
-create, alter or drop one; from 16 on, payment_controller can (pg_create_subscription, schema/roles.sql).
+create, alter or drop one; from 16 on, payment_controller can (pg_create_subscription, schema/roles.sql),
+and reads how far a subscription applied (pg_replication_origin_progress, granted there too).
 `controller` connections read slots and the publisher's walsender state (pg_read_all_stats).
 """
 
@@ -23,6 +24,7 @@ from psycopg2 import sql
 from psycopg2.extras import LogicalReplicationConnection
 
 from payment_common.sides import Direction
+from payment_cutover import slots
 from payment_cutover.errors import SwitchPending
 from payment_cutover.replication import ABSENT, RUNNING, STARTING, STOPPED, DirectionState
 
@@ -72,6 +74,37 @@ def subscribe(admin_conn, name: str, publisher_conninfo: str, publication: str, 
         ).format(name=sql.Identifier(name), conninfo=sql.Literal(publisher_conninfo),
                  publication=sql.Identifier(publication), slot=sql.Literal(name),
                  create_slot=sql.Literal(create_slot), copy_data=sql.Literal(copy_data)))
+
+
+ABSENT_SUBSCRIPTION = object()
+
+
+def disable_subscription(admin_conn, name: str, *, timeout_seconds: float):
+    """Disable the subscription and wait until its apply worker has exited; return the remote
+    position its replication origin applied up to (WAL flushed on the target up to that commit
+    first), None if it applied nothing, ABSENT_SUBSCRIPTION if there is no such subscription.
+    Raises SwitchPending if the worker is still running after `timeout_seconds`."""
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
+        row = cur.fetchone()
+        if row is None:
+            return ABSENT_SUBSCRIPTION
+        oid, enabled = row
+        if enabled:
+            cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            cur.execute("SELECT count(*) FROM pg_stat_subscription WHERE subid = %s AND pid IS NOT NULL", (oid,))
+            if cur.fetchone()[0] == 0:
+                break
+            if time.monotonic() >= deadline:
+                raise SwitchPending(f"subscription {name} disabled, but its workers still run after "
+                                    f"{timeout_seconds:g} s; the step can be retried")
+            time.sleep(POLL_SECONDS)
+        # the origin a subscription applies under is named after its oid (pg_<oid>)
+        cur.execute("SELECT pg_replication_origin_progress(%s, true)::text", (f"pg_{oid}",))
+        return cur.fetchone()[0]
 
 
 def drop_subscription(admin_conn, name: str) -> bool:
@@ -130,10 +163,29 @@ class PostgresLogicalReplication:
         return DirectionState(direction, RUNNING, f"subscription {name} streaming from {direction.source}")
 
     def stop(self, direction: Direction, *, timeout_seconds: float) -> str:
+        """Disable the subscription, move its slot up to what the target applied, drop it.
+
+        The subscription's replication origin, not the slot, knows how far the target applied: the
+        slot's confirmed position is the last one the apply worker reported, which may be older. A
+        subscription dropped without moving the slot and made again on it (an abort restarting a
+        switch that crashed after the drop) would be sent transactions the target already holds;
+        the first INSERT among them stops its apply for good (duplicate key). So once the worker has
+        exited, the origin's progress (flushed on the target first) becomes the slot's position,
+        before anything is dropped; a crash at any point leaves either the subscription with its
+        origin or a slot that starts after the last applied transaction."""
         name = self.slot_name(direction)
-        if not drop_subscription(self.admin[direction.target], name):
+        target = self.admin[direction.target]
+        applied = disable_subscription(target, name, timeout_seconds=timeout_seconds)
+        if applied is ABSENT_SUBSCRIPTION:
             return f"{direction}: no subscription {name} on {direction.target} (already stopped)"
-        return f"{direction}: subscription {name} on {direction.target} disabled, detached from its slot, dropped"
+        moved = ""
+        if applied is not None:
+            position = slots.advance_slot(self.controller[direction.source], name, applied,
+                                          timeout_seconds=timeout_seconds)
+            if position is not None:
+                moved = f", slot {name} on {direction.source} moved to {position} (applied up to {applied})"
+        drop_subscription(target, name)
+        return f"{direction}: subscription {name} on {direction.target} disabled{moved}, detached, dropped"
 
     def start(self, direction: Direction, *, start_lsn: str, timeout_seconds: float) -> str:
         name = self.slot_name(direction)

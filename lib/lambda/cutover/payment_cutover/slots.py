@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 
+import psycopg2
+import psycopg2.errors
+
 from payment_common.errors import ConfigurationError
 from payment_cutover.errors import SwitchPending
 
@@ -33,6 +36,32 @@ def create_slot(conn, name: str, plugin: str) -> str:
     with conn.cursor() as cur:
         cur.execute("SELECT lsn::text FROM pg_create_logical_replication_slot(%s, %s)", (name, plugin))
         return cur.fetchone()[0]
+
+
+def advance_slot(conn, name: str, lsn: str, *, timeout_seconds: float) -> str | None:
+    """Move the slot's confirmed position forward to `lsn` once nothing streams from it (never
+    backwards: an older `lsn` leaves it where it is). Returns its position after, None if there is
+    no slot. Raises SwitchPending if a consumer still holds it after `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        info = slot_info(conn, name)
+        if info is None:
+            return None
+        if not info["active"]:
+            try:
+                with conn.cursor() as cur:
+                    # pg_replication_slot_advance refuses a position behind the slot's
+                    cur.execute("SELECT (pg_replication_slot_advance(slot_name, greatest(%s::pg_lsn, "
+                                "confirmed_flush_lsn))).end_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                                (lsn, name))
+                    row = cur.fetchone()
+                    return row[0] if row else None
+            except psycopg2.errors.ObjectInUse:
+                pass  # a consumer took it between the two reads: wait for it again
+        if time.monotonic() >= deadline:
+            raise SwitchPending(f"replication slot {name} on {conn.info.dbname} is still in use by pid "
+                                f"{info['active_pid']} after {timeout_seconds:g} s; the step can be retried")
+        time.sleep(POLL_SECONDS)
 
 
 def drop_slot(conn, name: str, *, timeout_seconds: float) -> bool:
