@@ -223,7 +223,7 @@ def test_the_validator_connects_verified_and_refuses_a_misnamed_server(postgres,
             pass
 
 
-def test_the_cutover_steps_connect_verified_and_refuse_another_ca(postgres, tmp_path):
+def test_the_cutover_steps_connect_verified_and_refuse_another_ca(postgres, tmp_path, secret_for):
     from payment_common.errors import DatabaseUnavailable
     from payment_cutover.connections import connect_as as cutover_connect
 
@@ -231,14 +231,15 @@ def test_the_cutover_steps_connect_verified_and_refuse_another_ca(postgres, tmp_
         return _cutover_settings({"ONPREM_DB_HOST": "127.0.0.1", "ONPREM_DB_PORT": str(postgres.port),
                                   "ONPREM_DB_NAME": "postgres", "ONPREM_DB_SSLROOTCERT": ca_file}).sides["onprem"]
 
-    conn = cutover_connect(side(postgres.ca_certificate), postgres.app_user, postgres.app_password)
+    secrets, secret = boto3.client("secretsmanager"), secret_for(postgres)
+    conn = cutover_connect(side(postgres.ca_certificate), secrets, secret)
     try:
         assert tls_of(conn)[0]
     finally:
         conn.close()
     other = CertificateAuthority.create(tmp_path / "other-ca", "another CA")
     with pytest.raises(DatabaseUnavailable, match=r"cannot connect to the onprem database .*certificate verify failed"):
-        cutover_connect(side(str(other.certificate)), postgres.app_user, postgres.app_password)
+        cutover_connect(side(str(other.certificate)), secrets, secret)
 
 
 # --- the RDS CA bundle ----------------------------------------------------------------------------

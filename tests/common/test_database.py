@@ -9,8 +9,10 @@ import boto3
 import pytest
 
 from payment_common.aws import client_config
-from payment_common.database import RDS_CA_BUNDLE, database_settings, read_credentials
-from payment_common.errors import AwsUnavailable, ConfigurationError
+from payment_common.database import (
+    RDS_CA_BUNDLE, CredentialCache, DatabaseSettings, database_settings, read_credentials,
+)
+from payment_common.errors import AwsUnavailable, ConfigurationError, DatabaseUnavailable
 
 SIDES_ENVIRONMENT = {"ONPREM_DB_HOST": "10.0.0.5", "ONPREM_DB_NAME": "payments", "ONPREM_DB_SECRET_ARN": "arn:onprem",
                      "AURORA_DB_HOST": "aurora.internal", "AURORA_DB_PORT": "6543", "AURORA_DB_NAME": "payments",
@@ -64,3 +66,25 @@ def test_an_unreadable_secret_means_the_same_in_every_function(aws):
     with pytest.raises(AwsUnavailable, match=f"cannot read secret {good}") as later:
         read_credentials(unreachable, good)
     assert later.value.retryable
+
+
+def test_credentials_are_kept_for_their_age_and_read_again_after_a_refused_connection(aws):
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(Name="kept", SecretString=json.dumps({"username": "app", "password": "one"}))["ARN"]
+    now = [1000.0]
+    cache = CredentialCache(max_age_seconds=60, clock=lambda: now[0])
+    assert cache.read(secrets, arn) == ("app", "one")
+
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": "app", "password": "two"}))
+    now[0] += 59
+    assert cache.read(secrets, arn) == ("app", "one"), "read again before its age"
+    now[0] += 1
+    assert cache.read(secrets, arn) == ("app", "two"), "kept past its age"
+
+    # a connection refused with the kept credentials (here: nothing listens) forgets them
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": "app", "password": "three"}))
+    nowhere = DatabaseSettings(side="aws", host="127.0.0.1", port=9, dbname="payments", secret_arn=arn,
+                               sslmode="require", sslrootcert=None, connect_timeout_seconds=1)
+    with pytest.raises(DatabaseUnavailable, match="cannot connect to the aws database 127.0.0.1:9/payments as app"):
+        cache.connect(nowhere, secrets, arn, application_name="test")
+    assert cache.read(secrets, arn) == ("app", "three")

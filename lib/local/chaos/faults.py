@@ -71,17 +71,17 @@ def install_crash_hook() -> None:
     """Every connection the step function opens gets the crashing cursor (inert unless armed)."""
     from payment_cutover import connections
 
-    if getattr(connections.connect, "_chaos", False):
+    if getattr(connections.connect_as, "_chaos", False):
         return
-    original = connections.connect
+    original = connections.connect_as
 
-    def connect(*args, **kwargs):
+    def connect_as(*args, **kwargs):
         conn = original(*args, **kwargs)
         conn.cursor_factory = _CrashingCursor
         return conn
 
-    connect._chaos = True  # type: ignore[attr-defined]
-    connections.connect = connect
+    connect_as._chaos = True  # type: ignore[attr-defined]
+    connections.connect_as = connect_as
 
 
 @dataclass

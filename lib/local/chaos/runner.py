@@ -93,6 +93,14 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
     continued = (carry is not None and trial.machine == "rollback"
                  and (carry["fault"], carry["state"]) == (trial.fault.name, trial.state))
     notes: list[str] = []
+    phases: dict[str, float] = {}
+    mark = [time.monotonic()]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(phases.get(name, 0.0) + now - mark[0], 2)
+        mark[0] = now
+
     if continued:
         customers, earlier, start_epoch = carry["customers"], carry["requests"], carry["start_epoch"]
         world.injection, world.extra_requests = None, []
@@ -104,12 +112,14 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         start_epoch = trial.index * EPOCHS_PER_TRIAL
         world.reset(customers, epoch=start_epoch)
     world.customers = customers
+    phase("reset")
     sampler = FenceSampler(world)
     sampler.start()
     logs = load.start(directory, f"t{trial.index:03d}", customers, seed)
     load_started = time.monotonic()
     load_window = [time.time(), None]
     time.sleep(WARM_UP_SECONDS)
+    phase("load_start")
     executions: list[dict[str, Any]] = []
     injection = None
     try:
@@ -120,12 +130,14 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
                                "error": setup.get("error")})
             if setup["status"] != "SUCCEEDED":
                 notes.append(f"the clean cutover before the rollback did not succeed: {setup.get('error')}")
+            phase("setup_cutover")
         world.machine = trial.machine
         injection = Injection(trial.fault, trial.state, world)
         world.injection = injection
         execution_input = {"reason": f"chaos trial {trial.id}"}
         arn = world.start_execution(trial.machine, execution_input)
         first = world.wait_execution(arn)
+        phase("faulted_execution")
         entered = world.states_entered(arn)
         executions.append({"machine": trial.machine, "role": "faulted", "status": first["status"],
                            "error": first.get("error"), "cause": (first.get("cause") or "")[:400],
@@ -149,6 +161,7 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
             executions.append({"machine": trial.machine, "role": f"recovery {attempts}", "status": status,
                                "error": again.get("error"), "cause": (again.get("cause") or "")[:400],
                                "states": world.states_entered(again["executionArn"])})
+        phase("heal_and_recovery")
         time.sleep(AFTER_SECONDS)
     finally:
         world.injection = None
@@ -158,7 +171,9 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         totals = load.stop()
         load_seconds = time.monotonic() - load_started
         samples = sampler.stop()
+        phase("load_stop")
     settled = world.wait_sides_equal()
+    phase("settle")
     if not settled:
         notes.append("the two sides' payment counts still differ after 20 s")
     rows = {side: world.payments(side) for side in ("onprem", "aws")}
@@ -170,6 +185,7 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         validation_status = validation.get("status")
     except Exception as error:  # noqa: BLE001 - a validation that cannot run is not PASSED
         validation_status = f"ERROR ({error})"[:200]
+    phase("read_and_validate")
     own = read_log(logs) + world.extra_requests
     requests = earlier + own
     recovery = executions[-1]["status"] if executions else None
@@ -208,7 +224,7 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         "payments_per_second": round(sum(1 for r in own if r.get("status") in (200, 201))
                                      / max(0.1, load_seconds - verdict.no_writer_seconds), 1),
         **load_rate(own, *load_window, processes=load.process_count),
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1), "phases": phases,
         "findings": verdict.findings(), "notes": notes + [f"fault: {error}" for error in
                                                           (injection.errors if injection else [])],
         "executions": executions, "writer": writer, "fence": fence, "validation": validation_status,

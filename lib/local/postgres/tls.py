@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -78,8 +79,10 @@ class CertificateAuthority:
         try:
             _openssl("req", "-new", *KEY_OPTIONS, "-subj", f"/CN={names[0]}", "-keyout", str(key),
                      "-out", str(request), what=f"a key for {', '.join(names)}")
+            # a random serial, not -CAcreateserial: its ca.srl file, read and written by two servers'
+            # certificates issued side by side, came out truncated ("Unable to load number")
             _openssl("x509", "-req", "-in", str(request), "-CA", str(self.certificate), "-CAkey", str(self.key),
-                     "-CAcreateserial", "-days", DAYS, "-extfile", str(extensions), "-out", str(certificate),
+                     "-set_serial", hex(secrets.randbits(120) | 1 << 119), "-days", DAYS, "-extfile", str(extensions), "-out", str(certificate),
                      what=f"a certificate for {', '.join(names)}")
         finally:
             request.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,41 @@ def read_credentials(secrets: Any, secret_arn: str) -> tuple[str, str]:
         # never echo the secret's content
         raise ConfigurationError(f"secret {secret_arn} must be a JSON object with string fields username and password")
     return username, password
+
+
+class CredentialCache:
+    """Credentials read from Secrets Manager, kept for `max_age_seconds` in this process (a warm
+    Lambda execution environment, as the AWS Parameters and Secrets extension keeps them): a cutover
+    step connects as four to six roles, and a read per role per step is a round trip inside the
+    fenced window, when every write waits. A rotated secret is read again once the age passes, or
+    at once after `forget` (a connection with the cached credentials refused)."""
+
+    def __init__(self, max_age_seconds: float = 300.0, clock: Any = time.monotonic):
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._kept: dict[str, tuple[float, tuple[str, str]]] = {}
+
+    def read(self, secrets: Any, secret_arn: str) -> tuple[str, str]:
+        kept = self._kept.get(secret_arn)
+        if kept is not None and self._clock() - kept[0] < self.max_age_seconds:
+            return kept[1]
+        credentials = read_credentials(secrets, secret_arn)
+        self._kept[secret_arn] = (self._clock(), credentials)
+        return credentials
+
+    def forget(self, secret_arn: str) -> None:
+        self._kept.pop(secret_arn, None)
+
+    def connect(self, settings: DatabaseSettings, secrets: Any, secret_arn: str, *, application_name: str,
+                **options: Any):
+        """`connect` as the role of `secret_arn`; a refused connection forgets its credentials, so
+        the retry reads the secret again."""
+        user, password = self.read(secrets, secret_arn)
+        try:
+            return connect(settings, user, password, application_name=application_name, **options)
+        except DatabaseUnavailable:
+            self.forget(secret_arn)
+            raise
 
 
 def connect(settings: DatabaseSettings, user: str, password: str, *, application_name: str, **options: Any):

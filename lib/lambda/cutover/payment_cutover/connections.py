@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack, closing
 from typing import Any
 
-from payment_common.database import DatabaseSettings, connect, read_credentials
+from payment_common.database import CredentialCache, DatabaseSettings
 from payment_common.errors import MigrationError
 from payment_cutover.postgres_logical import conninfo
 from payment_cutover.settings import Settings
@@ -19,9 +19,13 @@ SESSION_OPTIONS = ("-c statement_timeout=60000 -c lock_timeout=5000 -c idle_in_t
                    "-c idle_session_timeout=120000")
 
 
-def connect_as(side: DatabaseSettings, user: str, password: str):
-    """An autocommit session of the controller's on `side`."""
-    conn = connect(side, user, password, application_name=APPLICATION_NAME, options=SESSION_OPTIONS)
+# Kept across the invocations of a warm function: a step reads four to six secrets otherwise.
+CREDENTIALS = CredentialCache()
+
+
+def connect_as(side: DatabaseSettings, secrets: Any, secret_arn: str):
+    """An autocommit session on `side` as the role of `secret_arn`."""
+    conn = CREDENTIALS.connect(side, secrets, secret_arn, application_name=APPLICATION_NAME, options=SESSION_OPTIONS)
     conn.autocommit = True
     return conn
 
@@ -31,15 +35,13 @@ def open_connections(settings: Settings, secrets: Any, stack: ExitStack) -> tupl
     connection is closed when `stack` closes."""
     controller, admin, publishers = {}, {}, {}
     for name, side in settings.sides.items():
-        user, password = read_credentials(secrets, side.secret_arn)
-        controller[name] = stack.enter_context(closing(connect_as(side, user, password)))
+        controller[name] = stack.enter_context(closing(connect_as(side, secrets, side.secret_arn)))
         if settings.driver != "postgres-logical":
             continue
         admin[name] = controller[name]
         if side.subscription_secret_arn:
-            admin_user, admin_password = read_credentials(secrets, side.subscription_secret_arn)
-            admin[name] = stack.enter_context(closing(connect_as(side, admin_user, admin_password)))
-        publisher_user, publisher_password = read_credentials(secrets, side.replication_secret_arn)
+            admin[name] = stack.enter_context(closing(connect_as(side, secrets, side.subscription_secret_arn)))
+        publisher_user, publisher_password = CREDENTIALS.read(secrets, side.replication_secret_arn)
         publishers[name] = conninfo(host=side.host, port=side.port, dbname=side.dbname, user=publisher_user,
                                     password=publisher_password, sslmode=side.sslmode, sslrootcert=side.sslrootcert)
     return controller, admin, publishers
@@ -52,8 +54,7 @@ def open_controller_connections(settings: Settings, secrets: Any, stack: ExitSta
     connections, errors = {}, {}
     for name, side in settings.sides.items():
         try:
-            user, password = read_credentials(secrets, side.secret_arn)
-            connections[name] = stack.enter_context(closing(connect_as(side, user, password)))
+            connections[name] = stack.enter_context(closing(connect_as(side, secrets, side.secret_arn)))
         except MigrationError as error:
             errors[name] = f"{type(error).__name__}: {error}"
     return connections, errors
