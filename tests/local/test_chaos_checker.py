@@ -128,3 +128,20 @@ def test_the_definition_comparison_sees_a_changed_state_and_a_misplaced_function
 
     assert any("Fence.Retry[0].MaxAttempts" in problem for problem in problems)
     assert any("Open.Parameters.FunctionName" in problem for problem in problems)
+
+
+def test_the_load_rate_counts_only_bins_where_every_answer_was_an_acknowledgement_outside_the_fault():
+    from lib.local.chaos.runner import load_rate
+
+    # 4 s of load from t=100: 100 acknowledgements a second, but the third second refused (a fence)
+    # and the fourth slowed to 10 a second by a fault in place from t=103 to t=103.9
+    requests = [answer(f"k{second}-{n}", 201, f"p{second}-{n}", at=100 + second + n / 101)
+                for second in (0, 1) for n in range(100)]
+    requests += [answer(f"r{n}", 503, error="writer_fenced", at=102 + n / 101) for n in range(100)]
+    requests += [answer(f"s{n}", 201, f"ps{n}", at=103 + n / 10) for n in range(10)]
+
+    measured = load_rate(requests, 100.0, 104.0, processes=2, fault=(103.0, 103.9))
+    assert (measured["clean_payments_per_second"], measured["clean_seconds"]) == (100.0, 2.0), measured
+    unfaulted = load_rate(requests, 100.0, 104.0, processes=2)
+    assert unfaulted["clean_payments_per_second"] < 100 and unfaulted["clean_seconds"] == 3.0, unfaulted
+    assert measured["offered_per_second"] == 77.5 and measured["load_processes"] == 2

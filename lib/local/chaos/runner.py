@@ -36,6 +36,7 @@ EPOCHS_PER_TRIAL = 10  # each trial's writer epochs start at index × this: neve
 AFTER_SECONDS = 0.5  # the load goes on this long after recovery: the new writer must take writes
 RECOVERY_ATTEMPTS = 3
 CUSTOMERS = 10
+RATE_BIN_SECONDS = 0.5  # the load's rate is measured over bins this long (a trial lasts a few seconds)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,8 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
         # the load's rate while a side was open to it
         "payments_per_second": round(sum(1 for r in own if r.get("status") in (200, 201))
                                      / max(0.1, load_seconds - verdict.no_writer_seconds), 1),
-        **load_rate(own, *load_window, processes=load.process_count),
+        **load_rate(own, *load_window, processes=load.process_count,
+                    fault=(injection.fired_at, injection.healed_at) if injection is not None else (None, None)),
         "seconds": round(seconds, 1), "phases": phases,
         "findings": verdict.findings(), "notes": notes + [f"fault: {error}" for error in
                                                           (injection.errors if injection else [])],
@@ -247,23 +249,32 @@ def run_trial(world: World, load: Load, trial: Trial, out: Path, seed: int,
     return entry, carried
 
 
-def load_rate(requests: list[dict[str, Any]], started: float, ended: float, *, processes: int) -> dict[str, Any]:
+def load_rate(requests: list[dict[str, Any]], started: float, ended: float, *, processes: int,
+              fault: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
     """The load as measured from the clients' own logs: `offered_per_second`, new payments begun per
-    second of load; `clean_payments_per_second`, payments acknowledged per second over the whole
-    seconds in which every answer was an acknowledgement (what the load pushes when nothing refuses
-    it: the fault's window and the fenced pause excluded), and how many such seconds there were."""
+    second of load; `clean_payments_per_second`, payments acknowledged per second over the
+    half-second bins in which every answer was an acknowledgement and no fault was in place (`fault`:
+    from its injection to the end of its heal) — what the load pushes when nothing refuses or slows
+    it: the fault's window and the fenced pause excluded —, and how many seconds those bins make."""
     seconds = max(0.1, ended - started)
     keys = {r["key"] for r in requests}
     bins: dict[int, list[bool]] = defaultdict(list)
     for r in requests:
         at = float(r.get("answered") or r["sent"])
         if started <= at < ended:
-            bins[int(at - started)].append(r.get("status") in (200, 201))
-    whole = int(seconds)
-    clean = [sum(answers) for second, answers in bins.items() if second < whole and answers and all(answers)]
+            bins[int((at - started) / RATE_BIN_SECONDS)].append(r.get("status") in (200, 201))
+    whole = int(seconds / RATE_BIN_SECONDS)
+    fault_from, fault_to = fault
+    if fault_from is not None:
+        fault_to = ended if fault_to is None else fault_to
+        faulted = range(int((fault_from - started) / RATE_BIN_SECONDS), int((fault_to - started) / RATE_BIN_SECONDS) + 1)
+    else:
+        faulted = range(0)
+    clean = [sum(answers) for number, answers in bins.items()
+             if number < whole and number not in faulted and answers and all(answers)]
     return {"offered_per_second": round(len(keys) / seconds, 1),
-            "clean_payments_per_second": round(sum(clean) / len(clean), 1) if clean else 0.0,
-            "clean_seconds": len(clean), "load_processes": processes}
+            "clean_payments_per_second": round(sum(clean) / (len(clean) * RATE_BIN_SECONDS), 1) if clean else 0.0,
+            "clean_seconds": len(clean) * RATE_BIN_SECONDS, "load_processes": processes}
 
 
 def _write_trial_files(directory: Path, requests, final_rows, samples, fault_requests, entry, verdict) -> None:

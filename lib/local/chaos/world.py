@@ -84,6 +84,7 @@ class Injection:
     healed: threading.Event = field(default_factory=threading.Event)
     heal_finished: threading.Event = field(default_factory=threading.Event)
     fired_at: float | None = None
+    healed_at: float | None = None  # when its heal ended (time.time(), as fired_at)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -126,6 +127,7 @@ class Injection:
         except Exception as error:  # noqa: BLE001
             self.errors.append(f"heal: {error!r}")
         finally:
+            self.healed_at = time.time()
             self.heal_finished.set()
 
 
