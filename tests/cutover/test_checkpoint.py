@@ -113,6 +113,9 @@ def test_a_write_on_the_target_outside_replication_since_the_checkpoint_is_found
 def test_catching_up_before_the_fence_leaves_only_the_last_writes_to_the_fenced_comparison(pair, controller):
     controller.recheck_rounds, controller.recheck_seconds = 3, 0.2
     customer = add_customer(pair.onprem)
+    # on aws before its checkpoint slot is made, or that slot names the customer too
+    pair.wait_until(lambda: pair.aws.scalar("SELECT count(*) FROM customers WHERE customer_id = %s", (customer,)),
+                    "the customer to reach aws")
     steps.checkpoint(controller, ONPREM, AWS)
     during_live_validation = add_payments(pair, customer, 4)
     replicated(pair, during_live_validation[-1])
