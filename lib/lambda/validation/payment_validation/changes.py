@@ -115,8 +115,12 @@ def read_changes(conn, slot: str, *, max_rows: int, upto_lsn: str | None = None)
 
 
 def current_lsn(conn) -> str:
+    """Where the server's WAL ends now: every transaction committed so far lies before it. The
+    insert position, not pg_current_wal_lsn (the write position): an asynchronous commit, such as a
+    replication apply's, may still sit in the WAL buffers, behind the write position — a checkpoint
+    moved there would leave it to be compared again."""
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_catalog.pg_current_wal_lsn()::text")
+        cur.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()::text")
         return cur.fetchone()[0]
 
 
