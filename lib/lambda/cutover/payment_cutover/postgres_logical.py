@@ -57,11 +57,9 @@ def subscribe(admin_conn, name: str, publisher_conninfo: str, publication: str, 
     exists but was left disabled (a drop_subscription that stopped half-way) is attached to its slot
     again and enabled: it goes on from where its slot is."""
     with admin_conn.cursor() as cur:
-        cur.execute("SELECT subenabled, subslotname FROM pg_subscription WHERE subname = %s AND subdbid = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
-        row = cur.fetchone()
+        row = _subscription(cur, name)
         if row is not None:
-            enabled, slot = row
+            _, enabled, slot = row
             if slot is None:
                 cur.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = {})").format(
                     sql.Identifier(name), sql.Literal(name)))
@@ -76,6 +74,13 @@ def subscribe(admin_conn, name: str, publisher_conninfo: str, publication: str, 
                  create_slot=sql.Literal(create_slot), copy_data=sql.Literal(copy_data)))
 
 
+def _subscription(cur, name: str) -> tuple | None:
+    """(oid, enabled, slot name) of the subscription `name` in this database, or None."""
+    cur.execute("SELECT oid, subenabled, subslotname FROM pg_subscription WHERE subname = %s AND subdbid = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
+    return cur.fetchone()
+
+
 ABSENT_SUBSCRIPTION = object()
 
 
@@ -85,12 +90,10 @@ def disable_subscription(admin_conn, name: str, *, timeout_seconds: float):
     first), None if it applied nothing, ABSENT_SUBSCRIPTION if there is no such subscription.
     Raises SwitchPending if the worker is still running after `timeout_seconds`."""
     with admin_conn.cursor() as cur:
-        cur.execute("SELECT oid, subenabled FROM pg_subscription WHERE subname = %s AND subdbid = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
-        row = cur.fetchone()
+        row = _subscription(cur, name)
         if row is None:
             return ABSENT_SUBSCRIPTION
-        oid, enabled = row
+        oid, enabled, _ = row
         if enabled:
             cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
         deadline = time.monotonic() + timeout_seconds
@@ -110,12 +113,10 @@ def disable_subscription(admin_conn, name: str, *, timeout_seconds: float):
 def drop_subscription(admin_conn, name: str) -> bool:
     """Disable, detach from its slot and drop the subscription (the slot stays on the publisher)."""
     with admin_conn.cursor() as cur:
-        cur.execute("SELECT subenabled, subslotname FROM pg_subscription WHERE subname = %s AND subdbid = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())", (name,))
-        row = cur.fetchone()
+        row = _subscription(cur, name)
         if row is None:
             return False
-        enabled, slot = row
+        _, enabled, slot = row
         if enabled:
             cur.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(sql.Identifier(name)))
         if slot is not None:
